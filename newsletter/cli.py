@@ -1,0 +1,56 @@
+"""The `newsletter` command line: one click group, one function per command.
+
+Domain errors (NewsletterError) become a one-line message and exit 2 here and only here.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from newsletter.context import AppContext
+from newsletter.errors import NewsletterError
+
+
+class NewsletterGroup(click.Group):
+    """Turns user errors into `error: path:line: field: message` and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except NewsletterError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+
+@click.group(cls=NewsletterGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    envvar="NEWSLETTER_ROOT",
+    help="Publication directory (newsletter.yaml, content/, templates/, subscribers/). "
+    "Default: the current directory.",
+)
+@click.version_option(package_name="newsletter")
+@click.pass_context
+def main(ctx: click.Context, root: Path | None) -> None:
+    """Publish a Markdown newsletter: check, build, send, archive.
+
+    \b
+    Example:
+        newsletter check
+        newsletter --root ~/my-letter build
+    """
+    root = (root or Path(os.getcwd())).resolve()
+    if not root.is_dir():
+        raise click.BadParameter(f"{root} is not a directory", param_hint="--root")
+    ctx.obj = AppContext(root=root)
+
+
+# Each area keeps its commands in its own module; registering them here gives one `--help`.
+# (One line per module: keep this block sorted.)

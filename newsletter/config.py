@@ -1,0 +1,316 @@
+"""newsletter.yaml: typed, validated, frozen; every key overridable from the environment.
+
+`NEWSLETTER_DELIVERY__SMTP__PORT=2525` sets `delivery.smtp.port`; the environment wins over the
+file. Secrets never live here: the file names the environment variable that holds them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+import zoneinfo
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from newsletter.errors import ConfigError
+from newsletter.yamlio import KeyPath, LocatedYaml, load_located
+
+CONFIG_FILE = "newsletter.yaml"
+ENV_PREFIX = "NEWSLETTER_"
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def _key(name: str) -> dict[str, str]:
+    """Field metadata for a YAML key that is not a valid Python name (`from`)."""
+    return {"key": name}
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    weekday: str = "tuesday"
+    nth: int = 1
+    time: str = "09:00"
+    catch_up_days: int = 3
+    # An RFC 5545 RRULE ("FREQ=MONTHLY;BYDAY=-1TH") replacing weekday/nth for other cadences.
+    rrule: str | None = None
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str = "localhost"
+    port: int = 25
+    security: Literal["none", "starttls", "ssl"] = "none"
+    username: str | None = None
+    password_env: str = "NEWSLETTER_SMTP_PASSWORD"
+    connections: int = 4
+    max_per_second: float = 0
+    timeout: float = 60
+
+
+@dataclass(frozen=True)
+class DeliveryConfig:
+    transport: Literal["file", "smtp"] = "file"
+    outbox: str = "outbox"
+    smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    # Dev-mode redirect: when set, every message goes to this address instead of the reader's.
+    redirect_to: str | None = None
+    # Envelope sender with +token (VERP) so bounces name the reader; null: the From address.
+    verp: bool = True
+
+
+@dataclass(frozen=True)
+class ImapConfig:
+    host: str = "localhost"
+    port: int = 993
+    security: Literal["none", "starttls", "ssl"] = "ssl"
+    username: str | None = None
+    password_env: str = "NEWSLETTER_IMAP_PASSWORD"
+    folder: str = "INBOX"
+    processed_folder: str | None = None
+
+
+@dataclass(frozen=True)
+class InboxConfig:
+    imap: ImapConfig = field(default_factory=ImapConfig)
+    # Soft bounces on this many consecutive issues mark the reader bounced.
+    soft_bounce_limit: int = 3
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    # Public https URL of `newsletter serve`; when set, unsubscribe links point there.
+    public_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8025
+
+
+@dataclass(frozen=True)
+class Config:
+    root: Path
+    name: str = "Newsletter"
+    tagline: str = ""
+    publisher: str = ""
+    postal_address: str = ""
+    sender: str = field(default="Newsletter <news@example.com>", metadata=_key("from"))
+    reply_to: str = "news@example.com"
+    base_url: str = "https://example.com/newsletter/"
+    language: str = "en"
+    timezone: str = "Europe/London"
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    inbox: InboxConfig = field(default_factory=InboxConfig)
+    web: WebConfig = field(default_factory=WebConfig)
+
+    @property
+    def content_dir(self) -> Path:
+        return self.root / "content"
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.root / "templates"
+
+    @property
+    def subscribers_dir(self) -> Path:
+        return self.root / "subscribers"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.root / self.delivery.outbox
+
+    @property
+    def tz(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+    def archive_url(self, path: str = "") -> str:
+        return self.base_url + path.lstrip("/")
+
+
+def load_config(root: Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Read `root/newsletter.yaml` (optional: every key has a default) plus the environment."""
+    environ = os.environ if environ is None else environ
+    path = root / CONFIG_FILE
+    located = LocatedYaml({}, {})
+    if path.exists():
+        text = _read_text(path)
+        located = load_located(text, path=path, error=ConfigError)
+        if located.data is None:
+            located = LocatedYaml({}, {})
+        elif not isinstance(located.data, dict):
+            raise ConfigError("expected a mapping of settings at the top level", path=path, line=1)
+    data: dict[str, Any] = dict(located.data)
+    _apply_environment(data, environ)
+    config = _build(Config, data, (), path, located, extra={"root": root})
+    _validate(config, path, located)
+    return config
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path=path) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", path=path) from None
+
+
+def _yaml_keys(cls: type) -> dict[str, dataclasses.Field[Any]]:
+    return {
+        f.metadata.get("key", f.name): f for f in dataclasses.fields(cls) if f.name != "root"
+    }
+
+
+def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> None:
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = name[len(ENV_PREFIX) :].lower().split("__")
+        # Other NEWSLETTER_* variables (NEWSLETTER_ROOT, the secrets) are not settings.
+        if parts[0] not in _yaml_keys(Config):
+            continue
+        target = data
+        for part in parts[:-1]:
+            existing = target.get(part)
+            if not isinstance(existing, dict):
+                existing = {}
+                target[part] = existing
+            target = existing
+        target[parts[-1]] = _EnvValue(name, raw)
+
+
+@dataclass(frozen=True)
+class _EnvValue:
+    """A string from the environment, converted to the field's type when the config is built."""
+
+    variable: str
+    raw: str
+
+
+def _build(
+    cls: type,
+    data: Any,
+    path: KeyPath,
+    file: Path,
+    located: LocatedYaml,
+    extra: dict[str, Any] | None = None,
+) -> Any:
+    dotted = ".".join(path) or "(top level)"
+    if not isinstance(data, dict):
+        raise ConfigError(
+            "expected a mapping", path=file, line=located.line_of(*path), field=dotted
+        )
+    known = _yaml_keys(cls)
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = dict(extra or {})
+    for key, value in data.items():
+        key = str(key)
+        keypath = (*path, key)
+        if key not in known:
+            raise ConfigError(
+                f"unknown setting; expected one of: {', '.join(sorted(known))}",
+                path=_where(value, file),
+                line=located.line_of(*keypath),
+                field=".".join(keypath),
+            )
+        f = known[key]
+        kwargs[f.name] = _convert(hints[f.name], value, keypath, file, located)
+    return cls(**kwargs)
+
+
+def _where(value: Any, file: Path) -> Path | str:
+    return f"${value.variable}" if isinstance(value, _EnvValue) else file
+
+
+def _convert(hint: Any, value: Any, keypath: KeyPath, file: Path, located: LocatedYaml) -> Any:
+    dotted = ".".join(keypath)
+    line = located.line_of(*keypath)
+    where = _where(value, file)
+    if isinstance(value, _EnvValue):
+        line = None
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        return _build(hint, value, keypath, file, located)
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        if value is None or (isinstance(value, _EnvValue) and value.raw.lower() in ("", "null")):
+            if type(None) in args:
+                return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(inner[0], value, keypath, file, located)
+    if origin is Literal:
+        raw = value.raw if isinstance(value, _EnvValue) else value
+        if raw not in args:
+            choices = " | ".join(str(a) for a in args)
+            raise ConfigError(
+                f"expected one of {choices}, got {raw!r}", path=where, line=line, field=dotted
+            )
+        return raw
+    expected = {str: "text", int: "a whole number", float: "a number", bool: "true or false"}
+    if isinstance(value, _EnvValue):
+        value = _parse_env(value.raw, hint)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is str and isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)  # `port: 25` style numbers where text is fine (a postal code)
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        got = "nothing" if value is None else f"{type(value).__name__} {value!r}"
+        raise ConfigError(
+            f"expected {expected.get(hint, hint.__name__)}, got {got}",
+            path=where,
+            line=line,
+            field=dotted,
+        )
+    return value
+
+
+def _parse_env(raw: str, hint: Any) -> Any:
+    if hint is bool:
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        return raw
+    for kind in (int, float):
+        if hint is kind:
+            try:
+                return kind(raw)
+            except ValueError:
+                return raw
+    return raw
+
+
+def _validate(config: Config, file: Path, located: LocatedYaml) -> None:
+    """Checks beyond types: values that parse but cannot work."""
+
+    def fail(message: str, *keypath: str) -> None:
+        raise ConfigError(
+            message, path=file, line=located.line_of(*keypath), field=".".join(keypath)
+        )
+
+    if not config.base_url.startswith(("http://", "https://")) or not config.base_url.endswith(
+        "/"
+    ):
+        fail("expected an http(s) URL ending in '/'", "base_url")
+    try:
+        zoneinfo.ZoneInfo(config.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        fail(f"unknown time zone {config.timezone!r} (expected e.g. Europe/London)", "timezone")
+    if config.schedule.weekday.lower() not in WEEKDAYS:
+        fail(f"expected a weekday name ({', '.join(WEEKDAYS)})", "schedule", "weekday")
+    if not -5 <= config.schedule.nth <= 5 or config.schedule.nth == 0:
+        fail("expected 1..5 (or -1 for the last one in the month)", "schedule", "nth")
+    hour, _, minute = config.schedule.time.partition(":")
+    if not (hour.isdigit() and minute.isdigit() and int(hour) < 24 and int(minute) < 60):
+        fail(f"expected HH:MM, got {config.schedule.time!r}", "schedule", "time")
+    if config.schedule.catch_up_days < 0:
+        fail("expected 0 or more days", "schedule", "catch_up_days")
+    if config.delivery.smtp.connections < 1:
+        fail("expected at least 1", "delivery", "smtp", "connections")
+    if config.web.public_url is not None and not config.web.public_url.startswith(
+        ("http://", "https://")
+    ):
+        fail("expected an http(s) URL", "web", "public_url")

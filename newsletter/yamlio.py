@@ -1,0 +1,61 @@
+"""Safe YAML loading that remembers the line of every mapping key.
+
+Errors must name the file and line of the offending field, which `yaml.safe_load` forgets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from newsletter.errors import NewsletterError
+
+KeyPath = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LocatedYaml:
+    data: Any
+    lines: dict[KeyPath, int]  # key path -> 1-based line of the key in the file
+
+    def line_of(self, *path: str, default: int | None = None) -> int | None:
+        return self.lines.get(tuple(path), default)
+
+
+def load_located(
+    text: str,
+    *,
+    path: Path | str,
+    first_line: int = 1,
+    error: type[NewsletterError] = NewsletterError,
+) -> LocatedYaml:
+    """Parse one YAML document with SafeLoader; `first_line` offsets lines (front-matter)."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = first_line + mark.line if mark else None
+        problem = exc.problem or "malformed YAML"
+        raise error(f"malformed YAML: {problem}", path=path, line=line) from None
+    except yaml.YAMLError as exc:
+        raise error(f"malformed YAML: {exc}", path=path, line=first_line) from None
+    finally:
+        loader.dispose()
+    lines: dict[KeyPath, int] = {}
+    if node is not None:
+        _collect_lines(node, (), lines, first_line)
+    return LocatedYaml(data, lines)
+
+
+def _collect_lines(node: yaml.Node, prefix: KeyPath, out: dict[KeyPath, int], first: int) -> None:
+    out.setdefault(prefix, first + node.start_mark.line)
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            out[(*prefix, key)] = first + key_node.start_mark.line
+            _collect_lines(value_node, (*prefix, key), out, first)
