@@ -1,0 +1,61 @@
+"""Every public URL and per-reader address the pipeline hands out, in one place.
+
+The email, the archive, the web endpoints and the inbox must agree on these, so nobody else
+builds them by string concatenation.
+"""
+
+from __future__ import annotations
+
+from email.utils import parseaddr
+
+from newsletter.config import Config
+
+
+def issue_url(config: Config, slug: str) -> str:
+    """The issue's archive page (`<archive>/<slug>/index.html`), also its email "web version"."""
+    return config.archive_url(f"{slug}/")
+
+
+def tag_url(config: Config, tag: str) -> str:
+    return config.archive_url(f"tags/{tag}/")
+
+
+def plus_address(address: str, token: str) -> str:
+    """`news@example.com` + token -> `news+token@example.com` (RFC 5233 subaddressing)."""
+    _, addr = parseaddr(address)
+    local, _, domain = (addr or address).rpartition("@")
+    local = local.split("+", 1)[0]
+    return f"{local}+{token}@{domain}"
+
+
+def token_from_address(address: str, base: str) -> str | None:
+    """The token in `news+token@example.com` when it is a subaddress of `base`, else None."""
+    _, addr = parseaddr(address)
+    _, base_addr = parseaddr(base)
+    local, _, domain = addr.lower().rpartition("@")
+    base_local, _, base_domain = base_addr.lower().rpartition("@")
+    if domain != base_domain or "+" not in local:
+        return None
+    stem, _, token = local.partition("+")
+    return token if stem == base_local and token else None
+
+
+def unsubscribe_address(config: Config, token: str) -> str:
+    """The reader's own unsubscribe mailbox: any mail to it unsubscribes that reader."""
+    return plus_address(config.reply_to, token)
+
+
+def unsubscribe_mailto(config: Config, token: str) -> str:
+    return f"mailto:{unsubscribe_address(config, token)}?subject=unsubscribe"
+
+
+def unsubscribe_web_url(config: Config, token: str) -> str | None:
+    """The https one-click endpoint (RFC 8058), when `web.public_url` is configured."""
+    if not config.web.public_url:
+        return None
+    return config.web.public_url.rstrip("/") + f"/unsubscribe/{token}"
+
+
+def unsubscribe_link(config: Config, token: str) -> str:
+    """What the footer links: the web page when there is one, else the mailto."""
+    return unsubscribe_web_url(config, token) or unsubscribe_mailto(config, token)
