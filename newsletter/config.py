@@ -99,6 +99,8 @@ class Config:
     reply_to: str = "news@example.com"
     base_url: str = "https://example.com/newsletter/"
     language: str = "en"
+    # Said to readers whose first name is unknown: "Hi there,".
+    greeting_fallback: str = "there"
     timezone: str = "Europe/London"
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
@@ -143,7 +145,7 @@ def load_config(root: Path, environ: Mapping[str, str] | None = None) -> Config:
             raise ConfigError("expected a mapping of settings at the top level", path=path, line=1)
     data: dict[str, Any] = dict(located.data)
     _apply_environment(data, environ)
-    config = _build(Config, data, (), path, located, extra={"root": root})
+    config: Config = _build(Config, data, (), path, located, extra={"root": root})
     _validate(config, path, located)
     return config
 
@@ -158,9 +160,7 @@ def _read_text(path: Path) -> str:
 
 
 def _yaml_keys(cls: type) -> dict[str, dataclasses.Field[Any]]:
-    return {
-        f.metadata.get("key", f.name): f for f in dataclasses.fields(cls) if f.name != "root"
-    }
+    return {f.metadata.get("key", f.name): f for f in dataclasses.fields(cls) if f.name != "root"}
 
 
 def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> None:
@@ -235,9 +235,11 @@ def _convert(hint: Any, value: Any, keypath: KeyPath, file: Path, located: Locat
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (types.UnionType, typing.Union):
-        if value is None or (isinstance(value, _EnvValue) and value.raw.lower() in ("", "null")):
-            if type(None) in args:
-                return None
+        is_null = value is None or (
+            isinstance(value, _EnvValue) and value.raw.lower() in ("", "null")
+        )
+        if is_null and type(None) in args:
+            return None
         inner = [a for a in args if a is not type(None)]
         return _convert(inner[0], value, keypath, file, located)
     if origin is Literal:
@@ -291,9 +293,7 @@ def _validate(config: Config, file: Path, located: LocatedYaml) -> None:
             message, path=file, line=located.line_of(*keypath), field=".".join(keypath)
         )
 
-    if not config.base_url.startswith(("http://", "https://")) or not config.base_url.endswith(
-        "/"
-    ):
+    if not config.base_url.startswith(("http://", "https://")) or not config.base_url.endswith("/"):
         fail("expected an http(s) URL ending in '/'", "base_url")
     try:
         zoneinfo.ZoneInfo(config.timezone)

@@ -16,6 +16,16 @@ from newsletter.errors import NewsletterError
 KeyPath = tuple[str, ...]
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that leaves dates as text, so a bad date is reported with its line."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 @dataclass(frozen=True)
 class LocatedYaml:
     data: Any
@@ -33,7 +43,7 @@ def load_located(
     error: type[NewsletterError] = NewsletterError,
 ) -> LocatedYaml:
     """Parse one YAML document with SafeLoader; `first_line` offsets lines (front-matter)."""
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None

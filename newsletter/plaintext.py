@@ -1,0 +1,234 @@
+"""HTML fragment -> readable plain text for the email's text/plain part.
+
+Not a tag stripper: paragraphs are wrapped, headings underlined, lists and quotes kept, tables
+laid out in columns, and every link listed under the text as `[n] URL`, the way classic
+text newsletters read.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from dataclasses import dataclass
+from html.parser import HTMLParser
+
+WIDTH = 72
+_BLOCKS = {"p", "div", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "blockquote",
+           "pre", "table", "tr", "hr", "dl", "dt", "dd", "figure", "figcaption"}  # fmt: skip
+_UNDERLINE = {"h1": "=", "h2": "-", "h3": "~"}
+_SPACES = re.compile(r"\s+")
+_FOOTNOTE_REF = "#footnote-ref"
+
+
+@dataclass
+class _List:
+    ordered: bool
+    number: int = 0  # the current item's number
+    bullet_pending: bool = False  # only an item's first paragraph carries the bullet
+
+    @property
+    def bullet(self) -> str:
+        return f"{self.number}. " if self.ordered else "- "
+
+
+class _TextBuilder(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.out: list[str] = []  # finished blocks of text
+        self.links: list[str] = []
+        self.inline: list[str] = []
+        self.quote_depth = 0
+        self.lists: list[_List] = []
+        self.pre = 0
+        self.heading: str | None = None
+        self.href_stack: list[str | None] = []
+        self.table: list[list[str]] | None = None
+        self.cell: list[str] | None = None
+        self.skip = 0  # inside <style>/<script>/footnote back-references
+
+    # -- helpers -------------------------------------------------------------------------
+    def _flush(self) -> None:
+        text = "".join(self.inline)
+        self.inline = []
+        if self.pre:
+            body = text.strip("\n")
+            if body:
+                self._emit("\n".join("    " + line for line in body.split("\n")))
+            return
+        text = _SPACES.sub(" ", text).strip()
+        if not text:
+            return
+        if self.heading:
+            mark = _UNDERLINE.get(self.heading)
+            self._emit(f"{text}\n{mark * min(len(text), WIDTH)}" if mark else text.upper())
+            return
+        indent = "  " * max(len(self.lists) - 1, 0)
+        first = rest = indent
+        if self.lists:
+            current = self.lists[-1]
+            rest = indent + " " * len(current.bullet)
+            first = indent + current.bullet if current.bullet_pending else rest
+            current.bullet_pending = False
+        width = WIDTH - 2 * self.quote_depth
+        wrapped = textwrap.fill(
+            text, width=width, initial_indent=first, subsequent_indent=rest,
+            break_long_words=False, break_on_hyphens=False,
+        )  # fmt: skip
+        self._emit(wrapped)
+
+    def _emit(self, block: str) -> None:
+        if self.quote_depth:
+            block = "\n".join(
+                ("> " * self.quote_depth + line).rstrip() for line in block.split("\n")
+            )
+        self.out.append(block)
+
+    # -- parser events -------------------------------------------------------------------
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attr = dict(attrs)
+        if tag in ("style", "script") or (
+            tag == "a" and "footnote-backref" in (attr.get("class") or "")
+        ):
+            self.skip += 1
+            return
+        if tag == "a":
+            href = attr.get("href")
+            if "footnote-ref" in (attr.get("class") or ""):
+                href = _FOOTNOTE_REF
+                (self.cell if self.cell is not None else self.inline).append("[^")
+            self.href_stack.append(href)
+            return
+        if self.cell is not None and tag not in ("td", "th", "tr"):
+            if tag == "br":
+                self.cell.append(" ")
+            return
+        if tag in _BLOCKS or tag == "br":
+            if tag == "br":
+                self.inline.append("\n" if self.pre else " ")
+                return
+            self._flush()
+        if tag in ("h1", "h2", "h3", "h4", "h5", "h6"):
+            self.heading = tag
+        elif tag == "blockquote":
+            self.quote_depth += 1
+        elif tag in ("ul", "ol"):
+            self.lists.append(_List(ordered=tag == "ol"))
+        elif tag == "li" and self.lists:
+            self.lists[-1].number += 1
+            self.lists[-1].bullet_pending = True
+        elif tag == "pre":
+            self.pre += 1
+        elif tag == "hr":
+            self._emit("-" * 24)
+        elif tag == "table":
+            self.table = []
+        elif tag == "tr" and self.table is not None:
+            self.table.append([])
+        elif tag in ("td", "th"):
+            self.cell = []
+        elif tag == "img":
+            alt = (attr.get("alt") or "").strip()
+            if alt:
+                self.inline.append(f"[{alt}]")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("style", "script") or (tag == "a" and self.skip):
+            self.skip = max(self.skip - 1, 0)
+            return
+        if tag in ("td", "th") and self.cell is not None and self.table is not None:
+            self.table[-1].append(_SPACES.sub(" ", "".join(self.cell)).strip())
+            self.cell = None
+            return
+        if tag == "table" and self.table is not None:
+            self._emit(_layout_table(self.table))
+            self.table = None
+            return
+        if self.cell is not None:
+            if tag == "a":
+                self._close_link(self.cell)
+            return
+        if tag == "a":
+            self._close_link(self.inline)
+            return
+        if tag in _BLOCKS:
+            self._flush()
+        if tag in ("h1", "h2", "h3", "h4", "h5", "h6"):
+            self.heading = None
+        elif tag == "blockquote":
+            self.quote_depth -= 1
+        elif tag in ("ul", "ol") and self.lists:
+            self.lists.pop()
+        elif tag == "pre":
+            self.pre -= 1
+
+    def _close_link(self, sink: list[str]) -> None:
+        href = self.href_stack.pop() if self.href_stack else None
+        if href == _FOOTNOTE_REF:
+            sink.append("]")
+            return
+        if not href or href.startswith("#"):
+            return
+        text = "".join(sink).strip()
+        if href.startswith("mailto:") and text and text in href:
+            return
+        if href == text:
+            return
+        if href not in self.links:
+            self.links.append(href)
+        sink.append(f" [{self.links.index(href) + 1}]")
+
+    def handle_data(self, data: str) -> None:
+        if self.skip:
+            return
+        target = self.cell if self.cell is not None else self.inline
+        target.append(data)
+
+
+def _layout_table(rows: list[list[str]]) -> str:
+    rows = [row for row in rows if row]
+    if not rows:
+        return ""
+    columns = max(len(row) for row in rows)
+    widths = [max((len(row[i]) if i < len(row) else 0) for row in rows) for i in range(columns)]
+    if sum(widths) + 3 * (columns - 1) > WIDTH:
+        return _layout_records(rows)
+    lines = []
+    for index, row in enumerate(rows):
+        cells = [(row[i] if i < len(row) else "").ljust(widths[i]) for i in range(columns)]
+        lines.append(" | ".join(cells).rstrip())
+        if index == 0:
+            lines.append("-+-".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _layout_records(rows: list[list[str]]) -> str:
+    """A table too wide for 72 columns: one block per row, 'Header: value' lines."""
+    header, *body = rows
+    blocks = []
+    for row in body:
+        lines = [row[0]] if row else []
+        for name, value in zip(header[1:], row[1:], strict=False):
+            lines.append(
+                textwrap.fill(
+                    f"{name}: {value}",
+                    width=WIDTH,
+                    initial_indent="  ",
+                    subsequent_indent="    ",
+                    break_long_words=False,
+                )
+            )
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def html_to_text(html: str) -> str:
+    """Plain text of an HTML fragment, with its links listed at the end as `[n] URL`."""
+    builder = _TextBuilder()
+    builder.feed(html)
+    builder.close()
+    builder._flush()
+    text = "\n\n".join(block for block in builder.out if block.strip())
+    if builder.links:
+        listed = "\n".join(f"[{n}] {url}" for n, url in enumerate(builder.links, 1))
+        text += "\n\nLinks:\n" + listed
+    return text

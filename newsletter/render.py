@@ -1,0 +1,249 @@
+"""Render an Issue once: Markdown -> Jinja2 templates -> premailer -> `RenderedIssue`.
+
+Per-reader values (first name, address, unsubscribe link) are left in the rendered output as
+slot tokens, so personalising for one reader is a list join, not another Markdown, Jinja2 or
+premailer pass. Tokens have no spaces or braces because lxml (inside premailer) URL-encodes
+`{{ ... }}` found in an href.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import jinja2
+from markupsafe import Markup
+from premailer import Premailer
+
+from newsletter import links
+from newsletter.config import Config
+from newsletter.errors import TemplateError
+from newsletter.issues import Issue
+from newsletter.markup import BodyLink, render_markdown
+from newsletter.plaintext import html_to_text
+
+RECENT_COUNT = 12
+SLOTS = ("first_name", "email", "unsubscribe_url", "unsubscribe_address")
+_SLOT_TOKEN = "NLSLOT-{}-9f2c"
+_SLOT_RE = re.compile(r"NLSLOT-([a-z_]+)-9f2c")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+class Reader(Protocol):
+    """Anything with these attributes can be personalised for: a Subscriber, a test double."""
+
+    @property
+    def email(self) -> str: ...
+    @property
+    def first_name(self) -> str | None: ...
+    @property
+    def token(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class PreviewReader:
+    """The placeholder reader for previews and the archive: no personal data."""
+
+    email: str = "reader@example.com"
+    first_name: str | None = None
+    token: str = "preview"
+
+
+@dataclass(frozen=True)
+class Personalised:
+    html: str
+    text: str
+
+
+@dataclass(frozen=True)
+class SlotTemplate:
+    """Text split once around slot tokens: literal, slot, literal, slot, ..., literal."""
+
+    parts: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> SlotTemplate:
+        return cls(tuple(_SLOT_RE.split(text)))
+
+    @property
+    def slots(self) -> tuple[str, ...]:
+        return self.parts[1::2]
+
+    def fill(self, values: Mapping[str, str]) -> str:
+        parts = list(self.parts)
+        parts[1::2] = [values[name] for name in self.slots]
+        return "".join(parts)
+
+
+@dataclass(frozen=True)
+class RecentIssue:
+    number: int
+    title: str
+    date: dt.date
+    url: str
+
+
+@dataclass(frozen=True)
+class RenderedIssue:
+    config: Config
+    issue: Issue
+    subject: str
+    preheader: str
+    html_body_fragment: str  # the issue's Markdown as HTML, absolute URLs, not inlined
+    body_links: tuple[BodyLink, ...]
+    html: SlotTemplate  # the whole email, CSS inlined
+    text: SlotTemplate
+    inliner_warnings: tuple[str, ...]
+
+    @property
+    def web_url(self) -> str:
+        return links.issue_url(self.config, self.issue.slug)
+
+    def personalise(self, reader: Reader) -> Personalised:
+        """The email for one reader: cheap string joins; every value is escaped for HTML."""
+        raw = self.slot_values(reader)
+        escaped = {name: html.escape(value, quote=True) for name, value in raw.items()}
+        return Personalised(html=self.html.fill(escaped), text=self.text.fill(raw))
+
+    def slot_values(self, reader: Reader) -> dict[str, str]:
+        # Control characters (CR/LF above all) in a subscriber's name must not shape the text.
+        name = _CONTROL.sub(" ", reader.first_name or "").strip()
+        return {
+            "first_name": name or self.config.greeting_fallback,
+            "email": _CONTROL.sub("", reader.email),
+            "unsubscribe_url": links.unsubscribe_link(self.config, reader.token),
+            "unsubscribe_address": links.unsubscribe_address(self.config, reader.token),
+        }
+
+
+def recent_issues(config: Config, issue: Issue, issues: list[Issue]) -> list[RecentIssue]:
+    """The 12 most recent published issues before this one, newest first."""
+    earlier = [i for i in issues if i.is_ready and i.date < issue.date]
+    earlier.sort(key=lambda i: i.date, reverse=True)
+    return [
+        RecentIssue(i.number, i.title, i.date, links.issue_url(config, i.slug))
+        for i in earlier[:RECENT_COUNT]
+    ]
+
+
+def template_environment(config: Config, *, autoescape: bool = True) -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(config.templates_dir),
+        autoescape=autoescape,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def render_template(env: jinja2.Environment, name: str, context: dict[str, Any]) -> str:
+    """Render one template; template mistakes become TemplateError naming file and line."""
+    folder = getattr(env.loader, "searchpath", ["templates"])[0]
+    try:
+        return env.get_template(name).render(context)
+    except jinja2.TemplateNotFound:
+        raise TemplateError(
+            "template missing; expected it in templates/", path=f"{folder}/{name}"
+        ) from None
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(
+            exc.message or "syntax error", path=exc.filename or f"{folder}/{name}", line=exc.lineno
+        ) from None
+    except jinja2.UndefinedError as exc:
+        raise TemplateError(
+            f"{exc.message} (available: {', '.join(sorted(context))})",
+            path=f"{folder}/{name}",
+            line=_template_line(exc, name),
+        ) from None
+
+
+def _template_line(exc: BaseException, name: str) -> int | None:
+    tb = exc.__traceback__
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.endswith(name):
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def subject_for(config: Config, issue: Issue) -> str:
+    return f"{config.name} #{issue.number}: {issue.title}"
+
+
+def render_issue(config: Config, issue: Issue, issues: list[Issue]) -> RenderedIssue:
+    """Markdown, both templates and premailer: once per issue."""
+    body = render_markdown(config, issue, issues)
+    slot = {name: Markup(_SLOT_TOKEN.format(name)) for name in SLOTS}
+    context: dict[str, Any] = {
+        "config": config,
+        "issue": issue,
+        "subject": subject_for(config, issue),
+        "preheader": issue.summary,
+        "recent": recent_issues(config, issue, issues),
+        "web_url": links.issue_url(config, issue.slug),
+        "archive_url": config.base_url,
+        "subscribe_url": config.archive_url("subscribe/"),
+        "reply_to": config.reply_to,
+        "year": issue.date.year,
+        "slot": slot,
+    }
+    html_env = template_environment(config)
+    page = render_template(html_env, "email.html", {**context, "content": Markup(body.html)})
+    inlined, warnings = inline_css(page)
+    text_env = template_environment(config, autoescape=False)
+    text = render_template(text_env, "email.txt", {**context, "content": html_to_text(body.html)})
+    return RenderedIssue(
+        config=config,
+        issue=issue,
+        subject=context["subject"],
+        preheader=issue.summary,
+        html_body_fragment=body.html,
+        body_links=body.links,
+        html=SlotTemplate.parse(inlined),
+        text=SlotTemplate.parse(text),
+        inliner_warnings=warnings,
+    )
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+# Client-specific properties (Outlook's mso-*, -webkit-/-ms- prefixes) are deliberate in email
+# CSS; cssutils does not know them, and a warning for each would bury real mistakes.
+_VENDOR_PROPERTY = re.compile(r"Unknown Property name\. \[[\d:]+ (-webkit-|-ms-|mso-)")
+
+
+def inline_css(page: str) -> tuple[str, tuple[str, ...]]:
+    """premailer with `@media` rules (responsive, dark mode) kept, `!important` intact."""
+    # cssutils prints every warning to stderr through its own handler; we collect them instead.
+    cssutils_logger = logging.getLogger("CSSUTILS")
+    cssutils_logger.handlers.clear()
+    cssutils_logger.propagate = False
+    collector = _Collect()
+    inliner = Premailer(
+        page,
+        allow_network=False,
+        keep_style_tags=False,
+        strip_important=False,
+        remove_classes=False,
+        disable_validation=False,
+        cssutils_logging_handler=collector,
+        cssutils_logging_level=logging.WARNING,
+    )
+    inlined = inliner.transform()
+    cssutils_logger.removeHandler(collector)
+    warnings = [m for m in collector.messages if not _VENDOR_PROPERTY.search(m)]
+    return inlined, tuple(dict.fromkeys(warnings))
