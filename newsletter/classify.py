@@ -1,0 +1,307 @@
+"""What an incoming message is: unsubscribe, bounce, complaint, auto-reply or feedback.
+
+A pure function of the message (and our own addresses), checked in this order:
+1. bounce: RFC 3464 DSNs and the common free-text forms (see `newsletter.dsn`);
+2. complaint: ARF feedback reports (RFC 5965) and Amazon SES complaint notifications;
+3. a mail client's unsubscribe button: a fresh (non-reply) message to the reader's own
+   `+token` address, or Apple Mail's `X-Apple-Unsubscribe: true`;
+4. auto-reply (RFC 3834, Mailman's replybot rules): never answered, changes nothing;
+5. unsubscribe asked in the Subject or in the reader's own text (never in quoted text);
+6. feedback: everything else, kept for the editor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from email import message_from_string
+from email.header import decode_header, make_header
+from email.message import Message
+from email.utils import getaddresses, parseaddr
+from typing import Literal
+
+from newsletter.dsn import parse_bounce, ses_notification_type
+from newsletter.links import token_from_address
+from newsletter.replytext import own_text, part_text
+
+Kind = Literal["unsubscribe", "bounce", "complaint", "auto_reply", "feedback"]
+
+
+@dataclass(frozen=True)
+class Classification:
+    kind: Kind
+    hard: bool | None = None  # bounces only: permanent failure
+    recipient: str | None = None  # the reader as the message names them (lowercased)
+    token: str | None = None  # the reader's token from one of our +token addresses
+    status: str | None = None  # RFC 3463 status code of a bounce, when known
+    reason: str = ""  # one line saying why, for the events table and the log
+    own_text: str = ""  # what the reader wrote (unsubscribe, feedback)
+
+
+# Headers that carry the address a message was delivered to (ours, possibly with +token).
+_RECIPIENT_HEADERS = ("To", "Cc", "Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To")
+
+_UNSUBSCRIBE = re.compile(
+    r"""\b(unsubscribe|unsubcribe|unsuscribe|opt[\s-]?out|remove\s+me|take\s+me\s+off|
+        stop\s+(sending|emailing|mailing)|no\s+more\s+(emails|mails|newsletters?)|
+        désabonner|desabonner|désinscri\w*|desinscri\w*|désabonnement|
+        abmelden|abbestellen|austragen|darse\s+de\s+baja|dar\s+de\s+baja|dadme\s+de\s+baja|
+        cancelar\s+(la\s+)?suscripci[oó]n|annulla\s+(l'\s*)?iscrizione|disiscri\w+|cancellami|
+        afmelden|uitschrijven|descadastr\w+|cancelar\s+(a\s+)?inscri\w+|
+        avregistrera|avsluta\s+prenumeration|afmeld|wypisz|отписаться)\b
+      |配信停止|購読停止|登録解除|退订|取消订阅|수신\s*거부""",
+    re.IGNORECASE | re.VERBOSE,
+)
+# Single words that only ask to leave when they are the whole message or subject.
+_ALONE = re.compile(
+    r"^\W*(stop|remove|unsubscribe|unsub|cancel|quit|end|désabonner|abmelden|baja|stopp|"
+    r"afmelden|opt\s*out)\W*$",
+    re.IGNORECASE,
+)
+_NEGATION = re.compile(
+    r"\b(don'?t|do\s+not|never|not|won'?t|nicht|pas|ne|no|non|niet)\b[^.!?\n]{0,25}$",
+    re.IGNORECASE,
+)
+# Lines of a newsletter footer pasted without quote marks: they mention unsubscribing but
+# are not the reader asking.
+_FOOTER_LINE = re.compile(
+    r"https?://|mailto:|to\s+unsubscribe|unsubscribe\s+(here|at\s+any\s+time|link)|"
+    r"click\s+(here\s+)?to|you\s+(are\s+)?receiv|you\s+received|why\s+did\s+I\s+get",
+    re.IGNORECASE,
+)
+_REPLY_PREFIX = re.compile(
+    r"^\s*((re|aw|sv|vs|antw|antwort|ref|rif|r|fw|fwd|wg|tr|enc|res|odp|回复|答复|返信)\s*"
+    r"(\[\d+\])?\s*[:：]\s*)+",
+    re.IGNORECASE,
+)
+_AUTO_SUBJECT = re.compile(
+    r"""^(auto(matic|matische|matisch)?[\s-]*(reply|response|antwort|antwoord)|autoreply|
+        out\s+of\s+(the\s+)?office|abwesenheit|réponse\s+automatique|absence|absent|
+        respuesta\s+autom[aá]tica|fuera\s+de\s+la\s+oficina|risposta\s+automatica|fuori\s+sede|
+        resposta\s+autom[aá]tica|aus[eê]ncia|afwezig|frånvaro|vacation|on\s+vacation|
+        away\s+from|自動応答|自動返信|不在|자동\s*응답)""",
+    re.IGNORECASE | re.VERBOSE,
+)
+_OWN_TEXT_LIMIT = 60  # words: past this, a request must come in the first sentences
+
+
+def classify(message: Message, own_addresses: Iterable[str] = ()) -> Classification:
+    """Classify one message. `own_addresses`: our bases (reply_to, from) for `+token` lookup."""
+    bases = tuple(own_addresses)
+    token = _token_in(message, _RECIPIENT_HEADERS, bases)
+    subject = header_text(message, "Subject")
+
+    ignore = _addresses(message, ("To", "Cc", "Delivered-To", "X-Original-To", "Envelope-To"))
+    ignore |= {parseaddr(b)[1].lower() for b in bases}
+    bounce = parse_bounce(message, frozenset(ignore))
+    if bounce is not None:
+        return Classification(
+            "bounce",
+            hard=bounce.hard,
+            recipient=bounce.recipient,
+            token=token or _token_in_enclosed(message, bases),
+            status=bounce.status,
+            reason=("hard" if bounce.hard else "soft") + " bounce: " + bounce.reason[:180],
+        )
+    complaint = _complaint(message)
+    if complaint is not None:
+        recipient, reason = complaint
+        return Classification(
+            "complaint",
+            recipient=recipient,
+            token=token or _token_in_enclosed(message, bases),
+            reason=reason,
+        )
+    sender = parseaddr(str(message.get("From", "")))[1].lower() or None
+    auto = auto_submitted_reason(message)
+    if str(message.get("X-Apple-Unsubscribe", "")).strip().lower() == "true":
+        return Classification(
+            "unsubscribe", recipient=sender, token=token, reason="Apple Mail unsubscribe"
+        )
+    button = auto is None or _ALONE.match(_strip_prefix(subject)) or _UNSUBSCRIBE.search(subject)
+    if token is not None and not _is_reply(message, subject) and button:
+        return Classification(
+            "unsubscribe",
+            recipient=sender,
+            token=token,
+            reason="message to the reader's unsubscribe address",
+        )
+    if auto is not None:
+        return Classification("auto_reply", recipient=sender, token=token, reason=auto)
+    words = own_text(message)
+    why = unsubscribe_request(subject, words)
+    if why is not None:
+        return Classification(
+            "unsubscribe", recipient=sender, token=token, reason=why, own_text=words
+        )
+    return Classification("feedback", recipient=sender, token=token, reason="reply", own_text=words)
+
+
+def unsubscribe_request(subject: str, text: str) -> str | None:
+    """Why the Subject or the reader's own text asks to unsubscribe, or None.
+
+    The text rule is deliberately narrow: the phrase must not be negated ("don't unsubscribe
+    me"), must not sit in a pasted footer line, and in a long letter must come early.
+    """
+    bare = _strip_prefix(subject)
+    if _ALONE.match(bare) or _asks(bare):
+        return f"subject asks to unsubscribe: {bare[:80]!r}"
+    lines = [ln for ln in text.splitlines() if ln.strip() and not _FOOTER_LINE.search(ln)]
+    if len(lines) <= 3 and any(_ALONE.match(ln) for ln in lines):
+        return "reply says: " + next(ln.strip() for ln in lines if _ALONE.match(ln))[:80]
+    body = " ".join(" ".join(lines).split())
+    early = body if len(body.split()) <= _OWN_TEXT_LIMIT else " ".join(_sentences(body)[:2])
+    if _asks(early):
+        return "reply asks to unsubscribe: " + early[:80]
+    return None
+
+
+def _asks(text: str) -> bool:
+    for match in _UNSUBSCRIBE.finditer(text):
+        before = text[: match.start()]
+        clause = re.split(r"[.!?;,\n]|\bbut\b|\baber\b|\bmais\b|\bpero\b|\bma\b", before)[-1]
+        if not _NEGATION.search(clause):
+            return True
+    return False
+
+
+def _sentences(text: str) -> list[str]:
+    return [s for s in re.split(r"(?<=[.!?])\s+", text) if s]
+
+
+def _strip_prefix(subject: str) -> str:
+    return _REPLY_PREFIX.sub("", subject).strip()
+
+
+def _is_reply(message: Message, subject: str) -> bool:
+    return bool(message.get("In-Reply-To") or message.get("References")) or bool(
+        re.match(r"^\s*(re|aw|sv|antw)\s*:", subject, re.IGNORECASE)
+    )
+
+
+def auto_submitted_reason(message: Message) -> str | None:
+    """Why this message was sent by a machine (RFC 3834 and Mailman's replybot), or None."""
+    auto = str(message.get("Auto-Submitted", "")).strip().lower()
+    if auto and auto != "no":
+        return f"Auto-Submitted: {auto}"
+    for name in ("X-Autoreply", "X-Autorespond", "X-Autoresponder"):
+        if message.get(name):
+            return f"{name} header"
+    precedence = str(message.get("Precedence", "")).strip().lower()
+    if precedence in ("auto_reply", "bulk", "junk", "list"):
+        return f"Precedence: {precedence}"
+    for name in message:
+        if name.lower().startswith("list-"):
+            return f"{name} header (mailing list)"
+    if message.get("Return-Path") is not None and str(message["Return-Path"]).strip() in ("<>", ""):
+        return "empty Return-Path"
+    if message.get("X-Apple-Action", "").upper() == "VACATION":
+        return "X-Apple-Action: VACATION"
+    subject = _strip_prefix(header_text(message, "Subject"))
+    if _AUTO_SUBJECT.match(subject):
+        return f"auto-reply subject: {subject[:60]!r}"
+    if ses_notification_type(message) is not None:
+        return "Amazon SES notification"
+    return None
+
+
+def _complaint(message: Message) -> tuple[str | None, str] | None:
+    """(complaining reader, reason) for an ARF report or an SES complaint, else None."""
+    ses = ses_notification_type(message)
+    if ses is not None and ses[0] == "Complaint":
+        complaint = ses[1].get("complaint")
+        recipients = (
+            complaint.get("complainedRecipients", []) if isinstance(complaint, dict) else []
+        )
+        address = recipients[0].get("emailAddress") if recipients else None
+        kind = complaint.get("complaintFeedbackType", "") if isinstance(complaint, dict) else ""
+        return (str(address).lower() if address else None, f"SES complaint {kind}".strip())
+    report = next(
+        (p for p in message.walk() if p.get_content_type() == "message/feedback-report"), None
+    )
+    if report is None:
+        return None
+    fields = _report_fields(report)
+    recipient = None
+    for name in ("original-rcpt-to", "removal-recipient"):
+        if fields.get(name):
+            recipient = parseaddr(fields[name])[1].lower() or None
+            break
+    if recipient is None:
+        enclosed = _enclosed_headers(message)
+        if enclosed is not None:
+            recipient = parseaddr(str(enclosed.get("To", "")))[1].lower() or None
+    return recipient, f"ARF feedback report: {fields.get('feedback-type', 'unknown')}"
+
+
+def _report_fields(part: Message) -> dict[str, str]:
+    payload = part.get_payload()
+    fields: dict[str, str] = {}
+    if isinstance(payload, list):
+        for block in payload:
+            if isinstance(block, Message):
+                fields.update({k.lower(): str(v) for k, v in block.items()})
+        return fields
+    for line in part_text(part).splitlines():
+        name, sep, value = line.partition(":")
+        if sep:
+            fields[name.strip().lower()] = value.strip()
+    return fields
+
+
+def _enclosed_headers(message: Message) -> Message | None:
+    """The headers of the message a report is about (message/rfc822 or text/rfc822-headers)."""
+    for part in message.walk():
+        kind = part.get_content_type()
+        if kind == "message/rfc822":
+            payload = part.get_payload()
+            if isinstance(payload, list) and payload and isinstance(payload[0], Message):
+                return payload[0]
+        if kind in ("text/rfc822-headers", "text/rfc822-header"):
+            return message_from_string(part_text(part))
+    return None
+
+
+def _token_in_enclosed(message: Message, bases: tuple[str, ...]) -> str | None:
+    """Our `+token` in the returned copy of our own message (List-Unsubscribe, Return-Path)."""
+    enclosed = _enclosed_headers(message)
+    if enclosed is None:
+        return None
+    found = _token_in(enclosed, ("Return-Path", "Reply-To", "Sender"), bases)
+    if found is not None:
+        return found
+    for mailto in re.findall(r"<mailto:([^>?]+)", str(enclosed.get("List-Unsubscribe", ""))):
+        for base in bases:
+            token = token_from_address(mailto, base)
+            if token:
+                return token
+    return None
+
+
+def _token_in(message: Message, headers: tuple[str, ...], bases: tuple[str, ...]) -> str | None:
+    for name in headers:
+        for _, address in getaddresses([str(v) for v in message.get_all(name, [])]):
+            for base in bases:
+                token = token_from_address(address, base)
+                if token:
+                    return token
+    return None
+
+
+def _addresses(message: Message, headers: tuple[str, ...]) -> set[str]:
+    values = [str(v) for name in headers for v in message.get_all(name, [])]
+    return {addr.lower() for _, addr in getaddresses(values) if addr}
+
+
+def header_text(message: Message, name: str) -> str:
+    """A header as text whatever its RFC 2047 encoding (tolerates malformed words)."""
+    raw = message.get(name)
+    if raw is None:
+        return ""
+    text = str(raw)
+    if "=?" in text:
+        with contextlib.suppress(UnicodeDecodeError, LookupError, ValueError):
+            text = str(make_header(decode_header(text)))
+    return " ".join(text.split())
