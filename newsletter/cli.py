@@ -12,6 +12,8 @@ from typing import Any
 
 import click
 
+from newsletter import cli_issues
+from newsletter.cli_subscribers import subscribers
 from newsletter.context import AppContext
 from newsletter.errors import NewsletterError
 
@@ -54,3 +56,6 @@ def main(ctx: click.Context, root: Path | None) -> None:
 
 # Each area keeps its commands in its own module; registering them here gives one `--help`.
 # (One line per module: keep this block sorted.)
+for command in (cli_issues.new, cli_issues.check, cli_issues.build, cli_issues.preview):
+    main.add_command(command)
+main.add_command(subscribers)

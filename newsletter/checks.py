@@ -1,0 +1,124 @@
+"""Pre-flight checks of a loaded, rendered issue: what would embarrass us once it is sent.
+
+Loading errors (bad YAML, unknown key...) are IssueErrors raised before this runs; here the
+issue is well-formed and we look for broken links, missing alt text, Gmail clipping, leftover
+placeholders, a footer without its unsubscribe, and a date off the schedule.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from newsletter.config import WEEKDAYS, Config
+from newsletter.issues import Issue, scheduled_day_in_month
+from newsletter.render import PreviewReader, RenderedIssue, SlotTemplate, render_issue
+
+Severity = Literal["error", "warning"]
+GMAIL_CLIP_BYTES = 100 * 1024  # Gmail clips at about 102 KB; keep a margin
+# Editors' marks are upper case ("TK" = to come); "lorem" in any case is filler text.
+_PLACEHOLDER = re.compile(r"\b(?:TK|TODO|FIXME)\b|\b(?i:lorem)\b")
+
+
+@dataclass(frozen=True)
+class Problem:
+    severity: Severity
+    path: Path | str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else str(self.path)
+        return f"{where}: {self.severity}: {self.message}"
+
+
+def check_issue(config: Config, issue: Issue, issues: list[Issue]) -> list[Problem]:
+    """Render the issue and check it (see `check_rendered`)."""
+    return check_rendered(config, render_issue(config, issue, issues))
+
+
+def has_errors(problems: list[Problem]) -> bool:
+    return any(p.severity == "error" for p in problems)
+
+
+def check_rendered(config: Config, rendered: RenderedIssue) -> list[Problem]:
+    """Every problem found in one rendered issue, in file order where there is a line."""
+    issue = rendered.issue
+    problems: list[Problem] = []
+
+    def add(
+        severity: Severity, message: str, line: int | None = None, path: Path | str = ""
+    ) -> None:
+        problems.append(Problem(severity, path or issue.path, line, message))
+
+    for link in rendered.body_links:
+        line = _line_of(issue, link.written)
+        if link.broken:
+            what = "image" if link.tag == "img" else "link"
+            add("error", f"broken {what} {link.written!r}: no file {link.local_path}", line)
+        if link.tag == "img" and not (link.alt or "").strip():
+            add(
+                "error",
+                f"image {link.written!r} has no alt text; write ![what it shows](...)",
+                line,
+            )
+
+    for number, text in _lines(issue):
+        for match in _PLACEHOLDER.finditer(text):
+            add("error", f"leftover placeholder {match.group(0)!r}", number)
+
+    html = rendered.personalise(PreviewReader())
+    size = len(html.html.encode("utf-8"))
+    if size > GMAIL_CLIP_BYTES:
+        add("error", f"HTML is {size / 1024:.0f} KB; Gmail clips emails over about 100 KB")
+
+    templates = config.templates_dir
+    text_slots = set(rendered.text.slots)
+    if not _slot_in_href(rendered.html, "unsubscribe_url"):
+        add("error", "no unsubscribe link: expected href=\"{{ slot.unsubscribe_url }}\"",
+            path=templates / "email.html")  # fmt: skip
+    if "unsubscribe_address" not in rendered.html.slots:
+        add("error", "no unsubscribe address: expected {{ slot.unsubscribe_address }}",
+            path=templates / "email.html")  # fmt: skip
+    if not {"unsubscribe_url", "unsubscribe_address"} & text_slots:
+        add("error", "no unsubscribe address or link: expected {{ slot.unsubscribe_address }}",
+            path=templates / "email.txt")  # fmt: skip
+
+    for warning in rendered.inliner_warnings:
+        add("warning", f"CSS: {warning}", path=templates / "email.html")
+
+    if issue.is_ready and not config.schedule.rrule:
+        expected = scheduled_day_in_month(config, issue.date.year, issue.date.month)
+        if issue.date != expected:
+            weekday = WEEKDAYS[issue.date.weekday()]
+            add(
+                "warning",
+                f"ready issue dated {issue.date} ({weekday}), but the schedule's day that month "
+                f"is {expected}",
+                _line_of(issue, "date:", front_matter=True),
+            )
+    return sorted(problems, key=lambda p: (str(p.path) != str(issue.path), p.line or 0))
+
+
+def _slot_in_href(template: SlotTemplate, slot: str) -> bool:
+    parts = template.parts
+    return any(
+        parts[i] == slot and parts[i - 1].endswith('href="') for i in range(1, len(parts), 2)
+    )
+
+
+def _lines(issue: Issue) -> list[tuple[int, str]]:
+    """(line number, text) of the front-matter and body, fenced code included."""
+    text = issue.path.read_text(encoding="utf-8-sig")
+    return list(enumerate(text.splitlines(), start=1))
+
+
+def _line_of(issue: Issue, needle: str, *, front_matter: bool = False) -> int | None:
+    for number, text in _lines(issue):
+        if not front_matter and number < issue.body_line:
+            continue
+        if needle in text:
+            return number
+    return None
