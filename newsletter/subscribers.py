@@ -1,0 +1,307 @@
+"""Subscriber addresses and CSV files: normalisation, validation, import rows, export.
+
+No SQL here (that is newsletter/store.py). Validation is email-validator's, without DNS. It
+costs ~45 µs an address, too slow for a million-row import, so plain ASCII addresses take a
+strict fast path first: it accepts only what email-validator accepts (and normalises them the
+same way) and hands everything else to email-validator. tests/test_subscribers_import.py
+proves the equivalence over tricky addresses.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import re
+import unicodedata
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Literal
+
+from email_validator import EmailNotValidError, validate_email
+from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
+
+from newsletter.errors import StoreError
+
+Status = Literal["active", "unsubscribed", "bounced", "complained"]
+STATUSES: tuple[Status, ...] = ("active", "unsubscribed", "bounced", "complained")
+_STATUS_BY_NAME: dict[str, Status] = {status: status for status in STATUSES}
+
+# RFC 5322 dot-atom local part, then RFC 1123 host labels; the last label ends with a letter
+# (email-validator's "valid top-level domain" rule). Anything subtler goes to email-validator.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_TLD = r"(?:[A-Za-z0-9][A-Za-z0-9-]{0,61})?[A-Za-z]"
+_FAST = re.compile(rf"({_ATEXT}(?:\.{_ATEXT})*)@((?:{_LABEL}\.)+{_TLD})")
+# Reserved names email-validator rejects (SPECIAL_USE_DOMAIN_NAMES are all single labels).
+_SPECIAL_TLDS = frozenset(("arpa", "invalid", "local", "localhost", "onion", "test"))
+_CASELESS_MAILBOXES = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)
+_MAX_ADDRESS = 254
+
+
+@dataclass(frozen=True)
+class Address:
+    """A valid address: `email` for display and sending, `key` for identity (case-folded)."""
+
+    email: str
+    key: str
+
+
+class InvalidAddress(ValueError):
+    """The text is not a deliverable-looking address; the message says why."""
+
+
+def _fast_normalise(text: str) -> str | None:
+    """The normalised form for a plain ASCII address email-validator would accept, else None."""
+    if len(text) > _MAX_ADDRESS:
+        return None
+    match = _FAST.fullmatch(text)
+    if match is None:
+        return None
+    local, domain = match.groups()
+    domain = domain.lower()
+    # "ab--" labels are reserved (R-LDH, RFC 5890) unless Punycode, which needs decoding.
+    if "--" in domain and any(label[2:4] == "--" for label in domain.split(".")):
+        return None
+    if domain.rpartition(".")[2] in _SPECIAL_TLDS or local.lower() in _CASELESS_MAILBOXES:
+        return None
+    return f"{local}@{domain}"
+
+
+def normalise_address(text: str) -> Address:
+    """Trim and validate (no DNS); the domain is lower-cased and IDNA-decoded.
+
+    Raises InvalidAddress with email-validator's explanation.
+    """
+    text = text.strip()
+    if not text:
+        raise InvalidAddress("no address")
+    email = _fast_normalise(text) if text.isascii() else None
+    if email is None:
+        try:
+            email = validate_email(text, check_deliverability=False).normalized
+        except EmailNotValidError as exc:
+            raise InvalidAddress(str(exc)) from None
+    local, _, domain = email.rpartition("@")
+    # Readers who differ only in case are one reader, as in every major list manager.
+    return Address(email=email, key=f"{local.lower()}@{domain}")
+
+
+# Zero-width (non-)joiners are part of Persian, Indic and emoji spellings; other format
+# characters (bidi overrides, BOMs) only disguise text.
+_KEEP_FORMAT = frozenset("\u200c\u200d")
+
+
+def clean_name(text: str | None) -> str | None:
+    """A first name fit for a header or a greeting: no control characters or line breaks."""
+    if text is None:
+        return None
+    kept = []
+    for ch in text:
+        category = unicodedata.category(ch)
+        if category == "Cc" or category[0] == "Z":
+            kept.append(" ")
+        elif category[0] != "C" or ch in _KEEP_FORMAT:
+            kept.append(ch)
+    name = " ".join("".join(kept).split())[:100]
+    return unicodedata.normalize("NFC", name) or None
+
+
+@dataclass(frozen=True)
+class ImportRow:
+    """One valid CSV row: the line it started on, the address, name and (optional) status."""
+
+    line: int
+    address: Address
+    first_name: str | None
+    status: Status = "active"
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    path: Path
+    line: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.field}: {self.message}"
+
+
+class ImportRejected(StoreError):
+    """Rows were invalid and --skip-invalid was not given: nothing was imported."""
+
+    def __init__(self, problems: list[RowProblem], total: int) -> None:
+        first = problems[0]
+        more = f" (and {total - 1} more invalid rows)" if total > 1 else ""
+        super().__init__(first.message + more, path=first.path, line=first.line, field=first.field)
+        self.problems = problems
+        self.total = total
+
+
+_EMAIL_HEADERS = frozenset(
+    ("email", "e-mail", "email address", "e-mail address", "mail", "emailaddress", "address")
+)
+_NAME_HEADERS = frozenset(("name", "first name", "firstname", "given name", "full name"))
+_DELIMITERS = (",", ";", "\t")
+KEEP_PROBLEMS = 50
+
+
+def _header_key(cell: str) -> str:
+    return " ".join(cell.strip().strip("\ufeff").lower().replace("_", " ").split())
+
+
+@dataclass
+class CsvReader:
+    """Streams ImportRows from a real-world CSV export; collects the invalid rows.
+
+    Handles: a header or none (`email`/`e-mail`/`Email Address`, `name`/`first_name`, optional
+    `status`), UTF-8 with or without BOM, comma, semicolon (Excel, with or without a `sep=;`
+    line) or tab, CRLF, blank lines, rows of empty cells. Invalid rows are counted and the
+    first KEEP_PROBLEMS kept; with `skip_invalid` False, rows stop coming after the first
+    invalid one and ImportRejected is raised at the end, so the store's transaction rolls back.
+    """
+
+    path: Path
+    skip_invalid: bool = False
+    problems: list[RowProblem] = field(default_factory=list)
+    invalid: int = 0
+    rows: int = 0
+
+    def __iter__(self) -> Iterator[ImportRow]:
+        try:
+            with self.path.open("rb") as raw:
+                yield from self._rows(raw)
+        except OSError as exc:
+            raise StoreError(f"cannot read: {exc.strerror}", path=self.path) from None
+        if self.invalid and not self.skip_invalid:
+            raise ImportRejected(self.problems, self.invalid)
+
+    def _problem(self, line: int, field_name: str, message: str) -> None:
+        self.invalid += 1
+        if len(self.problems) < KEEP_PROBLEMS:
+            self.problems.append(RowProblem(self.path, line, field_name, message))
+
+    def _rows(self, raw: IO[bytes]) -> Iterator[ImportRow]:
+        lines = _decoded_lines(raw, self.path)
+        first_line, first = _first_content_line(lines)
+        if first is None:
+            return
+        delimiter = _sniff_delimiter(first)
+        start = first_line
+        if first.strip().lower().startswith("sep=") and len(first.strip()) == 5:
+            delimiter = first.strip()[4]  # Excel's "sep=;" hint line
+            first_line, first = _first_content_line(lines, first_line)
+            if first is None:
+                return
+            start = first_line
+        reader = csv.reader(_chain(first, lines), delimiter=delimiter)
+        header = next(reader)
+        email_col, name_col, status_col, has_header = _columns(header, self.path, start)
+        end = start + reader.line_num - 1
+        if not has_header:
+            yield from self._row(header, start, email_col, name_col, status_col)
+        for cells in reader:
+            begin, end = end + 1, start + reader.line_num - 1
+            yield from self._row(cells, begin, email_col, name_col, status_col)
+
+    def _row(
+        self,
+        cells: list[str],
+        line: int,
+        email_col: int,
+        name_col: int | None,
+        status_col: int | None,
+    ) -> Iterator[ImportRow]:
+        if not any(cell.strip() for cell in cells):
+            return  # blank line or a row of empty cells (Excel pads them)
+        self.rows += 1
+        text = cells[email_col] if email_col < len(cells) else ""
+        try:
+            address = normalise_address(text)
+        except InvalidAddress as exc:
+            self._problem(line, "email", f"{text.strip()!r}: {exc}" if text.strip() else str(exc))
+            return
+        status: Status = "active"
+        if status_col is not None and status_col < len(cells) and cells[status_col].strip():
+            given = cells[status_col].strip().lower()
+            if given not in STATUSES:
+                self._problem(
+                    line, "status", f"expected one of {', '.join(STATUSES)}, got {given!r}"
+                )
+                return
+            status = _STATUS_BY_NAME[given]
+        name = cells[name_col] if name_col is not None and name_col < len(cells) else None
+        if self.invalid and not self.skip_invalid:
+            return  # keep validating to report every bad row, but import nothing
+        yield ImportRow(line, address, clean_name(name), status)
+
+
+def _decoded_lines(raw: IO[bytes], path: Path) -> Iterator[str]:
+    """Lines as text, keeping their endings for csv; a non-UTF-8 byte names its line."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    for number, chunk in enumerate(raw, start=1):
+        try:
+            yield decoder.decode(chunk, final=True)  # a line never ends mid-character
+        except UnicodeDecodeError as exc:
+            raise StoreError(
+                f"not UTF-8 (byte 0x{chunk[min(exc.start, len(chunk) - 1)]:02x}); "
+                "save the file as 'CSV UTF-8'",
+                path=path,
+                line=number,
+            ) from None
+
+
+def _first_content_line(lines: Iterator[str], after: int = 0) -> tuple[int, str | None]:
+    number = after
+    for text in lines:
+        number += 1
+        if text.strip():
+            return number, text
+    return number, None
+
+
+def _chain(first: str, rest: Iterable[str]) -> Iterator[str]:
+    yield first
+    yield from rest
+
+
+def _sniff_delimiter(line: str) -> str:
+    """The separator splitting the first line into most cells (addresses never contain one)."""
+    best = max(_DELIMITERS, key=lambda d: (len(next(csv.reader([line], delimiter=d))), d == ","))
+    return best
+
+
+def _columns(first: list[str], path: Path, line: int) -> tuple[int, int | None, int | None, bool]:
+    """(email column, name column, status column, whether `first` is a header row)."""
+    keys = [_header_key(cell) for cell in first]
+    for index, key in enumerate(keys):
+        if key in _EMAIL_HEADERS:
+            name = next((i for i, k in enumerate(keys) if k in _NAME_HEADERS), None)
+            status = next((i for i, k in enumerate(keys) if k == "status"), None)
+            return index, name, status, True
+    at = [i for i, cell in enumerate(first) if "@" in cell]
+    if not at:
+        raise StoreError(
+            "no email column: expected a header naming email, e-mail or Email Address, "
+            "or an address in the first row",
+            path=path,
+            line=line,
+            field="header",
+        )
+    others = [i for i in range(len(first)) if i != at[0]]
+    return at[0], (others[0] if len(others) == 1 else None), None, False
+
+
+EXPORT_HEADER = ("email", "first_name", "status", "created_at", "consent_at", "consent_source")
+
+
+def write_csv(out: IO[str], rows: Iterable[tuple[object, ...]]) -> int:
+    """Write the export header and rows (streamed); returns the number of rows."""
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(EXPORT_HEADER)
+    count = 0
+    for row in rows:
+        writer.writerow("" if cell is None else cell for cell in row)
+        count += 1
+    return count
