@@ -1,0 +1,220 @@
+"""Where messages go: `.eml` files in the outbox (the default) or an SMTP server.
+
+A `Transport` is one connection's worth of sending: the runner opens one per thread. It
+reports how a message failed precisely enough for the runner's failure policy (RFC 5321):
+`Rejected` carries the stage and the server's reply; `Disconnected` says whether the line
+dropped before the end of DATA (safe to retry) or after the final "." (the server may have
+the message: its fate is unknown).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import smtplib
+import ssl
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal, Protocol
+
+from newsletter.config import Config, SmtpConfig
+from newsletter.errors import DeliveryError
+
+Stage = Literal["connect", "auth", "mail", "rcpt", "data", "dot"]
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._+-]+")
+
+
+class TransportFailure(Exception):
+    """One message did not go through; the runner decides what that means."""
+
+    def __init__(self, stage: Stage, reply: str, code: int | None = None) -> None:
+        super().__init__(f"{stage}: {reply}")
+        self.stage = stage
+        self.reply = reply
+        self.code = code
+
+
+class Rejected(TransportFailure):
+    """The server answered with a 4xx/5xx code at `stage`."""
+
+    code: int
+
+
+class Disconnected(TransportFailure):
+    """The connection failed; `stage == "dot"` means after the final "." (fate unknown)."""
+
+    @property
+    def after_dot(self) -> bool:
+        return self.stage == "dot"
+
+
+class Transport(Protocol):
+    def send(self, sender: str, recipient: str, data: bytes, *, message_id: str) -> str:
+        """Deliver one message; return the server's acceptance reply, raise TransportFailure."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class FileTransport:
+    """One `.eml` per message in `directory`, named after its Message-ID (a re-send overwrites)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def send(self, sender: str, recipient: str, data: bytes, *, message_id: str) -> str:
+        name = _UNSAFE_NAME.sub("_", message_id.strip("<>")) + ".eml"
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".eml")
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    out.write(data)
+                os.replace(tmp, self.directory / name)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except OSError as exc:
+            # A full disk is not one reader's problem: the send must stop.
+            raise DeliveryError(f"cannot write: {exc.strerror}", path=self.directory) from None
+        return f"250 written {name}"
+
+    def close(self) -> None:
+        pass
+
+
+class SmtpTransport:
+    """One reused SMTP connection, opened on first use and re-opened after a drop."""
+
+    def __init__(self, settings: SmtpConfig, password: str | None = None) -> None:
+        self.settings = settings
+        self.password = password
+        self._conn: smtplib.SMTP | None = None
+
+    def _connect(self) -> smtplib.SMTP:
+        if self._conn is not None:
+            return self._conn
+        s = self.settings
+        try:
+            conn: smtplib.SMTP
+            if s.security == "ssl":
+                conn = smtplib.SMTP_SSL(
+                    s.host, s.port, timeout=s.timeout, context=ssl.create_default_context()
+                )
+            else:
+                conn = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+            conn.ehlo()
+            if s.security == "starttls":
+                conn.starttls(context=ssl.create_default_context())
+                conn.ehlo()
+        except smtplib.SMTPResponseException as exc:
+            raise _rejected("connect", exc.smtp_code, exc.smtp_error) from None
+        except (OSError, smtplib.SMTPException) as exc:
+            raise Disconnected("connect", f"{s.host}:{s.port}: {exc}") from None
+        if s.username:
+            try:
+                conn.login(s.username, self.password or "")
+            except smtplib.SMTPResponseException as exc:
+                _quietly_close(conn)
+                raise _rejected("auth", exc.smtp_code, exc.smtp_error) from None
+            except (OSError, smtplib.SMTPException) as exc:
+                _quietly_close(conn)
+                raise Disconnected("auth", str(exc)) from None
+        self._conn = conn
+        return conn
+
+    def send(self, sender: str, recipient: str, data: bytes, *, message_id: str) -> str:
+        conn = self._connect()
+        self._command(conn, "mail", lambda: conn.mail(sender), (250,))
+        self._command(conn, "rcpt", lambda: conn.rcpt(recipient), (250, 251))
+        self._command(conn, "data", lambda: conn.docmd("data"), (354,))
+        payload = _LEADING_DOT.sub(b"..", data)
+        if not payload.endswith(b"\r\n"):
+            payload += b"\r\n"
+        try:
+            conn.send(payload + b".\r\n")
+        except (OSError, smtplib.SMTPException) as exc:
+            # sendall() failed, so the final "." never left this machine: safe to retry.
+            self._drop()
+            raise Disconnected("data", str(exc)) from None
+        return self._command(conn, "dot", conn.getreply, (250,))
+
+    def _command(
+        self,
+        conn: smtplib.SMTP,
+        stage: Stage,
+        call: Callable[[], tuple[int, bytes]],
+        ok: tuple[int, ...],
+    ) -> str:
+        try:
+            code, raw = call()
+        except (OSError, smtplib.SMTPException) as exc:
+            self._drop()
+            raise Disconnected(stage, str(exc) or type(exc).__name__) from None
+        reply = f"{code} {_text(raw)}"
+        if code in ok:
+            return reply
+        if code == 421 or code == -1:
+            self._drop()
+        elif stage != "dot":
+            self._reset(conn)
+        raise _rejected(stage, code, raw)
+
+    def _reset(self, conn: smtplib.SMTP) -> None:
+        """End a refused transaction so the connection can carry the next one."""
+        try:
+            code, _ = conn.rset()
+        except (OSError, smtplib.SMTPException):
+            code = -1
+        if code != 250:
+            self._drop()
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            _quietly_close(self._conn)
+            self._conn = None
+
+    def close(self) -> None:
+        """QUIT; a failure here changes nothing (the server already said 250)."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            conn.quit()
+        except (OSError, smtplib.SMTPException):
+            _quietly_close(conn)
+
+
+def _text(raw: bytes | str) -> str:
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    return " ".join(text.split())
+
+
+def _rejected(stage: Stage, code: int, raw: bytes | str) -> Rejected:
+    exc = Rejected(stage, f"{code} {_text(raw)}", code)
+    exc.code = code
+    return exc
+
+
+def _quietly_close(conn: smtplib.SMTP) -> None:
+    with contextlib.suppress(OSError):
+        conn.close()
+
+
+def open_transport(config: Config, *, slug: str) -> Transport:
+    """One transport (one connection) for sending issue `slug` as `delivery.transport` says."""
+    delivery = config.delivery
+    if delivery.transport == "file":
+        return FileTransport(config.outbox_dir / slug)
+    password = None
+    if delivery.smtp.username:
+        password = os.environ.get(delivery.smtp.password_env)
+        if password is None:
+            raise DeliveryError(
+                f"the SMTP password is read from ${delivery.smtp.password_env}, which is not set",
+                field="delivery.smtp.password_env",
+            )
+    return SmtpTransport(delivery.smtp, password)

@@ -1,0 +1,155 @@
+"""newsletter.transport against a real aiosmtpd on 127.0.0.1 (the fault-injecting MTA)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from newsletter.config import Config, DeliveryConfig, SmtpConfig
+from newsletter.errors import DeliveryError
+from newsletter.testing.mta import Faults, FaultyMTA
+from newsletter.transport import (
+    Disconnected,
+    FileTransport,
+    Rejected,
+    SmtpTransport,
+    open_transport,
+)
+
+MESSAGE = b"Subject: hi\r\nMessage-ID: <1@example.com>\r\n\r\n.leading dot\r\nbody\r\n"
+
+
+def smtp(mta: FaultyMTA, **changes: object) -> SmtpTransport:
+    settings = replace(SmtpConfig(host=mta.host, port=mta.port, timeout=5), **changes)  # type: ignore[arg-type]
+    return SmtpTransport(settings, password=None if mta.login is None else mta.login[1])
+
+
+def test_one_connection_carries_many_messages_and_dots_are_stuffed() -> None:
+    with FaultyMTA() as mta:
+        transport = smtp(mta)
+        for n in range(5):
+            reply = transport.send("s@example.com", f"r{n}@example.org", MESSAGE, message_id="x")
+            assert reply.startswith("250 ")
+        transport.close()
+    assert [m.rcpt_tos for m in mta.messages] == [(f"r{n}@example.org",) for n in range(5)]
+    assert {m.connection for m in mta.messages} == {1}
+    assert all(m.data == MESSAGE for m in mta.messages)
+    assert mta.messages[0].mail_from == "s@example.com"
+
+
+@pytest.mark.parametrize("reply", ["550 5.1.1 no such user", "451 4.3.0 later", "552 5.2.2 full"])
+def test_a_refused_recipient_is_reported_and_the_connection_goes_on(reply: str) -> None:
+    with FaultyMTA(Faults(rcpt_replies={"bad@example.org": reply})) as mta:
+        transport = smtp(mta)
+        with pytest.raises(Rejected) as err:
+            transport.send("s@example.com", "bad@example.org", MESSAGE, message_id="x")
+        assert (err.value.stage, err.value.code, err.value.reply) == ("rcpt", int(reply[:3]), reply)
+        transport.send("s@example.com", "good@example.org", MESSAGE, message_id="x")
+        transport.close()
+    assert mta.recipients() == ["good@example.org"]
+    assert mta.connections == 1
+
+
+def test_421_closes_and_the_next_send_reconnects() -> None:
+    with FaultyMTA(Faults(rcpt_replies={"a@example.org": ["421 4.3.2 shutting down"]})) as mta:
+        transport = smtp(mta)
+        with pytest.raises(Rejected) as err:
+            transport.send("s@example.com", "a@example.org", MESSAGE, message_id="x")
+        assert err.value.code == 421
+        transport.send("s@example.com", "a@example.org", MESSAGE, message_id="x")
+        transport.close()
+    assert mta.recipients() == ["a@example.org"]
+    assert mta.connections == 2
+
+
+def test_5xx_at_mail_from_and_at_data_name_their_stage() -> None:
+    with FaultyMTA(Faults(mail_reply="553 5.7.1 sender refused")) as mta:
+        with pytest.raises(Rejected) as err:
+            smtp(mta).send("s@example.com", "a@example.org", MESSAGE, message_id="x")
+        assert (err.value.stage, err.value.code) == ("mail", 553)
+    with FaultyMTA(Faults(data_reply="554 5.6.0 content refused")) as mta:
+        with pytest.raises(Rejected) as err:
+            smtp(mta).send("s@example.com", "a@example.org", MESSAGE, message_id="x")
+        assert (err.value.stage, err.value.reply) == ("dot", "554 5.6.0 content refused")
+    assert mta.messages == []
+
+
+def test_a_drop_between_messages_is_lost_before_data_and_reconnects() -> None:
+    with FaultyMTA(Faults(drop_after=2)) as mta:
+        transport = smtp(mta)
+        transport.send("s@example.com", "a@example.org", MESSAGE, message_id="x")
+        transport.send("s@example.com", "b@example.org", MESSAGE, message_id="x")
+        with pytest.raises(Disconnected) as err:
+            transport.send("s@example.com", "c@example.org", MESSAGE, message_id="x")
+        assert err.value.stage == "mail" and not err.value.after_dot
+        transport.send("s@example.com", "c@example.org", MESSAGE, message_id="x")
+        transport.close()
+    assert mta.recipients() == ["a@example.org", "b@example.org", "c@example.org"]
+    assert [m.connection for m in mta.messages] == [1, 1, 2]
+
+
+def test_a_drop_after_the_final_dot_is_after_dot() -> None:
+    with FaultyMTA(Faults(drop_after_dot={"a@example.org"})) as mta:
+        transport = smtp(mta)
+        with pytest.raises(Disconnected) as err:
+            transport.send("s@example.com", "a@example.org", MESSAGE, message_id="x")
+        assert err.value.after_dot
+        transport.send("s@example.com", "b@example.org", MESSAGE, message_id="x")
+    assert mta.recipients() == ["a@example.org", "b@example.org"]  # the server did get it
+
+
+def test_a_failed_quit_is_harmless() -> None:
+    with FaultyMTA(Faults(drop_at_quit=True)) as mta:
+        transport = smtp(mta)
+        transport.send("s@example.com", "a@example.org", MESSAGE, message_id="x")
+        transport.close()
+        transport.close()
+    assert mta.recipients() == ["a@example.org"]
+
+
+def test_login_with_the_password_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    with FaultyMTA(login=("newsletter", "s3cret")) as mta:
+        delivery = DeliveryConfig(
+            transport="smtp",
+            smtp=SmtpConfig(
+                host=mta.host, port=mta.port, username="newsletter", password_env="NL_TEST_PW"
+            ),
+        )
+        config = Config(root=Path("/nonexistent"), delivery=delivery)
+        monkeypatch.delenv("NL_TEST_PW", raising=False)
+        with pytest.raises(DeliveryError, match=r"\$NL_TEST_PW"):
+            open_transport(config, slug="s")
+        monkeypatch.setenv("NL_TEST_PW", "wrong")
+        with pytest.raises(Rejected) as err:
+            open_transport(config, slug="s").send("s@x.org", "a@x.org", MESSAGE, message_id="x")
+        assert (err.value.stage, err.value.code) == ("auth", 535)
+        monkeypatch.setenv("NL_TEST_PW", "s3cret")
+        transport = open_transport(config, slug="s")
+        transport.send("s@x.org", "a@x.org", MESSAGE, message_id="x")
+        transport.close()
+    assert mta.recipients() == ["a@x.org"]
+
+
+def test_nobody_listening_is_a_connect_failure() -> None:
+    mta = FaultyMTA()  # never started: its port is free
+    with pytest.raises(Disconnected) as err:
+        smtp(mta).send("s@example.com", "a@example.org", MESSAGE, message_id="x")
+    assert err.value.stage == "connect"
+
+
+def test_file_transport_writes_one_eml_per_message_id_atomically(tmp_path: Path) -> None:
+    transport = open_transport(Config(root=tmp_path), slug="2026-01-notes")
+    assert isinstance(transport, FileTransport)
+    transport.send("s@x.org", "a@x.org", MESSAGE, message_id="<2026-01-notes.tok@example.com>")
+    transport.send("s@x.org", "a@x.org", MESSAGE, message_id="<2026-01-notes.tok@example.com>")
+    files = list((tmp_path / "outbox" / "2026-01-notes").iterdir())
+    assert [f.name for f in files] == ["2026-01-notes.tok_example.com.eml"]
+    assert files[0].read_bytes() == MESSAGE
+
+
+def test_file_transport_failure_stops_the_send(tmp_path: Path) -> None:
+    (tmp_path / "blocked").write_text("a file where the folder should be")
+    with pytest.raises(DeliveryError, match="cannot write"):
+        FileTransport(tmp_path / "blocked" / "x").send("s@x", "a@x", MESSAGE, message_id="<1@x>")
