@@ -60,6 +60,16 @@ class DeliveryConfig:
     redirect_to: str | None = None
     # Envelope sender with +token (VERP) so bounces name the reader; null: the From address.
     verp: bool = True
+    # A 4xx for a recipient defers it: retried after retry_delay seconds (doubling each time)
+    # until max_attempts, then failed. A run waits up to retry_window seconds for deferred
+    # recipients before it exits; the next `send` retries the rest.
+    retry_delay: float = 300
+    max_attempts: int = 5
+    retry_window: float = 900
+    # After a 421 or a lost connection: pause `backoff` seconds (doubling, at most 300) and
+    # reconnect; after max_reconnects failed attempts in a row the send pauses.
+    backoff: float = 5
+    max_reconnects: int = 5
 
 
 @dataclass(frozen=True)

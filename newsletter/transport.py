@@ -14,13 +14,13 @@ import os
 import re
 import smtplib
 import ssl
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, Protocol
 
 from newsletter.config import Config, SmtpConfig
 from newsletter.errors import DeliveryError
+from newsletter.fsutil import write_atomic
 
 Stage = Literal["connect", "auth", "mail", "rcpt", "data", "dot"]
 _LEADING_DOT = re.compile(rb"(?m)^\.")
@@ -68,15 +68,7 @@ class FileTransport:
     def send(self, sender: str, recipient: str, data: bytes, *, message_id: str) -> str:
         name = _UNSAFE_NAME.sub("_", message_id.strip("<>")) + ".eml"
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".eml")
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    out.write(data)
-                os.replace(tmp, self.directory / name)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            write_atomic(self.directory / name, data, durable=True)
         except OSError as exc:
             # A full disk is not one reader's problem: the send must stop.
             raise DeliveryError(f"cannot write: {exc.strerror}", path=self.directory) from None
