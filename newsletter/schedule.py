@@ -19,7 +19,6 @@ import math
 import os
 import signal
 import socket
-import tempfile
 import time
 import zoneinfo
 from collections.abc import Callable, Iterator, Sequence
@@ -35,6 +34,7 @@ from dateutil.rrule import rrulebase, rrulestr
 
 from newsletter.config import Config
 from newsletter.errors import ConfigError, NewsletterError
+from newsletter.fsutil import write_atomic
 
 log = logging.getLogger("newsletter.schedule")
 
@@ -359,17 +359,43 @@ class StateFileNotices:
     def record_told(self, key: str, detail: str) -> None:
         data = self._read()
         data[key] = detail
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".schedule-state.", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump(data, out, indent=1, sort_keys=True)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(self.path, json.dumps(data, indent=1, sort_keys=True) + "\n", durable=True)
+
+
+class _SendRecordLike(Protocol):
+    @property
+    def finished_at(self) -> dt.datetime | None: ...
+
+
+class StoreLike(Protocol):
+    """The parts of `newsletter.store.Store` the schedule uses."""
+
+    def get_send(self, issue_slug: str) -> _SendRecordLike | None: ...
+    def has_event(self, kind: str, key: str) -> bool: ...
+    def record_event(
+        self, subscriber: None, kind: str, detail: str | None, *, key: str | None = None
+    ) -> bool: ...
+
+
+class StoreState:
+    """The store's send log and events table as the schedule's SendLog and NoticeLog."""
+
+    NOTICE = "schedule-notice"
+
+    def __init__(self, store: StoreLike) -> None:
+        self.store = store
+
+    def send_status(self, slug: str) -> SendStatus:
+        record = self.store.get_send(slug)
+        if record is None:
+            return "none"
+        return "started" if record.finished_at is None else "finished"
+
+    def already_told(self, key: str) -> bool:
+        return self.store.has_event(self.NOTICE, key)
+
+    def record_told(self, key: str, detail: str) -> None:
+        self.store.record_event(None, self.NOTICE, detail, key=key)
 
 
 def state_file(config: Config) -> Path:
