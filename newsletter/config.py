@@ -99,6 +99,13 @@ class WebConfig:
 
 
 @dataclass(frozen=True)
+class ArchiveConfig:
+    # Where the archive's subscribe form posts (email, first_name, honeypot `website`);
+    # null: `web.public_url` + "/subscribe" when that is set, else the page offers a mailto.
+    subscribe_action: str | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     root: Path
     name: str = "Newsletter"
@@ -116,6 +123,7 @@ class Config:
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     inbox: InboxConfig = field(default_factory=InboxConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    archive: ArchiveConfig = field(default_factory=ArchiveConfig)
 
     @property
     def content_dir(self) -> Path:
@@ -324,3 +332,6 @@ def _validate(config: Config, file: Path, located: LocatedYaml) -> None:
         ("http://", "https://")
     ):
         fail("expected an http(s) URL", "web", "public_url")
+    action = config.archive.subscribe_action
+    if action is not None and not action.startswith(("http://", "https://")):
+        fail("expected an http(s) URL for the subscribe form", "archive", "subscribe_action")
