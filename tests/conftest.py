@@ -1,0 +1,60 @@
+"""Shared fixtures: a private copy of the sample publication and a CLI runner.
+
+Keep this file small and general; fixtures for one area live in that area's test module.
+"""
+
+from __future__ import annotations
+
+import inspect
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+from click.testing import CliRunner
+
+from newsletter.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_PARTS = ("newsletter.yaml", "content", "templates")
+
+
+@pytest.fixture
+def publication(tmp_path: Path) -> Path:
+    """A copy of the bundled sample publication (newsletter.yaml, content/, templates/)."""
+    root = tmp_path / "publication"
+    root.mkdir()
+    for part in SAMPLE_PARTS:
+        source = REPO / part
+        if source.is_dir():
+            shutil.copytree(source, root / part)
+        else:
+            shutil.copy2(source, root / part)
+    return root
+
+
+class CliResult(NamedTuple):
+    code: int
+    stdout: str
+    stderr: str
+
+
+def _runner() -> CliRunner:
+    # click < 8.2 mixes stderr into stdout unless told not to; 8.2 removed the argument and
+    # always keeps them apart.
+    if "mix_stderr" in inspect.signature(CliRunner.__init__).parameters:
+        return CliRunner(mix_stderr=False)  # type: ignore[call-arg]
+    return CliRunner()
+
+
+def run_cli(root: Path, *args: str, env: Mapping[str, str | None] | None = None) -> CliResult:
+    """`newsletter --root ROOT ARGS...` in-process: (exit code, stdout, stderr).
+
+    Exceptions other than SystemExit are not caught, so a traceback fails the test loudly.
+    `env` sets (or, with a None value, unsets) environment variables for the call.
+    """
+    result = _runner().invoke(
+        main, ["--root", str(root), *args], env=dict(env or {}), catch_exceptions=False
+    )
+    return CliResult(result.exit_code, result.stdout, result.stderr)
