@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import email.policy
 import email.utils
 import fcntl
 import json
@@ -33,8 +34,11 @@ import schedule
 from dateutil.rrule import rrulebase, rrulestr
 
 from newsletter.config import Config
-from newsletter.errors import ConfigError, NewsletterError
+from newsletter.errors import ConfigError, DeliveryError, NewsletterError
 from newsletter.fsutil import write_atomic
+from newsletter.issues import Issue, load_issues
+from newsletter.store import open_store
+from newsletter.transport import TransportFailure, open_transport
 
 log = logging.getLogger("newsletter.schedule")
 
@@ -633,3 +637,53 @@ def install_stop_handlers(stop: StopFlag, logger: logging.Logger = log) -> None:
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+
+
+# ----------------------------------------------------------------------------- wiring
+
+
+def transport_notifier(config: Config) -> Notifier:
+    """Editor notices through the configured transport (an .eml in outbox/ by default)."""
+
+    def notify(message: EmailMessage) -> None:
+        sender = email.utils.parseaddr(config.sender)[1]
+        recipient = config.delivery.redirect_to or email.utils.parseaddr(config.reply_to)[1]
+        transport = open_transport(config, slug="schedule-notices")
+        try:
+            transport.send(
+                sender,
+                recipient,
+                message.as_bytes(policy=email.policy.SMTP),
+                message_id=str(message["Message-ID"]),
+            )
+        except TransportFailure as exc:
+            raise DeliveryError(f"cannot tell the editor at {recipient}: {exc}") from None
+        finally:
+            transport.close()
+
+    return notify
+
+
+def send_due(
+    config: Config,
+    now: dt.datetime,
+    send_issue: Callable[[Issue], T],
+    *,
+    notify: Notifier | None = None,
+    logger: logging.Logger = log,
+) -> DueRun[Issue, T]:
+    """`newsletter send --due` and each wake-up of `newsletter schedule`: the issues from
+    content/, the send log and notices from the store, the notice through the transport."""
+    issues = load_issues(config)
+    with open_store(config) as store:
+        state = StoreState(store)
+        return run_due(
+            config,
+            now,
+            send_issue,
+            issues=issues,
+            send_log=state,
+            notices=state,
+            notify=notify or transport_notifier(config),
+            logger=logger,
+        )

@@ -1,0 +1,187 @@
+"""`newsletter schedule`: the long-running scheduler, and `--list` to see what comes next.
+
+`newsletter send --due` (in cli_send) is the cron-friendly one-shot; both end in
+`schedule.send_due`, so they judge and send the same way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import logging
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import click
+
+from newsletter.config import Config
+from newsletter.context import AppContext, pass_app
+from newsletter.issues import Issue, load_issues
+from newsletter.schedule import (
+    ScheduleError,
+    SchedulerLoop,
+    SendStatus,
+    StopFlag,
+    StoreState,
+    describe,
+    find_due,
+    install_stop_handlers,
+    rule_text,
+    scheduled_dates,
+    scheduler_lock,
+    send_due,
+)
+from newsletter.store import DB_NAME, open_store
+
+log = logging.getLogger("newsletter.schedule")
+SendIssue = Callable[[Issue], object]
+
+
+class _EchoHandler(logging.Handler):
+    """Log lines as the command's output: info on stdout, warnings and errors on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        stamp = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+        click.echo(f"{stamp} {record.getMessage()}", err=record.levelno >= logging.WARNING)
+
+
+@contextmanager
+def echo_schedule_log() -> Iterator[logging.Logger]:
+    """Show the schedule's log lines for the duration of one command."""
+    handler = _EchoHandler(logging.INFO)
+    previous = (log.level, log.propagate)
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    try:
+        yield log
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(previous[0])
+        log.propagate = previous[1]
+
+
+def parse_now(config: Config, value: str | None) -> dt.datetime:
+    """`--now`: an ISO date-time; without an offset it is the publication's local time."""
+    if value is None:
+        return dt.datetime.now(dt.UTC)
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"expected an ISO date-time like 2026-12-01T09:00 or 2026-12-01T09:00+00:00, "
+            f"got {value!r}",
+            param_hint="--now",
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=config.tz)
+
+
+def _send_statuses(config: Config, issues: list[Issue]) -> dict[str, SendStatus]:
+    """From the send log, without creating a database just to look."""
+    if not (config.subscribers_dir / DB_NAME).exists():
+        return {}
+    with open_store(config) as store:
+        state = StoreState(store)
+        return {i.slug: state.send_status(i.slug) for i in issues}
+
+
+def print_schedule(config: Config, now: dt.datetime, count: int) -> None:
+    issues = load_issues(config)
+    statuses = _send_statuses(config, issues)
+    sent = {slug for slug, status in statuses.items() if status == "finished"}
+    started = {slug for slug, status in statuses.items() if status == "started"}
+    s = config.schedule
+    click.echo(
+        f"rule: {rule_text(config)} at {s.time} {config.timezone}, "
+        f"catch-up {s.catch_up_days} day(s)"
+    )
+    click.echo(f"now: {find_due(config, issues, now, sent, started).message}")
+    for slot in scheduled_dates(config, now, count):
+        on_day = [i for i in issues if i.date == slot.date()]
+        ready = [i for i in on_day if i.status == "ready"]
+        if ready:
+            what = "; ".join(
+                f"{i.slug}  {i.title}" + ("  (already sent)" if i.slug in sent else "")
+                for i in ready
+            )
+            if len(ready) > 1:
+                what = f"CONFLICT, {len(ready)} ready: {what}"
+        else:
+            drafts = ", ".join(i.slug for i in on_day)
+            what = "no issue ready" + (f" (draft: {drafts})" if drafts else "")
+        click.echo(f"{describe(slot)}  {what}")
+
+
+def run_scheduler(config: Config, send_issue: Callable[[], SendIssue]) -> None:
+    """The long-running loop: one instance (a lock), stops cleanly on SIGTERM/SIGINT."""
+    stop = StopFlag()
+    install_stop_handlers(stop, log)
+    with scheduler_lock(config), echo_schedule_log() as logger:
+        logger.info(
+            "scheduler started (pid %d): %s at %s %s",
+            os.getpid(),
+            rule_text(config),
+            config.schedule.time,
+            config.timezone,
+        )
+
+        def tick(now: dt.datetime) -> None:
+            send_due(config, now, lambda issue: send_issue()(issue), logger=logger)
+
+        loop = SchedulerLoop(config, tick, stop=stop, logger=logger)
+        loop.run()
+
+
+@click.command("schedule")
+@click.option(
+    "--list",
+    "list_count",
+    type=click.IntRange(1, 240),
+    is_flag=False,
+    flag_value=6,
+    default=None,
+    metavar="[N]",
+    help="Print the next N scheduled dates (default 6) with the issue due on each, and exit.",
+)
+@click.option(
+    "--now",
+    "now_text",
+    metavar="ISO-DATETIME",
+    help="With --list: list from this moment instead of now (local time unless it has an offset).",
+)
+@pass_app
+def schedule_command(app: AppContext, list_count: int | None, now_text: str | None) -> None:
+    """Run the publication's schedule: send each issue on its day, once.
+
+    Wakes at the configured time (schedule: in newsletter.yaml, first Tuesday 09:00 local by
+    default) and does what `newsletter send --due` does; at start-up it checks at once, so an
+    issue missed while the machine was off goes out late within schedule.catch_up_days.
+    One instance at a time; SIGTERM or Ctrl-C stops it after the current step (a second
+    signal interrupts a send, which the next run resumes from the send log).
+
+    \b
+    Example:
+        newsletter schedule --list 12
+        newsletter schedule --list 3 --now 2027-01-01T00:00
+        newsletter schedule
+    """
+    config = app.config
+    if list_count is not None:
+        print_schedule(config, parse_now(config, now_text), list_count)
+        return
+    if now_text is not None:
+        raise click.UsageError("--now goes with --list (or with `newsletter send --due`)")
+    run_scheduler(config, lambda: issue_sender(app))
+
+
+def issue_sender(app: AppContext) -> SendIssue:
+    """The real send of one issue, shared with `newsletter send` (cli_send builds it)."""
+    try:
+        factory = importlib.import_module("newsletter.cli_send").send_for_schedule
+    except (ImportError, AttributeError):
+        raise ScheduleError(
+            "this installation cannot send yet (newsletter.cli_send.send_for_schedule is missing)"
+        ) from None
+    sender: SendIssue = factory(app)
+    return sender
