@@ -96,6 +96,25 @@ class WebConfig:
     public_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 8025
+    # The environment variable holding the key that signs confirm/undo links (serve refuses
+    # to start without it).
+    secret_env: str = "NEWSLETTER_WEB_SECRET"
+    confirm_hours: int = 48  # how long a sign-up confirmation link works
+    subscribe_per_client_hour: int = 10  # sign-up form posts accepted per client IP
+    subscribe_per_address_hour: int = 3  # confirmation mails per address
+    undo_minutes: int = 15  # "undo" on the unsubscribe page works this long
+    # Linked from the welcome mail (templates/welcome.txt), e.g. a free guide.
+    welcome_resource_url: str | None = None
+    # Address of a reverse proxy whose X-Forwarded-For names the client (rate limits).
+    trusted_proxy: str | None = None
+
+
+@dataclass(frozen=True)
+class DkimConfig:
+    selector: str = ""
+    domain: str = ""
+    # The environment variable holding the PATH of the PEM private key, never the key.
+    private_key_env: str = "NEWSLETTER_DKIM_KEY"
 
 
 @dataclass(frozen=True)
@@ -124,6 +143,8 @@ class Config:
     inbox: InboxConfig = field(default_factory=InboxConfig)
     web: WebConfig = field(default_factory=WebConfig)
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
+    # When set, every message is DKIM-signed (newsletter/dkim.py).
+    dkim: DkimConfig | None = None
 
     @property
     def content_dir(self) -> Path:
@@ -217,9 +238,9 @@ def _build(
 ) -> Any:
     dotted = ".".join(path) or "(top level)"
     if not isinstance(data, dict):
-        raise ConfigError(
-            "expected a mapping", path=file, line=located.line_of(*path), field=dotted
-        )
+        # A NEWSLETTER_* variable naming a section is reported as that variable, not the file.
+        line = None if isinstance(data, _EnvValue) else located.line_of(*path)
+        raise ConfigError("expected a mapping", path=_where(data, file), line=line, field=dotted)
     known = _yaml_keys(cls)
     hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = dict(extra or {})
