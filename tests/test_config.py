@@ -1,0 +1,203 @@
+"""newsletter.yaml and NEWSLETTER_* overrides: validated, and wrong values named by key."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+
+from newsletter.config import Config, load_config
+from newsletter.errors import ConfigError
+
+ERROR_LINE = re.compile(r"^error: (?P<where>.+?)(?::(?P<line>\d+))?: (?P<rest>.*)$")
+
+
+def set_yaml(root: Path, text: str) -> Path:
+    path = root / "newsletter.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def append_yaml(root: Path, text: str) -> Path:
+    path = root / "newsletter.yaml"
+    path.write_text(path.read_text(encoding="utf-8") + text, encoding="utf-8")
+    return path
+
+
+def check_fails(root: Path, env: dict[str, str] | None = None) -> re.Match[str]:
+    code, stdout, stderr = run_cli(root, "check", env=env)
+    assert code == 2, (stdout, stderr)
+    assert "Traceback" not in stdout + stderr
+    lines = stderr.splitlines()
+    assert len(lines) == 1, stderr
+    match = ERROR_LINE.match(lines[0])
+    assert match, lines[0]
+    return match
+
+
+def test_sample_config_loads() -> None:
+    root = Path(__file__).resolve().parent.parent
+    config = load_config(root, environ={})
+    assert config.name == "Leader Notes"
+    assert config.sender == "Leader Notes <news@example.com>"
+    assert config.base_url.endswith("/")
+    assert config.schedule.weekday == "tuesday"
+    assert config.delivery.smtp.port == 25
+    assert config.inbox.imap.security == "ssl"
+
+
+def test_missing_file_gives_defaults(tmp_path: Path) -> None:
+    config = load_config(tmp_path, environ={})
+    assert config == Config(root=tmp_path)
+
+
+def test_config_is_frozen(tmp_path: Path) -> None:
+    config = load_config(tmp_path, environ={})
+    with pytest.raises(AttributeError):
+        config.name = "Other"  # type: ignore[misc]
+
+
+def test_unknown_top_level_key_lists_the_known_ones(publication: Path) -> None:
+    path = append_yaml(publication, "colour: blue\n")
+    match = check_fails(publication)
+    assert match["where"] == str(path)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert match["line"] == str(lines.index("colour: blue") + 1)
+    assert match["rest"].startswith("colour: unknown setting; expected one of: ")
+    for known in ("base_url", "delivery", "from", "reply_to", "schedule", "timezone"):
+        assert known in match["rest"]
+
+
+def test_unknown_nested_key_names_the_dotted_path(publication: Path) -> None:
+    path = set_yaml(publication, "name: X\ndelivery:\n  smtp:\n    hots: mail.example.com\n")
+    match = check_fails(publication)
+    assert match["where"] == str(path)
+    assert match["line"] == "4"
+    assert match["rest"].startswith("delivery.smtp.hots: unknown setting")
+    assert "host" in match["rest"] and "port" in match["rest"]
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "key", "expected"),
+    [
+        ("name: X\ndelivery:\n  smtp:\n    port: twenty-five\n", 4, "delivery.smtp.port",
+         "expected a whole number, got str 'twenty-five'"),
+        ("name: X\ndelivery:\n  smtp:\n    port: true\n", 4, "delivery.smtp.port",
+         "expected a whole number"),
+        ("name: [a, b]\n", 1, "name", "expected text, got list"),
+        ("schedule: every month\n", 1, "schedule", "expected a mapping"),
+        ("delivery:\n  transport: pigeon\n", 2, "delivery.transport",
+         "expected one of file | smtp, got 'pigeon'"),
+        ("base_url: example.com/news\n", 1, "base_url", "expected an http(s) URL ending in '/'"),
+        ("schedule: {weekday: caturday}\n", 1, "schedule.weekday", "expected a weekday name"),
+        ("schedule:\n  time: '25:00'\n", 2, "schedule.time", "expected HH:MM"),
+        ("schedule:\n  nth: 0\n", 2, "schedule.nth", "expected 1..5"),
+    ],
+)  # fmt: skip
+def test_wrong_type_or_value_names_key_and_line(
+    publication: Path, text: str, line: int, key: str, expected: str
+) -> None:
+    path = set_yaml(publication, text)
+    match = check_fails(publication)
+    assert match["where"] == str(path)
+    assert match["line"] == str(line)
+    assert match["rest"].startswith(f"{key}: ")
+    assert expected in match["rest"]
+
+
+def test_bad_timezone(publication: Path) -> None:
+    path = set_yaml(publication, "name: X\ntimezone: Mars/Olympus_Mons\n")
+    match = check_fails(publication)
+    assert match["where"] == str(path)
+    assert match["line"] == "2"
+    assert match["rest"].startswith("timezone: unknown time zone 'Mars/Olympus_Mons'")
+
+
+def test_malformed_config_yaml(publication: Path) -> None:
+    path = set_yaml(publication, "name: X\nschedule: {weekday: tuesday\nfrom: y\n")
+    match = check_fails(publication)
+    assert match["where"] == str(path)
+    assert match["line"] in ("2", "3")
+    assert "malformed YAML" in match["rest"]
+
+
+def test_config_not_a_mapping(publication: Path) -> None:
+    path = set_yaml(publication, "- name\n- from\n")
+    match = check_fails(publication)
+    assert match["where"] == str(path)
+    assert match["line"] == "1"
+    assert "expected a mapping" in match["rest"]
+
+
+def test_non_utf8_config(publication: Path) -> None:
+    (publication / "newsletter.yaml").write_bytes(b"name: Caf\xe9\n")
+    code, _, stderr = run_cli(publication, "check")
+    assert code == 2
+    assert stderr.count("\n") == 1
+    assert stderr.startswith(f"error: {publication / 'newsletter.yaml'}: not UTF-8")
+
+
+def test_env_override_wins_over_the_file(publication: Path) -> None:
+    assert "port: 25" in (publication / "newsletter.yaml").read_text(encoding="utf-8")
+    env = {
+        "NEWSLETTER_DELIVERY__SMTP__PORT": "2525",
+        "NEWSLETTER_NAME": "Env Notes",
+        "NEWSLETTER_DELIVERY__SMTP__MAX_PER_SECOND": "12.5",
+        "NEWSLETTER_DELIVERY__VERP": "no",
+        "NEWSLETTER_DELIVERY__SMTP__USERNAME": "null",
+        "NEWSLETTER_WEB__PUBLIC_URL": "https://news.example.com",
+        # Not settings: the root and secrets share the prefix and must be ignored.
+        "NEWSLETTER_ROOT": "/elsewhere",
+        "NEWSLETTER_SMTP_PASSWORD": "secret",
+    }
+    config = load_config(publication, environ=env)
+    assert config.delivery.smtp.port == 2525
+    assert config.delivery.smtp.host == "localhost"  # the file's neighbouring keys stay
+    assert config.name == "Env Notes"
+    assert config.delivery.smtp.max_per_second == 12.5
+    assert config.delivery.verp is False
+    assert config.delivery.smtp.username is None
+    assert config.web.public_url == "https://news.example.com"
+
+
+def test_env_override_through_the_cli(publication: Path) -> None:
+    # A wrong value in the file is replaced by a good one from the environment.
+    append_yaml(publication, "greeting_fallback: friend\n")
+    text = (publication / "newsletter.yaml").read_text(encoding="utf-8")
+    (publication / "newsletter.yaml").write_text(
+        text.replace("timezone: Europe/London", "timezone: Nowhere/Atlantis"), encoding="utf-8"
+    )
+    assert run_cli(publication, "check").code == 2
+    code, stdout, stderr = run_cli(publication, "check", env={"NEWSLETTER_TIMEZONE": "UTC"})
+    assert code == 0, stderr
+    assert "0 error(s)" in stdout
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("NEWSLETTER_DELIVERY__SMTP__PORT", "twenty", "delivery.smtp.port: expected a whole"),
+        ("NEWSLETTER_DELIVERY__VERP", "maybe", "delivery.verp: expected true or false"),
+        ("NEWSLETTER_DELIVERY__TRANSPORT", "fax", "delivery.transport: expected one of file"),
+        ("NEWSLETTER_DELIVERY__SMTP__PROT", "25", "delivery.smtp.prot: unknown setting"),
+        ("NEWSLETTER_SCHEDULE__NTH", "1.5", "schedule.nth: expected a whole number"),
+    ],
+)
+def test_bad_env_value_is_named_by_its_variable(
+    publication: Path, variable: str, value: str, expected: str
+) -> None:
+    match = check_fails(publication, env={variable: value})
+    assert match["where"] == f"${variable}"
+    assert match["line"] is None
+    assert match["rest"].startswith(expected)
+
+
+def test_env_value_for_a_mapping_key_is_an_error(publication: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(publication, environ={"NEWSLETTER_DELIVERY__SMTP": "localhost"})
+    assert caught.value.field == "delivery.smtp"
+    assert caught.value.path == "$NEWSLETTER_DELIVERY__SMTP"
+    assert caught.value.line is None
+    assert "expected a mapping" in caught.value.message
