@@ -1,0 +1,141 @@
+"""`newsletter schedule` and `send_due` against a real publication, store and file transport."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from conftest import run_cli
+
+from newsletter.config import load_config
+from newsletter.issues import Issue
+from newsletter.schedule import scheduler_lock, send_due
+from newsletter.store import open_store
+
+LONDON = ZoneInfo("Europe/London")
+DECEMBER = "2026-12-thanks-that-travel-upstream"
+NEWSLETTER = str(Path(sys.executable).with_name("newsletter"))
+
+
+def set_status(publication: Path, slug: str, status: str) -> None:
+    path = publication / "content" / f"{slug}.md"
+    text = path.read_text(encoding="utf-8")
+    head, sep, body = text.partition("\n---\n")
+    lines = [line for line in head.splitlines() if not line.startswith("status:")]
+    path.write_text("\n".join([*lines, f"status: {status}"]) + sep + body, encoding="utf-8")
+
+
+def test_list_shows_the_next_dates_and_the_issue_due_on_each(publication: Path) -> None:
+    result = run_cli(publication, "schedule", "--list", "3", "--now", "2026-11-20T00:00")
+    assert result.code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "rule: FREQ=MONTHLY;BYDAY=1TU at 09:00 Europe/London, catch-up 3 day(s)"
+    assert lines[1].startswith("now: nothing due at Fri 2026-11-20 00:00 GMT")
+    assert lines[2:] == [
+        f"Tue 2026-12-01 09:00 GMT  no issue ready (draft: {DECEMBER})",
+        "Tue 2027-01-05 09:00 GMT  no issue ready",
+        "Tue 2027-02-02 09:00 GMT  no issue ready",
+    ]
+    set_status(publication, DECEMBER, "ready")
+    ready = run_cli(publication, "schedule", "--list", "--now", "2026-11-20T00:00")
+    assert f"Tue 2026-12-01 09:00 GMT  {DECEMBER}  Thanks That Travel Upstream" in ready.stdout
+    assert len(ready.stdout.splitlines()) == 2 + 6  # --list alone shows six dates
+
+
+def test_list_marks_what_the_send_log_says_is_sent(publication: Path) -> None:
+    config = load_config(publication)
+    with open_store(config) as store:
+        store.finish_send(store.start_send("2026-10-listening-rounds").id)
+    result = run_cli(publication, "schedule", "--list", "1", "--now", "2026-10-06T09:30")
+    assert "already sent: 2026-10-listening-rounds" in result.stdout
+    unsent = run_cli(publication, "schedule", "--list", "1", "--now", "2026-08-04T10:00")
+    assert "due: 2026-08-handoffs-are-the-product" in unsent.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--now", "2026-11-20T00:00"), "--now goes with --list"),
+        (("--list", "2", "--now", "first tuesday"), "expected an ISO date-time"),
+        (("--list", "0"), "0 is not in the range"),
+    ],
+)
+def test_bad_usage_exits_2(publication: Path, args: tuple[str, ...], message: str) -> None:
+    result = run_cli(publication, "schedule", *args)
+    assert result.code == 2 and message in result.stderr
+
+
+def test_a_second_scheduler_is_refused_naming_the_holder(publication: Path) -> None:
+    with scheduler_lock(load_config(publication)):
+        result = run_cli(publication, "schedule")
+    assert result.code == 1
+    assert "newsletter schedule is already running (pid " in result.stderr
+    assert f"pid {os.getpid()} on " in result.stderr
+
+
+def test_the_editor_is_told_once_through_the_transport_and_the_store(publication: Path) -> None:
+    config = load_config(publication)
+    sent: list[Issue] = []
+    start = dt.datetime(2026, 12, 1, 9, 0, tzinfo=LONDON)
+    kinds = {
+        send_due(config, start + dt.timedelta(minutes=m), sent.append).due.kind for m in range(20)
+    }
+    assert kinds == {"no_issue_ready"} and sent == []
+    notices = list((config.outbox_dir / "schedule-notices").glob("*.eml"))
+    assert len(notices) == 1
+    notice = email.message_from_bytes(notices[0].read_bytes(), policy=email.policy.default)
+    assert notice["To"] == "news@example.com" and notice["Auto-Submitted"] == "auto-generated"
+    assert notice["Subject"] == "[Leader Notes] No issue ready for Tue 2026-12-01 09:00 GMT"
+    body = notice.get_body(("plain",))
+    assert body is not None and DECEMBER in body.get_content()
+    with open_store(config) as store:
+        assert store.has_event("schedule-notice", "schedule-notice:no_issue_ready:2026-12-01")
+    # Once the editor marks it ready, the same morning's next run sends it.
+    set_status(publication, DECEMBER, "ready")
+    run = send_due(config, start + dt.timedelta(minutes=30), lambda issue: sent.append(issue))
+    assert run.due.kind == "due" and [i.slug for i in sent] == [DECEMBER]
+
+
+def wait_for_line(stream, needle: str, timeout: float = 20) -> str:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    seen = ""
+    while time.monotonic() < deadline:
+        line = stream.readline()
+        seen += line
+        if needle in line:
+            return seen
+    raise AssertionError(f"{needle!r} not seen in: {seen}")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_the_long_running_scheduler_checks_at_start_and_stops_on_a_signal(
+    publication: Path, sig: signal.Signals
+) -> None:
+    command = [NEWSLETTER, "--root", str(publication), "schedule"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        started = wait_for_line(proc.stdout, "nothing due at")  # the start-up check ran
+        assert f"scheduler started (pid {proc.pid})" in started
+        second = subprocess.run(command, capture_output=True, text=True, timeout=30)
+        assert second.returncode == 1
+        assert f"already running (pid {proc.pid} on " in second.stderr
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "scheduler stopped" in out
+    assert "stopping after the current step" in err
+    assert "Traceback" not in err
