@@ -47,7 +47,7 @@ _UNSUBSCRIBE = re.compile(
     r"""\b(unsubscribe|unsubcribe|unsuscribe|opt[\s-]?out|remove\s+me|take\s+me\s+off|
         stop\s+(sending|emailing|mailing)|no\s+more\s+(emails|mails|newsletters?)|
         désabonner|desabonner|désinscri\w*|desinscri\w*|désabonnement|
-        abmelden|abbestellen|austragen|darse\s+de\s+baja|dar\s+de\s+baja|dadme\s+de\s+baja|
+        abmelden|abbestellen|austragen|dar(me|se)?\s+de\s+baja|dadme\s+de\s+baja|
         cancelar\s+(la\s+)?suscripci[oó]n|annulla\s+(l'\s*)?iscrizione|disiscri\w+|cancellami|
         afmelden|uitschrijven|descadastr\w+|cancelar\s+(a\s+)?inscri\w+|
         avregistrera|avsluta\s+prenumeration|afmeld|wypisz|отписаться)\b
@@ -293,6 +293,22 @@ def _token_in(message: Message, headers: tuple[str, ...], bases: tuple[str, ...]
 def _addresses(message: Message, headers: tuple[str, ...]) -> set[str]:
     values = [str(v) for name in headers for v in message.get_all(name, [])]
     return {addr.lower() for _, addr in getaddresses(values) if addr}
+
+
+def sender_unverified(message: Message) -> bool:
+    """True when an Authentication-Results header says the From domain failed DMARC (or SPF
+    with no DKIM pass): then the From address must not be trusted to name a reader.
+
+    Only failures are believed: a forger can add a header claiming "pass", never gain by
+    adding one claiming "fail".
+    """
+    for value in message.get_all("Authentication-Results", []):
+        text = " ".join(str(value).lower().split())
+        if re.search(r"\bdmarc=fail\b", text):
+            return True
+        if re.search(r"\bspf=fail\b", text) and not re.search(r"\bdkim=pass\b", text):
+            return True
+    return False
 
 
 def header_text(message: Message, name: str) -> str:
