@@ -242,6 +242,9 @@ def inline_css(page: str) -> tuple[str, tuple[str, ...]]:
         disable_validation=False,
         cssutils_logging_handler=collector,
         cssutils_logging_level=logging.WARNING,
+        # premailer copies an inline `height:auto` (responsive images) over the pixel height
+        # attribute that Outlook needs; attributes set by markup.py must stay.
+        disable_basic_attributes=["height"],
     )
     inlined = inliner.transform()
     cssutils_logger.removeHandler(collector)

@@ -20,11 +20,9 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLE_PARTS = ("newsletter.yaml", "content", "templates")
 
 
-@pytest.fixture
-def publication(tmp_path: Path) -> Path:
-    """A copy of the bundled sample publication (newsletter.yaml, content/, templates/)."""
-    root = tmp_path / "publication"
-    root.mkdir()
+def copy_sample(root: Path) -> Path:
+    """Copy the sample publication (newsletter.yaml, content/, templates/) to a new `root`."""
+    root.mkdir(parents=True)
     for part in SAMPLE_PARTS:
         source = REPO / part
         if source.is_dir():
@@ -32,6 +30,12 @@ def publication(tmp_path: Path) -> Path:
         else:
             shutil.copy2(source, root / part)
     return root
+
+
+@pytest.fixture
+def publication(tmp_path: Path) -> Path:
+    """A private copy of the bundled sample publication; returns its root."""
+    return copy_sample(tmp_path / "publication")
 
 
 class CliResult(NamedTuple):
