@@ -25,6 +25,7 @@ from email.policy import SMTP
 from email.utils import format_datetime, formataddr, parseaddr
 from typing import Protocol
 
+from newsletter import dkim
 from newsletter.config import Config
 from newsletter.errors import DeliveryError
 from newsletter.links import issue_url, unsubscribe_mailto, unsubscribe_web_url
@@ -185,21 +186,25 @@ class IssueMessage:
         return to.encode("ascii"), lines.encode("ascii")
 
     def render(self, reader: Reader, *, html: str, text: str, msgid: str | None = None) -> bytes:
-        """One reader's complete message; `msgid` overrides the deterministic Message-ID."""
+        """One reader's complete message; `msgid` overrides the deterministic Message-ID.
+        DKIM-signed here when `dkim:` is configured, so every path that sends an issue signs."""
         to, per_reader = self.reader_headers(reader, msgid=msgid)
-        return b"".join(
-            (
-                self._head_from,
-                to,
-                self._head_middle,
-                per_reader,
-                self._head_static,
-                self._mime_head,
-                quoted_printable(text),
-                self._between,
-                quoted_printable(html),
-                self._tail,
-            )
+        return dkim.sign(
+            self.config,
+            b"".join(
+                (
+                    self._head_from,
+                    to,
+                    self._head_middle,
+                    per_reader,
+                    self._head_static,
+                    self._mime_head,
+                    quoted_printable(text),
+                    self._between,
+                    quoted_printable(html),
+                    self._tail,
+                )
+            ),
         )
 
 

@@ -1,0 +1,177 @@
+"""newsletter.dkim: real signatures verified by dkimpy against the matching public key."""
+
+from __future__ import annotations
+
+import base64
+import email
+import shutil
+import subprocess
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dkim as dkimpy
+import pytest
+
+from newsletter import dkim
+from newsletter.config import Config, DkimConfig, WebConfig
+from newsletter.errors import ConfigError
+from newsletter.message import IssueMessage
+
+REQUIRED = {
+    b"from",
+    b"subject",
+    b"date",
+    b"message-id",
+    b"to",
+    b"list-unsubscribe",
+    b"list-unsubscribe-post",
+}
+
+
+@dataclass(frozen=True)
+class Reader:
+    email: str
+    first_name: str | None
+    token: str
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    private_path: Path
+    public_der: bytes
+
+    def dns(self, name: bytes, timeout: int = 5) -> bytes:
+        assert name == b"news2026._domainkey.example.com."
+        return b"v=DKIM1; k=rsa; p=" + base64.b64encode(self.public_der)
+
+
+def _generate(folder: Path) -> KeyPair:
+    private = folder / "dkim.pem"
+    try:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+    except ImportError:
+        if shutil.which("openssl") is None:
+            pytest.skip("neither the cryptography package nor openssl is installed")
+        subprocess.run(
+            ["openssl", "genrsa", "-out", str(private), "2048"], check=True, capture_output=True
+        )
+        der = subprocess.run(
+            ["openssl", "pkey", "-in", str(private), "-pubout", "-outform", "DER"],
+            check=True,
+            capture_output=True,
+        ).stdout
+        return KeyPair(private, der)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    der = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return KeyPair(private, der)
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> KeyPair:
+    return _generate(tmp_path_factory.mktemp("dkim"))
+
+
+@pytest.fixture
+def config(keys: KeyPair, monkeypatch: pytest.MonkeyPatch) -> Config:
+    monkeypatch.setenv("TEST_DKIM_KEY", str(keys.private_path))
+    return Config(
+        root=Path("/nonexistent"),
+        name="Leader Notes",
+        sender="Leader Notes <news@example.com>",
+        reply_to="news@example.com",
+        web=WebConfig(public_url="https://example.com/web/"),
+        dkim=DkimConfig(selector="news2026", domain="example.com", private_key_env="TEST_DKIM_KEY"),
+    )
+
+
+def issue_bytes(config: Config, subject: str = "January notes") -> bytes:
+    skeleton = IssueMessage(
+        config, slug="2026-01-notes", subject=subject, date=datetime(2026, 1, 6, 9, tzinfo=UTC)
+    )
+    reader = Reader("reader@example.org", "Zoë", "abcdefghijklmnopqrstuvwxyz234567")
+    return skeleton.render(reader, html="<p>Hello Zoë</p>", text="Hello Zoë\n")
+
+
+def signed_headers(data: bytes) -> set[bytes]:
+    message = email.message_from_bytes(data)
+    fields = dict(
+        part.strip().split("=", 1)
+        for part in "".join(str(message["DKIM-Signature"]).split()).split(";")
+        if part.strip()
+    )
+    return {name.encode() for name in fields["h"].split(":")}
+
+
+def test_every_issue_message_is_signed_and_verifies(config: Config, keys: KeyPair) -> None:
+    data = issue_bytes(config)
+    assert data.startswith(b"DKIM-Signature: ")
+    assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n" in data
+    assert signed_headers(data) >= REQUIRED
+    assert dkimpy.verify(data, dnsfunc=keys.dns)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (b"https://example.com/web/unsubscribe/", b"https://evil.example/unsubscribe/"),
+        (b"Subject: January notes", b"Subject: February notes"),
+        (b"Hello Zo=C3=AB", b"Hello Bob"),
+        (b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n", b""),
+    ],
+)
+def test_a_changed_header_or_body_fails_verification(
+    config: Config, keys: KeyPair, old: bytes, new: bytes
+) -> None:
+    data = issue_bytes(config)
+    assert old in data
+    assert not dkimpy.verify(data.replace(old, new, 1), dnsfunc=keys.dns)
+
+
+def test_a_header_added_later_fails_verification(config: Config, keys: KeyPair) -> None:
+    # No web URL: no List-Unsubscribe-Post, which is still signed (as absent).
+    data = issue_bytes(replace(config, web=WebConfig()))
+    assert b"List-Unsubscribe-Post" not in data
+    assert dkimpy.verify(data, dnsfunc=keys.dns)
+    head, _, body = data.partition(b"\r\n\r\n")
+    forged = head + b"\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n\r\n" + body
+    assert not dkimpy.verify(forged, dnsfunc=keys.dns)
+
+
+def test_without_dkim_config_messages_are_unchanged(config: Config) -> None:
+    plain = replace(config, dkim=None)
+    assert (
+        dkim.sign(plain, b"From: a@example.com\r\n\r\nx\r\n") == b"From: a@example.com\r\n\r\nx\r\n"
+    )
+    assert not issue_bytes(plain).startswith(b"DKIM-Signature")
+
+
+def test_missing_key_settings_are_one_line_config_errors(
+    config: Config, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("TEST_DKIM_KEY")
+    with pytest.raises(ConfigError, match=r"\$TEST_DKIM_KEY, which is not set") as err:
+        dkim.check(config)
+    assert err.value.field == "dkim.private_key_env"
+    monkeypatch.setenv("TEST_DKIM_KEY", str(tmp_path / "missing.pem"))
+    with pytest.raises(ConfigError, match="cannot read the DKIM private key"):
+        dkim.sign(config, b"From: a@example.com\r\n\r\nx\r\n")
+    (tmp_path / "bad.pem").write_text("not a key\n")
+    monkeypatch.setenv("TEST_DKIM_KEY", str(tmp_path / "bad.pem"))
+    with pytest.raises(ConfigError, match="not a PEM RSA private key"):
+        dkim.check(config)
+    assert config.dkim is not None
+    no_selector = replace(config, dkim=replace(config.dkim, selector=""))
+    with pytest.raises(ConfigError) as err:
+        dkim.check(no_selector)
+    assert err.value.field == "dkim.selector"
