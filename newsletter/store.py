@@ -13,7 +13,6 @@ keyed hash of the address in `suppressions`, so nothing re-adds them silently ei
 
 from __future__ import annotations
 
-import base64
 import getpass
 import hashlib
 import secrets
@@ -49,9 +48,9 @@ AddOutcome = Literal["added", "existing", "suppressed", "resubscribed"]
 _SCHEMA_V1 = """
 CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE subscribers (
-    -- AUTOINCREMENT: a forgotten reader's id is never reused, so a stale Subscriber held by
-    -- a running send or inbox can never act on someone else.
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    -- Ids of forgotten readers may be reused: updates match id AND token, so a stale
+    -- Subscriber held by a running send or inbox never acts on someone else.
+    id INTEGER PRIMARY KEY,
     email TEXT NOT NULL,
     email_key TEXT NOT NULL,
     first_name TEXT,
@@ -67,7 +66,6 @@ CREATE TABLE subscribers (
 );
 CREATE UNIQUE INDEX subscribers_email_key ON subscribers (email_key);
 CREATE UNIQUE INDEX subscribers_token ON subscribers (token);
-CREATE INDEX subscribers_status ON subscribers (status, id);
 CREATE TABLE events (
     id INTEGER PRIMARY KEY,
     at TEXT NOT NULL,
@@ -133,10 +131,22 @@ def _parse(stamp: str | None) -> datetime | None:
     return None if stamp is None else datetime.fromisoformat(stamp)
 
 
+# RFC 4648 base32 alphabet, lower case: survives case-folding mail servers and URLs. Each
+# random byte's low 5 bits pick a symbol (256 is a multiple of 32, so uniformly), which equals
+# base32-encoding the bits and runs in C: base64.b32encode is pure Python before 3.12.
+_TOKEN_ALPHABET = b"abcdefghijklmnopqrstuvwxyz234567"
+_TOKEN_TABLE = bytes(_TOKEN_ALPHABET[byte & 31] for byte in range(256))
+TOKEN_LENGTH = 32  # 160 random bits
+
+
+def new_tokens(count: int) -> list[str]:
+    """`count` unguessable tokens from `secrets`, 160 bits each."""
+    text = secrets.token_bytes(TOKEN_LENGTH * count).translate(_TOKEN_TABLE).decode("ascii")
+    return [text[i : i + TOKEN_LENGTH] for i in range(0, len(text), TOKEN_LENGTH)]
+
+
 def new_token() -> str:
-    """160 random bits as 32 lowercase base32 characters: no padding, safe in URLs and in
-    `news+TOKEN@` local parts where a mail server may fold case."""
-    return base64.b32encode(secrets.token_bytes(20)).decode("ascii").lower()
+    return new_tokens(1)[0]
 
 
 def _operator() -> str:
@@ -572,7 +582,7 @@ class SQLiteStore:
                 )
             }
         now, source, by, note = consent
-        new: list[tuple[Any, ...]] = []
+        new: list[ImportRow] = []
         for key, row in unique.items():
             if key in existing:
                 sid, status = existing[key]
@@ -595,21 +605,7 @@ class SQLiteStore:
                 else:
                     report.existing += 1
             else:
-                new.append(
-                    (
-                        row.address.email,
-                        key,
-                        row.first_name,
-                        row.status,
-                        new_token(),
-                        now,
-                        source,
-                        by,
-                        note,
-                        now,
-                        now,
-                    )
-                )
+                new.append(row)
         if not new:
             return
         before = db.execute("SELECT max(id) FROM subscribers").fetchone()[0] or 0
@@ -617,7 +613,22 @@ class SQLiteStore:
             "INSERT INTO subscribers (email, email_key, first_name, status, token, consent_at,"
             " consent_source, consent_by, consent_note, created_at, updated_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            new,
+            (
+                (
+                    r.address.email,
+                    r.address.key,
+                    r.first_name,
+                    r.status,
+                    token,
+                    now,
+                    source,
+                    by,
+                    note,
+                    now,
+                    now,
+                )
+                for r, token in zip(new, new_tokens(len(new)), strict=True)
+            ),
         )
         db.execute(
             "INSERT INTO events (at, subscriber_id, kind, source, detail)"
@@ -664,13 +675,19 @@ class SQLiteStore:
         """Append to the audit trail. With `key` (e.g. a Message-ID) an event of the same kind
         and key is recorded once: returns False when it already was."""
         with self._write() as db:
-            sid = subscriber.id if subscriber is not None else None
-            if (
-                sid is not None
-                and db.execute("SELECT 1 FROM subscribers WHERE id = ?", (sid,)).fetchone() is None
-            ):
-                sid = None  # forgotten meanwhile
+            sid = self._current_id(db, subscriber)  # None once forgotten
             return self._event(db, sid, kind, source, detail, key=key, issue_slug=issue_slug)
+
+    @staticmethod
+    def _current_id(db: sqlite3.Connection, subscriber: Subscriber | None) -> int | None:
+        """The reader's id if they are still in the store (same id AND token)."""
+        if subscriber is None:
+            return None
+        row = db.execute(
+            "SELECT id FROM subscribers WHERE id = ? AND token = ?",
+            (subscriber.id, subscriber.token),
+        ).fetchone()
+        return None if row is None else subscriber.id
 
     def has_event(self, kind: str, key: str) -> bool:
         return bool(self._one("SELECT 1 FROM events WHERE kind = ? AND key = ?", (kind, key)))
@@ -696,8 +713,8 @@ class SQLiteStore:
             marks = ",".join("?" * len(from_statuses))
             changed = db.execute(
                 "UPDATE subscribers SET status = ?, updated_at = ?"
-                f" WHERE id = ? AND status IN ({marks})",
-                (status, _now(), subscriber.id, *from_statuses),
+                f" WHERE id = ? AND token = ? AND status IN ({marks})",
+                (status, _now(), subscriber.id, subscriber.token, *from_statuses),
             ).rowcount
             if changed:
                 self._event(db, subscriber.id, status, source, detail, issue_slug=issue_slug)
@@ -728,6 +745,8 @@ class SQLiteStore:
                 return self._set_status(
                     subscriber, "bounced", ("active",), "bounce", detail, issue_slug
                 )
+            if self._current_id(db, subscriber) is None:
+                return False
             self._event(db, subscriber.id, "soft_bounce", "bounce", detail, issue_slug=issue_slug)
             if self._soft_bounce_streak(db, subscriber.id) < soft_limit:
                 return False
