@@ -277,6 +277,7 @@ class Store(Protocol):
     ) -> AddResult: ...
     def get_by_email(self, email: str) -> Subscriber | None: ...
     def get_by_token(self, token: str) -> Subscriber | None: ...
+    def get(self, subscriber_id: int) -> Subscriber | None: ...
     def iter_active(self, batch_size: int = 1000) -> Iterator[Subscriber]: ...
     def unsubscribe(self, subscriber: Subscriber, *, source: str, detail: str | None) -> bool: ...
     def record_bounce(
@@ -300,6 +301,7 @@ class Store(Protocol):
         issue_slug: str | None = None,
     ) -> bool: ...
     def has_event(self, kind: str, key: str) -> bool: ...
+    def events_of_kind(self, kind: str) -> list[tuple[datetime, str | None]]: ...
     def start_send(self, issue_slug: str) -> SendRecord: ...
     def get_send(self, issue_slug: str) -> SendRecord | None: ...
     def next_deliveries(
@@ -315,6 +317,9 @@ class Store(Protocol):
         next_attempt_at: datetime | None = None,
     ) -> None: ...
     def delivery_counts(self, send_id: int) -> dict[str, int]: ...
+    def deliveries_in_state(
+        self, send_id: int, states: tuple[DeliveryState, ...]
+    ) -> list[DeliveryRow]: ...
     def delivery_failures(self, send_id: int) -> list[DeliveryRow]: ...
     def finish_send(self, send_id: int) -> None: ...
 
@@ -700,6 +705,11 @@ class SQLiteStore:
         )
         return [(datetime.fromisoformat(at), kind, src, detail) for at, kind, src, detail in rows]
 
+    def events_of_kind(self, kind: str) -> list[tuple[datetime, str | None]]:
+        """(at, detail) of every event of one kind, oldest first."""
+        rows = self._rows("SELECT at, detail FROM events WHERE kind = ? ORDER BY id", (kind,))
+        return [(datetime.fromisoformat(at), detail) for at, detail in rows]
+
     def _set_status(
         self,
         subscriber: Subscriber,
@@ -966,6 +976,17 @@ class SQLiteStore:
         )
         return counts
 
+    def deliveries_in_state(
+        self, send_id: int, states: tuple[DeliveryState, ...]
+    ) -> list[DeliveryRow]:
+        """Every row of the send in one of `states`, whatever the reader's status, by id."""
+        marks = ",".join("?" * len(states))
+        rows = self._rows(
+            _DELIVERY_SELECT + f" WHERE d.send_id = ? AND d.state IN ({marks}) ORDER BY d.id",
+            (send_id, *states),
+        )
+        return [_delivery(row) for row in rows]
+
     def delivery_failures(self, send_id: int) -> list[DeliveryRow]:
         """`failed` and `unknown` rows, with the server's last reply."""
         rows = self._rows(
@@ -996,3 +1017,7 @@ def _statements(script: str) -> Iterator[str]:
         if line.rstrip().endswith(";") and sqlite3.complete_statement("\n".join(buffer)):
             yield "\n".join(buffer)
             buffer = []
+
+
+def _implements_store(store: SQLiteStore) -> Store:
+    return store  # mypy proves here that SQLiteStore satisfies the Store protocol
