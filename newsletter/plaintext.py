@@ -34,20 +34,21 @@ class _List:
 class _TextBuilder(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
-        self.out: list[str] = []  # finished blocks of text
+        # Finished blocks of text; True marks an item of a tight list (no blank line before).
+        self.out: list[tuple[str, bool]] = []
         self.links: list[str] = []
         self.inline: list[str] = []
         self.quote_depth = 0
         self.lists: list[_List] = []
         self.pre = 0
         self.heading: str | None = None
-        self.href_stack: list[str | None] = []
+        self.href_stack: list[tuple[str | None, int]] = []  # (href, where its text starts)
         self.table: list[list[str]] | None = None
         self.cell: list[str] | None = None
         self.skip = 0  # inside <style>/<script>/footnote back-references
 
     # -- helpers -------------------------------------------------------------------------
-    def _flush(self) -> None:
+    def _flush(self, tight: bool = False) -> None:
         text = "".join(self.inline)
         self.inline = []
         if self.pre:
@@ -74,14 +75,14 @@ class _TextBuilder(HTMLParser):
             text, width=width, initial_indent=first, subsequent_indent=rest,
             break_long_words=False, break_on_hyphens=False,
         )  # fmt: skip
-        self._emit(wrapped)
+        self._emit(wrapped, tight and bool(self.lists))
 
-    def _emit(self, block: str) -> None:
+    def _emit(self, block: str, tight: bool = False) -> None:
         if self.quote_depth:
             block = "\n".join(
                 ("> " * self.quote_depth + line).rstrip() for line in block.split("\n")
             )
-        self.out.append(block)
+        self.out.append((block, tight))
 
     # -- parser events -------------------------------------------------------------------
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -96,7 +97,8 @@ class _TextBuilder(HTMLParser):
             if "footnote-ref" in (attr.get("class") or ""):
                 href = _FOOTNOTE_REF
                 (self.cell if self.cell is not None else self.inline).append("[^")
-            self.href_stack.append(href)
+            sink = self.cell if self.cell is not None else self.inline
+            self.href_stack.append((href, len(sink)))
             return
         if self.cell is not None and tag not in ("td", "th", "tr"):
             if tag == "br":
@@ -106,13 +108,16 @@ class _TextBuilder(HTMLParser):
             if tag == "br":
                 self.inline.append("\n" if self.pre else " ")
                 return
-            self._flush()
+            # Text directly in an <li> (no <p>) is a tight list: items go on adjacent lines.
+            self._flush(tight=tag in ("li", "ul", "ol"))
         if tag in ("h1", "h2", "h3", "h4", "h5", "h6"):
             self.heading = tag
         elif tag == "blockquote":
             self.quote_depth += 1
         elif tag in ("ul", "ol"):
-            self.lists.append(_List(ordered=tag == "ol"))
+            start = attr.get("start") or "1"
+            first = int(start) if start.isdigit() else 1
+            self.lists.append(_List(ordered=tag == "ol", number=first - 1))
         elif tag == "li" and self.lists:
             self.lists[-1].number += 1
             self.lists[-1].bullet_pending = True
@@ -151,7 +156,7 @@ class _TextBuilder(HTMLParser):
             self._close_link(self.inline)
             return
         if tag in _BLOCKS:
-            self._flush()
+            self._flush(tight=tag in ("li", "ul", "ol"))
         if tag in ("h1", "h2", "h3", "h4", "h5", "h6"):
             self.heading = None
         elif tag == "blockquote":
@@ -162,13 +167,13 @@ class _TextBuilder(HTMLParser):
             self.pre -= 1
 
     def _close_link(self, sink: list[str]) -> None:
-        href = self.href_stack.pop() if self.href_stack else None
+        href, start = self.href_stack.pop() if self.href_stack else (None, len(sink))
         if href == _FOOTNOTE_REF:
             sink.append("]")
             return
         if not href or href.startswith("#"):
             return
-        text = "".join(sink).strip()
+        text = "".join(sink[start:]).strip()  # the link's own text
         if href.startswith("mailto:") and text and text in href:
             return
         if href == text:
@@ -227,7 +232,11 @@ def html_to_text(html: str) -> str:
     builder.feed(html)
     builder.close()
     builder._flush()
-    text = "\n\n".join(block for block in builder.out if block.strip())
+    blocks = [(block, tight) for block, tight in builder.out if block.strip()]
+    text = "".join(
+        ("" if index == 0 else "\n" if tight and blocks[index - 1][1] else "\n\n") + block
+        for index, (block, tight) in enumerate(blocks)
+    )
     if builder.links:
         listed = "\n".join(f"[{n}] {url}" for n, url in enumerate(builder.links, 1))
         text += "\n\nLinks:\n" + listed
