@@ -32,9 +32,8 @@ def corpus_files() -> list[Path]:
     return [CORPUS / row["file"] for row in manifest()]
 
 
-@pytest.fixture
-def readers(publication: Path) -> Path:
-    """The sample publication with every manifest reader subscribed under its corpus token."""
+def subscribe_corpus_readers(publication: Path) -> Path:
+    """Subscribe every manifest reader under its corpus token; returns the publication."""
     config = load_config(publication)
     with open_store(config) as store:
         for row in manifest():
@@ -51,6 +50,11 @@ def readers(publication: Path) -> Path:
                 )
     db.close()
     return publication
+
+
+@pytest.fixture
+def readers(publication: Path) -> Path:
+    return subscribe_corpus_readers(publication)
 
 
 def assert_manifest_effects(root: Path) -> None:
