@@ -245,6 +245,10 @@ def inline_css(page: str) -> tuple[str, tuple[str, ...]]:
         # premailer copies an inline `height:auto` (responsive images) over the pixel height
         # attribute that Outlook needs; attributes set by markup.py must stay.
         disable_basic_attributes=["height"],
+        # premailer's process-wide parse cache reports a stylesheet's warnings only the first
+        # time it is seen, so `check` lost them for later issues and in long-running processes;
+        # parsing again costs ~50 ms once per issue.
+        cache_css_parsing=False,
     )
     inlined = inliner.transform()
     cssutils_logger.removeHandler(collector)
