@@ -29,7 +29,14 @@ from typing import Any, Literal, Protocol
 
 from newsletter.config import Config
 from newsletter.errors import StoreError
-from newsletter.subscribers import ImportRow, Status, clean_name, normalise_address
+from newsletter.subscribers import (
+    Address,
+    ImportRow,
+    InvalidAddress,
+    Status,
+    clean_name,
+    normalise_address,
+)
 
 DB_NAME = "subscribers.db"
 SCHEMA_VERSION = 1
@@ -358,6 +365,10 @@ class SQLiteStore:
     # -- plumbing -------------------------------------------------------------------------
 
     def _migrate(self) -> None:
+        # Read first: opening the store during another process's import must not wait for
+        # its write lock unless there is something to migrate.
+        if self._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+            return
         with self._write() as db:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
@@ -448,7 +459,7 @@ class SQLiteStore:
         return self._fetch("token = ?", token.strip().lower())
 
     def is_forgotten(self, email: str) -> bool:
-        key = normalise_address(email).key
+        key = _address(email).key
         hashed = self.suppression_hash(key)
         return bool(self._one("SELECT 1 FROM suppressions WHERE hash = ?", (hashed,)))
 
@@ -467,10 +478,7 @@ class SQLiteStore:
 
         Raises StoreError for an invalid address, or `resubscribe` without `consent`.
         """
-        try:
-            address = normalise_address(email)
-        except ValueError as exc:
-            raise StoreError(str(exc), field="email") from None
+        address = _address(email)
         if resubscribe and not (consent and consent.strip()):
             raise StoreError("re-subscribing needs a consent note", field="consent")
         name = clean_name(first_name)
@@ -793,21 +801,35 @@ class SQLiteStore:
 
     def forget(self, email: str, *, reason: str, by: str | None = None) -> bool:
         """Erasure: delete the reader's row and history, keep a keyed hash so no import or add
-        re-subscribes them. Works for unknown addresses too. True if anything changed."""
-        key = normalise_address(email).key
+        re-subscribes them. Works for unknown addresses too. True if anything changed.
+
+        Deleted pages are zeroed (secure_delete) and the WAL is checkpointed, so the address
+        does not linger in the database files."""
+        key = _address(email).key
         hashed = self.suppression_hash(key)
-        with self._write() as db:
-            added = db.execute(
-                "INSERT OR IGNORE INTO suppressions VALUES (?, ?, ?)", (hashed, reason, _now())
-            ).rowcount
-            row = db.execute("SELECT id FROM subscribers WHERE email_key = ?", (key,)).fetchone()
-            if row is not None:
-                # Server replies may quote the address; the delivery row itself keeps the counts.
-                db.execute("UPDATE deliveries SET last_reply = NULL WHERE subscriber_id = ?", row)
-                db.execute("DELETE FROM subscribers WHERE id = ?", row)
-            if added or row is not None:
-                self._event(db, None, "forgotten", by or _operator(), reason)
-            return bool(added or row is not None)
+        with self._lock:
+            self._db.execute("PRAGMA secure_delete = ON")
+            try:
+                with self._write() as db:
+                    added = db.execute(
+                        "INSERT OR IGNORE INTO suppressions VALUES (?, ?, ?)",
+                        (hashed, reason, _now()),
+                    ).rowcount
+                    row = db.execute(
+                        "SELECT id FROM subscribers WHERE email_key = ?", (key,)
+                    ).fetchone()
+                    if row is not None:
+                        # Server replies may quote the address; the row still counts in its send.
+                        db.execute(
+                            "UPDATE deliveries SET last_reply = NULL WHERE subscriber_id = ?", row
+                        )
+                        db.execute("DELETE FROM subscribers WHERE id = ?", row)
+                    if added or row is not None:
+                        self._event(db, None, "forgotten", by or _operator(), reason)
+            finally:
+                self._db.execute("PRAGMA secure_delete = OFF")
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return bool(added or row is not None)
 
     def _iter(self, where: str, params: tuple[Any, ...], batch_size: int) -> Iterator[Subscriber]:
         """Keyset pagination: one short read per batch, so memory stays constant and a
@@ -1002,6 +1024,13 @@ class SQLiteStore:
                 "UPDATE sends SET finished_at = ? WHERE id = ? AND finished_at IS NULL",
                 (_now(), send_id),
             )
+
+
+def _address(email: str) -> Address:
+    try:
+        return normalise_address(email)
+    except InvalidAddress as exc:
+        raise StoreError(str(exc), path=email.strip() or None, field="email") from None
 
 
 def _inserted_id(cursor: sqlite3.Cursor) -> int:

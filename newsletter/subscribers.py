@@ -141,10 +141,37 @@ class ImportRejected(StoreError):
         self.total = total
 
 
+# Header cells (lower-cased, "_" as space) naming the columns, English and Excel's locales.
 _EMAIL_HEADERS = frozenset(
-    ("email", "e-mail", "email address", "e-mail address", "mail", "emailaddress", "address")
+    [
+        "email",
+        "e-mail",
+        "email address",
+        "e-mail address",
+        "mail",
+        "emailaddress",
+        "e-mail-adresse",
+        "email-adresse",
+        "adresse e-mail",
+        "courriel",
+        "correo electrónico",
+    ]
 )
-_NAME_HEADERS = frozenset(("name", "first name", "firstname", "given name", "full name"))
+_NAME_HEADERS = frozenset(
+    [
+        "name",
+        "first name",
+        "firstname",
+        "given name",
+        "full name",
+        "vorname",
+        "prénom",
+        "prenom",
+        "nombre",
+        "voornaam",
+        "nome",
+    ]
+)
 _DELIMITERS = (",", ";", "\t")
 KEEP_PROBLEMS = 50
 
