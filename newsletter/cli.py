@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from newsletter import cli_issues
+from newsletter.cli_archive import archive
 from newsletter.cli_inbox import inbox
 from newsletter.cli_schedule import schedule_command
 from newsletter.cli_subscribers import subscribers
@@ -60,6 +61,7 @@ def main(ctx: click.Context, root: Path | None) -> None:
 # (One line per module: keep this block sorted.)
 for command in (cli_issues.new, cli_issues.check, cli_issues.build, cli_issues.preview):
     main.add_command(command)
+main.add_command(archive)
 main.add_command(inbox)
 main.add_command(schedule_command)
 main.add_command(subscribers)

@@ -1,0 +1,37 @@
+"""`newsletter archive`: the static web archive alone (also part of `newsletter build`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from newsletter.archive import build_archive
+from newsletter.context import AppContext, pass_app
+from newsletter.issues import load_issues
+
+
+@click.command("archive")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Output folder. Default: build/archive/ in the publication.",
+)
+@pass_app
+def archive(app: AppContext, out: Path | None) -> None:
+    """Write the static web archive: a page per sent issue, index by year, topics, Atom feed,
+    sitemap, search, subscribe and privacy pages.
+
+    Only what changed since the last build is rewritten. Issues appear once sent (per the send
+    log); before anything was sent, `ready` issues dated today or earlier. Drafts never.
+
+    \b
+    Example:
+        newsletter archive
+        newsletter --root ~/my-letter archive --out /var/www/newsletter
+        rsync -a --delete --exclude '.archive-*' build/archive/ host:/var/www/newsletter/
+    """
+    config = app.config
+    report = build_archive(config, load_issues(config), out)
+    click.echo(f"archive: {report.summary()}")
