@@ -22,7 +22,7 @@ from email.message import Message
 from email.utils import getaddresses, parseaddr
 from typing import Literal
 
-from newsletter.dsn import parse_bounce, ses_notification_type
+from newsletter.dsn import is_system_sender, parse_bounce, ses_notification_type
 from newsletter.links import token_from_address
 from newsletter.replytext import own_text, part_text
 
@@ -120,7 +120,9 @@ def classify(message: Message, own_addresses: Iterable[str] = ()) -> Classificat
         return Classification(
             "unsubscribe", recipient=sender, token=token, reason="Apple Mail unsubscribe"
         )
-    button = auto is None or _ALONE.match(_strip_prefix(subject)) or _UNSUBSCRIBE.search(subject)
+    asked = bool(_ALONE.match(_strip_prefix(subject)) or _UNSUBSCRIBE.search(subject))
+    # A bounce we could not read also arrives at the +token (VERP) address: never a button.
+    button = (auto is None or asked) and not is_system_sender(sender or "")
     if token is not None and not _is_reply(message, subject) and button:
         return Classification(
             "unsubscribe",
@@ -146,7 +148,10 @@ def unsubscribe_request(subject: str, text: str) -> str | None:
     me"), must not sit in a pasted footer line, and in a long letter must come early.
     """
     bare = _strip_prefix(subject)
-    if _ALONE.match(bare) or _asks(bare):
+    # "Re: <our issue title>" repeats our words, not the reader's: an issue titled "Why
+    # customers unsubscribe" must not unsubscribe everyone who replies to it.
+    replying = bare != subject.strip()
+    if _ALONE.match(bare) or (not replying and _asks(bare)):
         return f"subject asks to unsubscribe: {bare[:80]!r}"
     lines = [ln for ln in text.splitlines() if ln.strip() and not _FOOTER_LINE.search(ln)]
     if len(lines) <= 3 and any(_ALONE.match(ln) for ln in lines):

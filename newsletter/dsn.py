@@ -62,6 +62,11 @@ _BOUNCE_SUBJECT = re.compile(
 _DAEMON = re.compile(r"^(mailer-daemon|postmaster|mail-daemon|mdaemon)\b", re.IGNORECASE)
 
 
+def is_system_sender(address: str) -> bool:
+    """MAILER-DAEMON, postmaster and friends: the mail system, not a person."""
+    return bool(_DAEMON.match(address))
+
+
 @dataclass(frozen=True)
 class Bounce:
     recipient: str | None

@@ -68,6 +68,16 @@ def test_reply_to_the_token_address_is_judged_by_its_text() -> None:
     assert (button.kind, button.token) == ("unsubscribe", "t19tia")
 
 
+def test_an_unreadable_bounce_at_the_verp_address_is_no_unsubscribe() -> None:
+    raw = (
+        b"From: MAILER-DAEMON@mx.example.net\r\nTo: news+t24xia@example.com\r\n"
+        b"Subject: Returned\r\n\r\nSomething about your message.\r\n"
+    )
+    msg = message_from_bytes(raw, policy=policy.default)
+    assert isinstance(msg, EmailMessage)
+    assert classify(msg, OURS).kind != "unsubscribe"
+
+
 def test_forged_from_is_flagged() -> None:
     assert sender_unverified(load("21-forged-from-dmarc-fail.eml"))
     assert not sender_unverified(load("01-gmail-unsubscribe-top-post.eml"))
@@ -88,6 +98,9 @@ def test_forged_from_is_flagged() -> None:
         ("Re: Leader Notes", "I almost unsubscribed last year, glad I did not.", False),
         ("Re: Leader Notes", "To unsubscribe click here: https://example.com/u", False),
         ("Re: Stop the bus", "Great read.", False),
+        ("Re: Why customers unsubscribe", "Great read.", False),
+        ("Re: unsubscribe", "", True),
+        ("Why customers unsubscribe", "", True),
     ],
 )
 def test_unsubscribe_request_rules(subject: str, text: str, asks: bool) -> None:
