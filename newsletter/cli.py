@@ -16,6 +16,7 @@ from newsletter import cli_issues
 from newsletter.cli_archive import archive
 from newsletter.cli_inbox import inbox
 from newsletter.cli_schedule import schedule_command
+from newsletter.cli_send import send, status
 from newsletter.cli_subscribers import subscribers
 from newsletter.context import AppContext
 from newsletter.errors import NewsletterError
@@ -64,4 +65,6 @@ for command in (cli_issues.new, cli_issues.check, cli_issues.build, cli_issues.p
 main.add_command(archive)
 main.add_command(inbox)
 main.add_command(schedule_command)
+main.add_command(send)
+main.add_command(status)
 main.add_command(subscribers)

@@ -1,0 +1,222 @@
+"""`newsletter send ISSUE` and `newsletter status [ISSUE]`."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import click
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
+
+from newsletter import delivery
+from newsletter.config import Config
+from newsletter.context import AppContext, pass_app
+from newsletter.issues import Issue, find_issue, load_issues
+from newsletter.render import PreviewReader
+from newsletter.store import open_store
+
+PLAIN_EVERY = 5.0  # seconds between progress lines when stdout is not a terminal
+SHOWN_FAILURES = 50
+_NEEDS_ATTENTION = ("pending", "in_flight", "deferred", "unknown")
+
+
+def _route(config: Config, slug: str) -> str:
+    d = config.delivery
+    if d.transport == "file":
+        where = f"files in {config.outbox_dir / slug}/"
+    else:
+        s = d.smtp
+        rate = f", at most {s.max_per_second:g}/s" if s.max_per_second else ""
+        where = f"smtp {s.host}:{s.port} ({s.security}), {s.connections} connection(s){rate}"
+    if d.redirect_to:
+        where += f"; every message redirected to {d.redirect_to} (delivery.redirect_to)"
+    return where
+
+
+@contextmanager
+def _reporter(total: int) -> Iterator[Callable[[delivery.Progress], None]]:
+    """A rich progress bar with rate and ETA on a terminal; plain lines otherwise."""
+    if sys.stdout.isatty():
+        columns = (
+            TextColumn("[bold]sending"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns) as bar:
+            task = bar.add_task("send", total=total, rate="")
+            started = time.monotonic()
+
+            def show(event: delivery.Progress) -> None:
+                if event.state == "waiting":
+                    bar.console.print(event.reply)
+                    return
+                if event.state not in ("sent", "deferred"):
+                    bar.console.print(f"{event.state}: {event.email}: {event.reply}")
+                rate = event.done / max(time.monotonic() - started, 1e-6)
+                bar.update(task, completed=event.done, rate=f"{rate:,.0f} msg/s")
+
+            yield show
+        return
+    last = [time.monotonic(), time.monotonic()]
+
+    def log(event: delivery.Progress) -> None:
+        now = time.monotonic()
+        if event.state not in ("sent",):
+            click.echo(f"{event.state}: {event.email}: {event.reply}".replace(": : ", ": "))
+        if now - last[1] >= PLAIN_EVERY:
+            rate = event.done / max(now - last[0], 1e-6)
+            click.echo(f"progress: {event.done}/{total} ({rate:,.0f} msg/s)")
+            last[1] = now
+
+    yield log
+
+
+@click.command()
+@click.argument("issue_ref", metavar="ISSUE")
+@click.option("--to", "to", metavar="EMAIL", help="Send one test copy to EMAIL, outside the log.")
+@click.option("--dry-run", is_flag=True, help="Show the recipient count and a sample message.")
+@click.option(
+    "--resend-unknown",
+    is_flag=True,
+    help="Re-send messages whose fate is unknown (line lost after the final '.', or a crash), "
+    "with the same Message-ID.",
+)
+@pass_app
+def send(
+    app: AppContext, issue_ref: str, to: str | None, dry_run: bool, resend_unknown: bool
+) -> None:
+    """Send ISSUE (a slug or path) to every active subscriber, or resume its send.
+
+    Every recipient is a row in the send log: a second run never re-sends a `sent` row, and
+    a crash leaves at most one message per connection `unknown`. Exit status 1 when readers
+    are left deferred, unknown or pending, or the server refused the send.
+
+    \b
+    Example:
+        newsletter send 2026-07-your-first-customer-sits-next-to-you --dry-run
+        newsletter send 2026-07-your-first-customer-sits-next-to-you --to me@example.com
+        newsletter send 2026-07-your-first-customer-sits-next-to-you
+    """
+    config = app.config
+    issues = load_issues(config)
+    issue = find_issue(config, issues, issue_ref)
+    if to:
+        with open_store(config) as store:
+            reader = store.get_by_email(to) or PreviewReader(email=to, token="test")
+        reply = delivery.send_test(config, issue, issues, reader)
+        click.echo(f"test copy of {issue.slug} to {to} via {_route(config, issue.slug)}: {reply}")
+        return
+    if dry_run:
+        _dry_run(config, issue, issues)
+        return
+    with open_store(config) as store:
+        existing = store.get_send(issue.slug)
+        todo = store.counts()["active"]
+        if existing is not None:
+            counts = store.delivery_counts(existing.id)
+            todo = sum(counts[s] for s in _NEEDS_ATTENTION if s != "unknown" or resend_unknown)
+    click.echo(f"sending {issue.slug} via {_route(config, issue.slug)}")
+    with _reporter(todo) as show:
+        report = delivery.send_issue(
+            config, issue, issues, resend_unknown=resend_unknown, on_progress=show
+        )
+    counts = report.counts
+    summary = ", ".join(f"{counts[s]} {s}" for s in counts if counts[s])
+    click.echo(
+        f"{issue.slug}: {report.sent_now} sent by this run in {report.elapsed:.1f} s; "
+        f"of {report.send.total}: {summary or 'nothing'}"
+    )
+    if report.paused:
+        click.echo(f"paused: {report.paused}", err=True)
+        click.echo(
+            "nobody was marked bounced; fix the cause and run the same command again", err=True
+        )
+    if counts.get("unknown"):
+        click.echo(
+            f"{counts['unknown']} message(s) may or may not have arrived (`newsletter status "
+            f"{issue.slug}` lists them); `--resend-unknown` re-sends them with the same Message-ID"
+        )
+    if counts.get("deferred") or counts.get("pending"):
+        click.echo("deferred or pending readers remain: run the same command again later")
+    if report.paused or any(counts.get(s) for s in _NEEDS_ATTENTION):
+        sys.exit(1)
+
+
+def _dry_run(config: Config, issue: Issue, issues: list[Issue]) -> None:
+    rendered, skeleton = delivery.prepare(config, issue, issues)
+    with open_store(config) as store:
+        existing = store.get_send(issue.slug)
+        sample = next(store.iter_active(batch_size=1), None)
+        if existing is None:
+            click.echo(f"would send {issue.slug} to {store.counts()['active']} active subscribers")
+        else:
+            counts = store.delivery_counts(existing.id)
+            left = counts["pending"] + counts["deferred"] + counts["in_flight"]
+            click.echo(f"would resume {issue.slug}: {left} left of {existing.total}; {counts}")
+    click.echo(f"via {_route(config, issue.slug)}; nothing sent")
+    reader = sample or PreviewReader()
+    body = rendered.personalise(reader)
+    data = skeleton.render(reader, html=body.html, text=body.text)
+    head, _, _ = data.partition(b"\r\n\r\n")
+    click.echo(f"sample message for {reader.email} ({len(data):,} bytes):")
+    click.echo(head.decode("ascii").replace("\r\n", "\n"))
+    click.echo()
+    click.echo(body.text)
+
+
+@click.command()
+@click.argument("issue_ref", metavar="[ISSUE]", required=False)
+@pass_app
+def status(app: AppContext, issue_ref: str | None) -> None:
+    """Delivery counts per state; with ISSUE, each failure with the server's reply.
+
+    \b
+    Example:
+        newsletter status
+        newsletter status 2026-07-your-first-customer-sits-next-to-you
+    """
+    config = app.config
+    issues = load_issues(config)
+    with open_store(config) as store:
+        if issue_ref is None:
+            any_send = False
+            for issue in issues:
+                send = store.get_send(issue.slug)
+                if send is None:
+                    continue
+                any_send = True
+                counts = store.delivery_counts(send.id)
+                state = "finished" if send.finished_at else "open"
+                summary = ", ".join(f"{counts[s]} {s}" for s in counts if counts[s])
+                click.echo(f"{issue.slug}: {state}, {send.total} recipients: {summary}")
+            if not any_send:
+                click.echo("no issue has been sent yet")
+            return
+        issue = find_issue(config, issues, issue_ref)
+        send = store.get_send(issue.slug)
+        if send is None:
+            click.echo(f"{issue.slug}: not sent yet")
+            return
+        counts = store.delivery_counts(send.id)
+        finished = f", finished {send.finished_at:%Y-%m-%d %H:%M}" if send.finished_at else ""
+        click.echo(f"{issue.slug}: started {send.started_at:%Y-%m-%d %H:%M} UTC{finished}")
+        for state, count in counts.items():
+            click.echo(f"  {state:<10}{count:>8}")
+        rows = store.deliveries_in_state(send.id, ("failed", "unknown", "deferred"))
+        for row in rows[:SHOWN_FAILURES]:
+            due = f" (retry after {row.next_attempt_at:%H:%M})" if row.next_attempt_at else ""
+            click.echo(f"{row.state:<9} {row.email}: {row.last_reply or 'no reply'}{due}")
+        if len(rows) > SHOWN_FAILURES:
+            click.echo(f"... and {len(rows) - SHOWN_FAILURES} more")

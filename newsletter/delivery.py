@@ -1,0 +1,470 @@
+"""The send runner: the send log in the store, not memory, drives delivery.
+
+`run_send` snapshots the recipients once (`start_send`), then N threads, one connection each,
+claim due rows one at a time (`mark_in_flight`, which also refuses anyone who unsubscribed
+meanwhile), send, and record the outcome before taking the next row. So after a hard kill at
+most one message per connection is `in_flight`; the next run turns those into `unknown`
+(reported; `resend_unknown` re-sends them with the same Message-ID). The failure policy
+(RFC 5321, after Mailman's outgoing runner) is in `_classify` and the README's table.
+"""
+
+from __future__ import annotations
+
+import binascii
+import contextlib
+import fcntl
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from html import escape
+from typing import Literal, Protocol
+
+from newsletter.checks import check_rendered
+from newsletter.config import Config
+from newsletter.errors import DeliveryError, NewsletterError
+from newsletter.issues import Issue
+from newsletter.links import plus_address
+from newsletter.message import (
+    InvalidRecipient,
+    IssueMessage,
+    QuotedPrintableTemplate,
+    Reader,
+    message_id,
+    quoted_printable,
+)
+from newsletter.render import PreviewReader, RenderedIssue, render_issue
+from newsletter.store import DeliveryRow, DeliveryState, SendRecord, Subscriber, open_store
+from newsletter.transport import Disconnected, Transport, TransportFailure, open_transport
+
+_BATCH = 200
+_MAX_BACKOFF = 300.0
+_HARD_BOUNCE = (550, 551, 553)
+_DEFER_AT_RCPT = (450, 451, 452, 552)  # 552 at RCPT: "too many recipients" (RFC 5321 4.5.3.1.10)
+
+
+class BodyEncoder:
+    """Each reader's two quoted-printable bodies, from the rendered issue's slot templates
+    encoded once (b2a_qp of a whole 14 KB body per reader would cost more than the SMTP).
+
+    A probe reader checks once per issue that the result decodes to exactly what
+    `RenderedIssue.personalise` gives; if not (the renderer changed), every reader gets the
+    plain path: personalise, then encode."""
+
+    def __init__(self, rendered: RenderedIssue) -> None:
+        self.rendered = rendered
+        self.html = QuotedPrintableTemplate(rendered.html.parts)
+        self.text = QuotedPrintableTemplate(rendered.text.parts)
+        probe = PreviewReader(first_name='Zoë "<&>" O\'Neil, Jr', token="probe")
+        expected = rendered.personalise(probe)
+        html, text = self._fast(probe)
+        self.fast = _decoded(html) == _lines(expected.html) and _decoded(text) == _lines(
+            expected.text
+        )
+
+    def _fast(self, reader: Reader) -> tuple[bytes, bytes]:
+        raw = self.rendered.slot_values(reader)
+        html = [escape(raw[name], quote=True) for name in self.rendered.html.slots]
+        text = [raw[name] for name in self.rendered.text.slots]
+        return self.html.fill(html), self.text.fill(text)
+
+    def encode(self, reader: Reader) -> tuple[bytes, bytes]:
+        """(html, text), quoted-printable."""
+        if self.fast:
+            return self._fast(reader)
+        body = self.rendered.personalise(reader)
+        return quoted_printable(body.html), quoted_printable(body.text)
+
+
+def _lines(text: str) -> str:
+    text = text.replace("\r\n", "\n")
+    return text if text.endswith("\n") else text + "\n"
+
+
+def _decoded(encoded: bytes) -> str:
+    return binascii.a2b_qp(encoded).decode("utf-8").replace("\r\n", "\n")
+
+
+class SendLog(Protocol):
+    """The store's send-log methods this runner needs (newsletter.store.SQLiteStore)."""
+
+    def start_send(self, issue_slug: str) -> SendRecord: ...
+    def next_deliveries(self, send_id: int, limit: int) -> list[DeliveryRow]: ...
+    def mark_in_flight(self, delivery_id: int, message_id: str) -> bool: ...
+    def record_delivery(
+        self,
+        delivery_id: int,
+        state: DeliveryState,
+        *,
+        reply: str | None,
+        next_attempt_at: datetime | None = None,
+    ) -> None: ...
+    def deliveries_in_state(
+        self, send_id: int, states: tuple[DeliveryState, ...]
+    ) -> list[DeliveryRow]: ...
+    def delivery_counts(self, send_id: int) -> dict[str, int]: ...
+    def finish_send(self, send_id: int) -> None: ...
+    def get(self, subscriber_id: int) -> Subscriber | None: ...
+    def record_bounce(
+        self,
+        subscriber: Subscriber,
+        *,
+        hard: bool,
+        issue_slug: str | None,
+        detail: str | None,
+        soft_limit: int,
+    ) -> bool: ...
+
+
+Action = Literal["sent", "deferred", "failed", "bounced", "unknown", "retry", "pause"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    action: Action
+    reply: str
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One recorded result, for the CLI's progress display."""
+
+    state: str
+    email: str
+    reply: str
+    done: int  # rows settled since the run began (sent, failed, unknown, skipped, deferred)
+
+
+@dataclass
+class SendReport:
+    send: SendRecord
+    counts: dict[str, int]
+    sent_now: int = 0
+    unknown_before: int = 0
+    paused: str | None = None
+    elapsed: float = 0.0
+
+    @property
+    def complete(self) -> bool:
+        return not any(self.counts.get(s, 0) for s in ("pending", "deferred", "in_flight"))
+
+
+def classify(failure: TransportFailure) -> Outcome:
+    """What one failed attempt means for this reader and for the send (issue 5's policy)."""
+    stage, reply = failure.stage, failure.reply
+    if isinstance(failure, Disconnected) or failure.code is None:
+        return Outcome("unknown" if stage == "dot" else "retry", reply)
+    code = failure.code
+    if code == 421 or (stage in ("connect", "mail") and code is not None and code < 500):
+        return Outcome("retry", reply)
+    if stage in ("connect", "auth", "mail") or (stage in ("data", "dot") and code >= 500):
+        return Outcome("pause", reply)
+    if stage == "rcpt" and code in _HARD_BOUNCE:
+        return Outcome("bounced", reply)
+    if code in _DEFER_AT_RCPT or 400 <= code < 500:
+        return Outcome("deferred", reply)
+    return Outcome("failed", reply)
+
+
+@contextlib.contextmanager
+def send_lock(config: Config, slug: str) -> Iterator[None]:
+    """One `send` per issue at a time; a second one is told who holds the lock."""
+    path = config.subscribers_dir / f".send-{slug}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise DeliveryError(
+                f"another `newsletter send {slug}` is running ({holder}); wait for it to finish",
+                path=path,
+            ) from None
+        handle.truncate(0)
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        yield
+
+
+class _RateLimit:
+    def __init__(self, per_second: float) -> None:
+        self.interval = 1.0 / per_second if per_second > 0 else 0.0
+        self.next = time.monotonic()
+        self.lock = threading.Lock()
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        with self.lock:
+            now = time.monotonic()
+            slot = max(now, self.next)
+            self.next = slot + self.interval
+        if slot > now:
+            time.sleep(slot - now)
+
+
+@dataclass
+class _Run:
+    config: Config
+    log: SendLog
+    send: SendRecord
+    skeleton: IssueMessage
+    bodies: BodyEncoder
+    connect: Callable[[], Transport]
+    on_progress: Callable[[Progress], None]
+    limiter: _RateLimit
+    stop: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    queue: list[DeliveryRow] = field(default_factory=list)
+    paused: str | None = None
+    sent: int = 0
+    done: int = 0
+
+    def claim(self) -> DeliveryRow | None:
+        """The next due row, marked in_flight; None when none is due now."""
+        with self.lock:
+            while not self.stop.is_set():
+                if not self.queue:
+                    self.queue = self.log.next_deliveries(self.send.id, _BATCH)[::-1]
+                    if not self.queue:
+                        return None
+                row = self.queue.pop()
+                msgid = row.message_id or self.skeleton.message_id(row)
+                if self.log.mark_in_flight(row.id, msgid):
+                    return row
+                self.done += 1
+                self.on_progress(Progress("skipped", row.email, "not active", self.done))
+            return None
+
+    def pause(self, reason: str) -> None:
+        with self.lock:
+            self.paused = self.paused or reason
+        self.stop.set()
+
+    def worker(self) -> None:
+        transport = self.connect()
+        try:
+            while (row := self.claim()) is not None:
+                self.deliver(transport, row)
+        except NewsletterError as exc:
+            self.pause(str(exc))
+        except Exception as exc:
+            # The database could not claim or record a row: stop rather than send unrecorded.
+            self.pause(f"stopped: {type(exc).__name__}: {exc}")
+        finally:
+            transport.close()
+
+    def deliver(self, transport: Transport, row: DeliveryRow) -> None:
+        d = self.config.delivery
+        msgid = row.message_id or self.skeleton.message_id(row)
+        try:
+            html, text = self.bodies.encode(row)
+            data = self.skeleton.render_encoded(row, html=html, text=text, msgid=msgid)
+        except InvalidRecipient as exc:
+            self.record(row, "failed", f"not sent: {exc}")
+            return
+        sender = plus_address(self.skeleton.sender, row.token) if d.verp else self.skeleton.sender
+        recipient = d.redirect_to or row.email
+        failures = 0
+        while True:
+            self.limiter.wait()
+            try:
+                reply = transport.send(sender, recipient, data, message_id=msgid)
+            except TransportFailure as exc:
+                outcome = classify(exc)
+            else:
+                self.record(row, "sent", reply)
+                return
+            if outcome.action == "retry" and not self.stop.is_set():
+                failures += 1
+                if failures <= d.max_reconnects:
+                    self.stop.wait(min(d.backoff * 2 ** (failures - 1), _MAX_BACKOFF))
+                    continue
+                outcome = Outcome("pause", f"gave up after {failures} attempts: {outcome.reply}")
+            break
+        self.settle(row, outcome)
+
+    def settle(self, row: DeliveryRow, outcome: Outcome) -> None:
+        d = self.config.delivery
+        if outcome.action in ("pause", "retry"):
+            # Not this reader's fault: the row waits, unbounced, for the next run.
+            self.record(row, "pending", outcome.reply)
+            if outcome.action == "pause":
+                self.pause(f"the server refused the send: {outcome.reply}")
+        elif outcome.action == "deferred" and row.attempts + 1 < d.max_attempts:
+            delay = d.retry_delay * 2**row.attempts
+            due = datetime.now(UTC) + timedelta(seconds=delay)
+            self.record(row, "deferred", outcome.reply, due)
+        elif outcome.action in ("deferred", "bounced"):
+            self.record(row, "failed", outcome.reply)
+            reader = self.log.get(row.subscriber_id) if row.subscriber_id else None
+            if reader is not None:
+                self.log.record_bounce(
+                    reader,
+                    hard=outcome.action == "bounced",
+                    issue_slug=self.send.issue_slug,
+                    detail=outcome.reply,
+                    soft_limit=self.config.inbox.soft_bounce_limit,
+                )  # a StoreError here stops the send (worker), the delivery is recorded
+        elif outcome.action == "unknown":
+            self.record(row, "unknown", outcome.reply)
+        else:
+            self.record(row, "failed", outcome.reply)
+
+    def record(
+        self, row: DeliveryRow, state: DeliveryState, reply: str, due: datetime | None = None
+    ) -> None:
+        try:
+            self.log.record_delivery(row.id, state, reply=reply, next_attempt_at=due)
+        except Exception as exc:
+            # Nothing may go out unrecorded: stop every connection now.
+            self.pause(f"cannot record the result for {row.email} ({exc}); stopped")
+            raise DeliveryError(f"cannot record a delivery result: {exc}") from exc
+        if state == "pending":
+            return
+        with self.lock:
+            self.done += 1
+            self.sent += state == "sent"
+            self.on_progress(Progress(state, row.email, reply, self.done))
+
+
+def run_send(
+    config: Config,
+    log: SendLog,
+    rendered: RenderedIssue,
+    skeleton: IssueMessage,
+    *,
+    connect: Callable[[], Transport],
+    connections: int = 1,
+    max_per_second: float = 0.0,
+    resend_unknown: bool = False,
+    on_progress: Callable[[Progress], None] = lambda progress: None,
+    wait: Callable[[float], None] = time.sleep,
+) -> SendReport:
+    """Start or resume the send of `skeleton.slug`. The caller holds `send_lock`."""
+    started = time.monotonic()
+    send = log.start_send(skeleton.slug)
+    report = SendReport(send, {})
+    for row in log.deliveries_in_state(send.id, ("in_flight",)):
+        # A previous run died between handing this to the server and hearing back.
+        log.record_delivery(row.id, "unknown", reply="in flight when an earlier run stopped")
+    if resend_unknown:
+        for row in log.deliveries_in_state(send.id, ("unknown",)):
+            log.record_delivery(row.id, "pending", reply=f"re-sent after: {row.last_reply}")
+    run = _Run(
+        config,
+        log,
+        send,
+        skeleton,
+        BodyEncoder(rendered),
+        connect,
+        on_progress,
+        _RateLimit(max_per_second),
+    )
+    deadline = started + config.delivery.retry_window
+    while True:
+        threads = [
+            threading.Thread(target=run.worker, name=f"send-{n}", daemon=True)
+            for n in range(max(1, connections))
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if run.paused:
+            break
+        due = _next_deferred(log, send.id)
+        if due is None or due > deadline:
+            break
+        seconds = max(0.0, due - time.monotonic())
+        on_progress(
+            Progress("waiting", "", f"next retry of deferred readers in {seconds:.0f} s", run.done)
+        )
+        wait(seconds)
+    report.counts = log.delivery_counts(send.id)
+    report.sent_now, report.paused = run.sent, run.paused
+    report.elapsed = time.monotonic() - started
+    if report.complete and not run.paused:
+        log.finish_send(send.id)
+    return report
+
+
+def _next_deferred(log: SendLog, send_id: int) -> float | None:
+    """When (time.monotonic) the earliest deferred row is due, or None if there is none."""
+    rows = log.deliveries_in_state(send_id, ("deferred",))
+    dues = [row.next_attempt_at for row in rows if row.next_attempt_at is not None]
+    if not rows:
+        return None
+    if not dues:
+        return time.monotonic()
+    wait = (min(dues) - datetime.now(UTC)).total_seconds()
+    return time.monotonic() + max(0.0, wait)
+
+
+def prepare(
+    config: Config, issue: Issue, issues: list[Issue]
+) -> tuple[RenderedIssue, IssueMessage]:
+    """Render once and build the skeleton; refuse a draft and an issue `check` rejects."""
+    if issue.status != "ready":
+        raise DeliveryError(
+            "is a draft; set `status: ready` in its front-matter to send it",
+            path=issue.path,
+            field="status",
+        )
+    rendered = render_issue(config, issue, issues)
+    errors = [p for p in check_rendered(config, rendered) if p.severity == "error"]
+    if errors:
+        raise DeliveryError(
+            f"`newsletter check` finds {len(errors)} error(s), the first: {errors[0]}",
+            path=issue.path,
+        )
+    skeleton = IssueMessage(
+        config, slug=issue.slug, subject=rendered.subject, date=datetime.now(config.tz)
+    )
+    return rendered, skeleton
+
+
+def send_issue(
+    config: Config,
+    issue: Issue,
+    issues: list[Issue],
+    *,
+    resend_unknown: bool = False,
+    on_progress: Callable[[Progress], None] = lambda progress: None,
+) -> SendReport:
+    """Start or resume the send of one issue to every active subscriber (the `send` command
+    and the scheduler call this). Raises DeliveryError when another send of it is running."""
+    rendered, skeleton = prepare(config, issue, issues)
+    smtp = config.delivery.transport == "smtp"
+    open_transport(config, slug=issue.slug)  # a missing password fails here, not per thread
+    with send_lock(config, issue.slug), open_store(config) as store:
+        return run_send(
+            config,
+            store,
+            rendered,
+            skeleton,
+            connect=lambda: open_transport(config, slug=issue.slug),
+            connections=config.delivery.smtp.connections if smtp else 1,
+            max_per_second=config.delivery.smtp.max_per_second if smtp else 0.0,
+            resend_unknown=resend_unknown,
+            on_progress=on_progress,
+        )
+
+
+def send_test(config: Config, issue: Issue, issues: list[Issue], reader: Reader) -> str:
+    """One copy to `reader` outside the send log (a proof to yourself); the server's reply."""
+    rendered, skeleton = prepare(config, issue, issues)
+    body = rendered.personalise(reader)
+    msgid = message_id(config, issue.slug, f"test-{secrets.token_hex(6)}")
+    data = skeleton.render(reader, html=body.html, text=body.text, msgid=msgid)
+    transport = open_transport(config, slug=issue.slug)
+    try:
+        return transport.send(skeleton.sender, reader.email, data, message_id=msgid)
+    except TransportFailure as exc:
+        raise DeliveryError(f"the test message to {reader.email} failed: {exc}") from None
+    finally:
+        transport.close()

@@ -1,0 +1,378 @@
+"""The send runner against a real aiosmtpd (the fault-injecting MTA) and the real store."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections import Counter
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from newsletter import delivery
+from newsletter.config import Config, load_config
+from newsletter.errors import DeliveryError
+from newsletter.issues import find_issue, load_issues
+from newsletter.message import message_id
+from newsletter.store import DeliveryRow, DeliveryState, SQLiteStore, open_store
+from newsletter.testing.mta import Faults, FaultyMTA, Received
+
+SLUG = "2026-07-your-first-customer-sits-next-to-you"
+TRICKY = [
+    ("zoe@example.org", "Zoë"),
+    ("ann@example.org", 'Ann "The Boss" O\'Neil'),
+    ("smith@example.org", "Smith, John"),
+    ("li@example.org", "李小龙"),
+    ("nameless@example.org", None),
+]
+
+
+def smtp_config(publication: Path, mta: FaultyMTA, connections: int = 2, **changes: Any) -> Config:
+    base = load_config(publication)
+    smtp = replace(
+        base.delivery.smtp, host=mta.host, port=mta.port, connections=connections, timeout=5
+    )
+    settings: dict[str, Any] = dict(
+        transport="smtp", smtp=smtp, backoff=0.01, retry_delay=0.05, retry_window=30
+    )
+    settings.update(changes)
+    return replace(base, delivery=replace(base.delivery, **settings))
+
+
+def add_readers(config: Config, count: int = 20) -> list[tuple[str, str | None]]:
+    readers = TRICKY + [(f"r{n:03d}@example.org", f"Reader {n}") for n in range(count)]
+    with open_store(config) as store:
+        for email, name in readers:
+            store.add(email, name, source="test", consent="test")
+    return readers
+
+
+def send(config: Config, **kw: Any) -> delivery.SendReport:
+    issues = load_issues(config)
+    return delivery.send_issue(config, find_issue(config, issues, SLUG), issues, **kw)
+
+
+def rows(config: Config, *states: DeliveryState) -> dict[str, DeliveryRow]:
+    with open_store(config) as store:
+        record = store.get_send(SLUG)
+        assert record is not None
+        return {r.email: r for r in store.deliveries_in_state(record.id, states)}
+
+
+def status_of(config: Config, email: str) -> str:
+    with open_store(config) as store:
+        reader = store.get_by_email(email)
+        assert reader is not None
+        return reader.status
+
+
+def by_recipient(mta: FaultyMTA) -> dict[str, list[Received]]:
+    got: dict[str, list[Received]] = {}
+    for message in mta.messages:
+        for rcpt in message.rcpt_tos:
+            got.setdefault(rcpt, []).append(message)
+    return got
+
+
+def test_every_reader_gets_one_message_with_their_own_name_token_and_message_id(
+    publication: Path,
+) -> None:
+    with FaultyMTA() as mta:
+        config = smtp_config(publication, mta)
+        readers = add_readers(config)
+        with open_store(config) as store:
+            gone = store.get_by_email("r000@example.org")
+            assert gone is not None
+            store.unsubscribe(gone, source="test", detail=None)
+        report = send(config)
+    assert report.complete and report.paused is None
+    assert report.counts["sent"] == len(readers) - 1 == report.sent_now
+    got = by_recipient(mta)
+    assert sorted(got) == sorted(email for email, _ in readers if email != "r000@example.org")
+    with open_store(config) as store:
+        for email, name in readers[:6]:
+            if email == "r000@example.org":
+                continue
+            (received,) = got[email]
+            subscriber = store.get_by_email(email)
+            assert subscriber is not None
+            token = subscriber.token
+            message = received.parse()
+            (to,) = message["To"].addresses
+            assert (to.addr_spec, to.display_name) == (email, name or "")
+            assert message["Message-ID"] == message_id(config, SLUG, token)
+            assert token in message["List-Unsubscribe"]
+            assert received.mail_from == f"news+{token}@example.com"  # VERP
+            text = message.get_body(("plain",))
+            html = message.get_body(("html",))
+            assert text is not None and html is not None
+            assert (name or config.greeting_fallback) in text.get_content()
+            assert f"news+{token}@example.com" in text.get_content()
+            assert token in html.get_content()
+    assert status_of(config, "r000@example.org") == "unsubscribed"
+    assert rows(config, "skipped") == {}  # unsubscribed before the snapshot: never a recipient
+    assert {m.connection for m in mta.messages} <= {1, 2}
+
+
+def test_a_second_run_sends_nothing_again(publication: Path) -> None:
+    with FaultyMTA() as mta:
+        config = smtp_config(publication, mta)
+        readers = add_readers(config, 5)
+        send(config)
+        again = send(config)
+    assert again.sent_now == 0 and again.complete
+    assert len(mta.messages) == len(readers)
+
+
+def test_the_failure_policy(publication: Path) -> None:
+    faults = Faults(
+        drop_after=4,
+        rcpt_replies={
+            "r000@example.org": "550 5.1.1 no such user",
+            "r001@example.org": "553 5.1.3 bad address",
+            "r002@example.org": ["451 4.3.0 greylisted"],
+            "r003@example.org": "452 4.2.2 mailbox full",
+            "r004@example.org": ["552 5.3.1 too many recipients"],
+            "r005@example.org": ["421 4.3.2 shutting down"],
+            "r006@example.org": "554 5.7.1 policy",
+        },
+        drop_after_dot={"r007@example.org"},
+    )
+    with FaultyMTA(faults) as mta:
+        config = smtp_config(publication, mta, max_attempts=3)
+        readers = add_readers(config, 12)
+        report = send(config)
+    got = by_recipient(mta)
+    final = rows(config, "sent", "failed", "unknown", "deferred")
+    state = {email: row.state for email, row in final.items()}
+    assert state["r000@example.org"] == state["r001@example.org"] == "failed"
+    assert (
+        status_of(config, "r000@example.org") == status_of(config, "r001@example.org") == "bounced"
+    )
+    assert final["r000@example.org"].last_reply == "550 5.1.1 no such user"
+    # 451 and 552-at-RCPT once: deferred, retried in this run, then sent.
+    assert state["r002@example.org"] == state["r004@example.org"] == "sent"
+    assert final["r002@example.org"].attempts == 2
+    # 452 every time: deferred until max_attempts, then failed with a soft bounce only.
+    assert state["r003@example.org"] == "failed"
+    assert final["r003@example.org"].attempts == 3
+    assert status_of(config, "r003@example.org") == "active"
+    # 421: reconnect and retry the same reader.
+    assert state["r005@example.org"] == "sent" and len(got["r005@example.org"]) == 1
+    # Another 5xx at RCPT: failed, not bounced.
+    assert state["r006@example.org"] == "failed"
+    assert status_of(config, "r006@example.org") == "active"
+    # Lost after the final ".": the server has it, we do not know: unknown, not re-sent.
+    assert state["r007@example.org"] == "unknown" and len(got["r007@example.org"]) == 1
+    failing = {f"r00{n}@example.org" for n in (0, 1, 3, 6)}
+    for email, _ in readers:
+        if email not in failing:
+            assert len(got[email]) == 1, email  # the drops every 4 messages lost nobody
+    assert report.counts["sent"] == len(readers) - 5
+    assert report.complete and report.counts["unknown"] == 1  # reported, not guessed
+    assert mta.connections > 3
+
+
+def test_unknown_is_resent_with_the_same_message_id_only_when_asked(publication: Path) -> None:
+    with FaultyMTA(Faults(drop_after_dot={"r001@example.org"})) as mta:
+        config = smtp_config(publication, mta, connections=1)
+        add_readers(config, 3)
+        send(config)
+        assert send(config).sent_now == 0
+        assert len(by_recipient(mta)["r001@example.org"]) == 1
+        report = send(config, resend_unknown=True)
+    assert report.sent_now == 1 and report.complete
+    first, second = by_recipient(mta)["r001@example.org"]
+    assert first.message_id == second.message_id
+    assert rows(config, "sent")["r001@example.org"].attempts == 2
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        Faults(data_reply="554 5.6.0 message refused"),
+        Faults(mail_reply="553 5.7.1 sender not allowed"),
+    ],
+)
+def test_a_5xx_at_mail_from_or_data_pauses_the_send_and_bounces_nobody(
+    publication: Path, faults: Faults
+) -> None:
+    with FaultyMTA(faults) as mta:
+        config = smtp_config(publication, mta)
+        readers = add_readers(config, 5)
+        report = send(config)
+    reply = faults.data_reply or faults.mail_reply
+    assert report.paused is not None and reply is not None and reply in report.paused
+    assert mta.messages == []
+    assert report.counts["pending"] == len(readers)
+    assert report.counts["failed"] == report.counts["sent"] == 0
+    with open_store(config) as store:
+        assert store.counts()["bounced"] == 0
+
+
+def test_a_server_that_never_answers_pauses_after_max_reconnects(publication: Path) -> None:
+    mta = FaultyMTA()  # never started
+    config = smtp_config(publication, mta, max_reconnects=2)
+    readers = add_readers(config, 2)
+    report = send(config)
+    assert report.paused is not None and "gave up after 3 attempts" in report.paused
+    assert report.counts["pending"] == len(readers)
+
+
+def test_a_failed_quit_still_counts_as_sent(publication: Path) -> None:
+    with FaultyMTA(Faults(drop_at_quit=True)) as mta:
+        config = smtp_config(publication, mta)
+        readers = add_readers(config, 3)
+        report = send(config)
+    assert report.complete and report.counts["sent"] == len(readers) == len(mta.messages)
+
+
+def test_an_unsubscribe_recorded_mid_send_is_honoured(publication: Path) -> None:
+    with FaultyMTA() as mta:
+        config = smtp_config(publication, mta, connections=1)
+        readers = add_readers(config, 10)
+        store = open_store(config)
+
+        def unsubscribe_the_last_reader(event: delivery.Progress) -> None:
+            last = store.get_by_email(readers[-1][0])
+            if event.done == 1 and last is not None:
+                store.unsubscribe(last, source="reply", detail="mid-send")
+
+        report = send(config, on_progress=unsubscribe_the_last_reader)
+        store.close()
+    assert readers[-1][0] not in by_recipient(mta)
+    assert report.counts["skipped"] == 1 and report.counts["sent"] == len(readers) - 1
+    assert (
+        rows(config, "skipped")[readers[-1][0]].last_reply == "reader unsubscribed before delivery"
+    )
+
+
+class FailingLog:
+    """The real store, except that recording a result fails after `ok` successes (disk full)."""
+
+    def __init__(self, store: SQLiteStore, ok: int) -> None:
+        self.store, self.ok = store, ok
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def record_delivery(self, delivery_id: int, state: DeliveryState, **kw: Any) -> None:
+        if state == "sent":
+            if self.ok <= 0:
+                raise sqlite3.OperationalError("database or disk is full")
+            self.ok -= 1
+        self.store.record_delivery(delivery_id, state, **kw)
+
+
+def test_when_a_result_cannot_be_recorded_sending_stops(publication: Path) -> None:
+    with FaultyMTA() as mta:
+        config = smtp_config(publication, mta, connections=1)
+        add_readers(config, 10)
+        issues = load_issues(config)
+        rendered, skeleton = delivery.prepare(config, find_issue(config, issues, SLUG), issues)
+        with open_store(config) as store:
+            report = delivery.run_send(
+                config,
+                FailingLog(store, ok=3),  # type: ignore[arg-type]
+                rendered,
+                skeleton,
+                connect=lambda: open_transport_for(config),
+            )
+    assert report.paused is not None and "disk is full" in report.paused
+    assert len(mta.messages) == 4  # 3 recorded, the 4th went out and stays in_flight
+    assert report.counts["sent"] == 3 and report.counts["in_flight"] == 1
+    after = send(config)  # the next run reports it unknown instead of guessing
+    assert after.counts["unknown"] == 1 and after.counts["sent"] == len(mta.messages) - 1
+
+
+def open_transport_for(config: Config) -> Any:
+    from newsletter.transport import open_transport
+
+    return open_transport(config, slug=SLUG)
+
+
+def test_redirect_to_sends_every_copy_to_one_address(publication: Path) -> None:
+    with FaultyMTA() as mta:
+        config = smtp_config(publication, mta, redirect_to="dev@example.net", verp=False)
+        readers = add_readers(config, 2)
+        send(config)
+    assert Counter(mta.recipients()) == {"dev@example.net": len(readers)}
+    assert {m.mail_from for m in mta.messages} == {"news@example.com"}
+    assert {m.parse()["To"].addresses[0].addr_spec for m in mta.messages} == {
+        email for email, _ in readers
+    }
+
+
+def test_a_second_send_of_the_same_issue_is_refused_while_one_runs(publication: Path) -> None:
+    config = load_config(publication)
+    with delivery.send_lock(config, SLUG):
+        with pytest.raises(DeliveryError, match=r"another `newsletter send .*` is running \(pid"):
+            send(config)
+        # ...from another thread too (the lock is per open file, not per process).
+        errors: list[BaseException] = []
+        thread = threading.Thread(target=lambda: _catch(errors, lambda: send(config)))
+        thread.start()
+        thread.join()
+        assert isinstance(errors[0], DeliveryError)
+
+
+def _catch(errors: list[BaseException], call: Any) -> None:
+    try:
+        call()
+    except BaseException as exc:
+        errors.append(exc)
+
+
+def test_the_file_transport_writes_one_eml_per_reader_and_resumes(publication: Path) -> None:
+    config = load_config(publication)
+    readers = add_readers(config, 3)
+    report = send(config)
+    files = sorted((publication / "outbox" / SLUG).glob("*.eml"))
+    assert report.complete and len(files) == len(readers)
+    assert send(config).sent_now == 0
+    assert sorted((publication / "outbox" / SLUG).glob("*.eml")) == files
+
+
+def test_a_draft_is_refused(publication: Path) -> None:
+    config = load_config(publication)
+    issues = load_issues(config)
+    draft = next(i for i in issues if i.status == "draft")
+    with pytest.raises(DeliveryError) as err:
+        delivery.send_issue(config, draft, issues)
+    assert err.value.field == "status"
+    with open_store(config) as store:
+        assert store.get_send(draft.slug) is None
+
+
+def test_classify_covers_the_policy_table() -> None:
+    from newsletter.transport import Disconnected, Rejected
+
+    def action(stage: Any, code: int | None) -> str:
+        if code is None:
+            return delivery.classify(Disconnected(stage, "lost")).action
+        return delivery.classify(Rejected(stage, f"{code} x", code)).action
+
+    assert action("rcpt", 421) == action("mail", 421) == action("dot", 421) == "retry"
+    assert [action("rcpt", c) for c in (450, 451, 452, 552)] == ["deferred"] * 4
+    assert [action("rcpt", c) for c in (550, 553)] == ["bounced"] * 2
+    assert action("rcpt", 554) == "failed"
+    assert action("mail", 550) == action("data", 554) == action("dot", 552) == "pause"
+    assert action("dot", 451) == "deferred"
+    assert action("mail", None) == action("data", None) == action("connect", None) == "retry"
+    assert action("dot", None) == "unknown"
+    assert action("auth", 535) == "pause"
+
+
+def test_next_attempt_is_later_for_a_deferred_row(publication: Path) -> None:
+    with FaultyMTA(Faults(rcpt_replies={"r000@example.org": "451 4.3.0 later"})) as mta:
+        config = smtp_config(publication, mta, retry_delay=3600, retry_window=0)
+        add_readers(config, 1)
+        report = send(config)
+    row = rows(config, "deferred")["r000@example.org"]
+    assert row.next_attempt_at is not None and row.next_attempt_at > datetime.now(
+        row.next_attempt_at.tzinfo
+    )
+    assert report.counts["deferred"] == 1 and not report.complete
