@@ -56,7 +56,8 @@ def inbox(
     chosen = [s for s in (source, mbox, maildir, imap or None) if s]
     if len(chosen) != 1:
         raise click.UsageError("choose one source: --mbox FILE, --maildir DIR, --imap or -")
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+    # -v prints a table of every message; the log only says what needs a look.
+    logging.basicConfig(level=logging.WARNING, format="inbox: %(message)s")
     box = _open(config, mbox, maildir, imap)
     transport: Transport | None = None
 

@@ -113,7 +113,9 @@ class Processor:
             reader, "inbox", json.dumps(detail, ensure_ascii=False), key=key, source="inbox"
         )
         who = reader.email if reader else (result.recipient or "nobody")
-        log.info("%s %s: %s (%s)", result.kind, who, action, result.reason)
+        # An unknown reader asking for something is worth a look; the rest is routine.
+        level = logging.WARNING if action == "nothing: unknown reader" else logging.INFO
+        log.log(level, "%s from %s: %s (%s)", result.kind, who, action, result.reason[:120])
         return Outcome(key, result, reader.email if reader else None, action, confirmed)
 
     def _reader(self, message: EmailMessage, result: Classification) -> Subscriber | None:

@@ -38,6 +38,11 @@ def test_corpus_message_classification(row: dict[str, str]) -> None:
     assert result.kind == row["kind"], result.reason
     if row["hard"] != "-":
         assert result.hard is (row["hard"] == "true")
+    if row["kind"] in ("unsubscribe", "feedback"):
+        # only the reader's words: no quoted lines, no quote header, no footer of ours
+        assert not any(line.startswith(">") for line in result.own_text.splitlines())
+        assert "news+" not in result.own_text and "wrote:" not in result.own_text
+        assert "a écrit" not in result.own_text and "Leader Notes <" not in result.own_text
     if row["kind"] in ("bounce", "complaint") and row["reader"] != "-":
         # the reader is named by the +token, or by the failed address itself
         assert result.token == row["token"] or result.recipient == row["reader"]
