@@ -7,30 +7,30 @@
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import click
 
+from newsletter import delivery
 from newsletter.config import Config
 from newsletter.context import AppContext, pass_app
 from newsletter.issues import Issue, load_issues
 from newsletter.schedule import (
-    ScheduleError,
     SchedulerLoop,
     SendStatus,
     StopFlag,
     StoreState,
     describe,
     find_due,
-    install_stop_handlers,
     rule_text,
     scheduled_dates,
     scheduler_lock,
     send_due,
+    stop_on_signals,
 )
 from newsletter.store import DB_NAME, open_store
 
@@ -113,11 +113,10 @@ def print_schedule(config: Config, now: dt.datetime, count: int) -> None:
         click.echo(f"{describe(slot)}  {what}")
 
 
-def run_scheduler(config: Config, send_issue: Callable[[], SendIssue]) -> None:
+def run_scheduler(config: Config, send_issue: SendIssue) -> None:
     """The long-running loop: one instance (a lock), stops cleanly on SIGTERM/SIGINT."""
     stop = StopFlag()
-    install_stop_handlers(stop, log)
-    with scheduler_lock(config), echo_schedule_log() as logger:
+    with scheduler_lock(config), stop_on_signals(stop), echo_schedule_log() as logger:
         logger.info(
             "scheduler started (pid %d): %s at %s %s",
             os.getpid(),
@@ -127,7 +126,7 @@ def run_scheduler(config: Config, send_issue: Callable[[], SendIssue]) -> None:
         )
 
         def tick(now: dt.datetime) -> None:
-            send_due(config, now, lambda issue: send_issue()(issue), logger=logger)
+            send_due(config, now, send_issue, logger=logger)
 
         loop = SchedulerLoop(config, tick, stop=stop, logger=logger)
         loop.run()
@@ -172,16 +171,64 @@ def schedule_command(app: AppContext, list_count: int | None, now_text: str | No
         return
     if now_text is not None:
         raise click.UsageError("--now goes with --list (or with `newsletter send --due`)")
-    run_scheduler(config, lambda: issue_sender(app))
+    run_scheduler(config, issue_sender(config))
 
 
-def issue_sender(app: AppContext) -> SendIssue:
-    """The real send of one issue, shared with `newsletter send` (cli_send builds it)."""
-    try:
-        factory = importlib.import_module("newsletter.cli_send").send_for_schedule
-    except (ImportError, AttributeError):
-        raise ScheduleError(
-            "this installation cannot send yet (newsletter.cli_send.send_for_schedule is missing)"
-        ) from None
-    sender: SendIssue = factory(app)
-    return sender
+def issue_sender(config: Config) -> SendIssue:
+    """The scheduler's send of one issue: the same runner as `newsletter send`, logged."""
+
+    def progress(event: delivery.Progress) -> None:
+        if event.state != "sent":
+            log.info("%s: %s: %s", event.state, event.email, event.reply)
+
+    def send(issue: Issue) -> delivery.SendReport:
+        report = delivery.send_issue(config, issue, load_issues(config), on_progress=progress)
+        counts = ", ".join(f"{n} {state}" for state, n in report.counts.items() if n)
+        log.info(
+            "%s: %d sent by this run in %.1f s; of %d: %s",
+            issue.slug,
+            report.sent_now,
+            report.elapsed,
+            report.send.total,
+            counts or "nothing",
+        )
+        if report.paused:
+            log.error("%s paused: %s; the next wake-up resumes it", issue.slug, report.paused)
+        return report
+
+    return send
+
+
+def run_send_due(
+    app: AppContext,
+    now_text: str | None,
+    send_one: SendIssue,
+    *,
+    dry_run: bool = False,
+    preview: Callable[[Issue], object] | None = None,
+) -> None:
+    """`newsletter send --due [--now T] [--dry-run]`, called by the `send` command.
+
+    `send_one` sends an issue the way `newsletter send ISSUE` does (with its progress and
+    summary). Exits 1 when a person is needed (refused, or no issue ready: the editor was told).
+    """
+    config = app.config
+    now = parse_now(config, now_text)
+    if dry_run:
+        issues = load_issues(config)
+        statuses = _send_statuses(config, issues)
+        due = find_due(
+            config,
+            issues,
+            now,
+            {slug for slug, status in statuses.items() if status == "finished"},
+            {slug for slug, status in statuses.items() if status == "started"},
+        )
+        click.echo(f"dry run: {due.message}")
+        if due.should_send and due.issue is not None and preview is not None:
+            preview(due.issue)
+        return
+    with echo_schedule_log() as logger:
+        run = send_due(config, now, send_one, logger=logger)
+    if run.exit_code:
+        sys.exit(run.exit_code)

@@ -625,18 +625,26 @@ class SchedulerLoop:
         return seconds
 
 
-def install_stop_handlers(stop: StopFlag, logger: logging.Logger = log) -> None:
-    """First SIGTERM/SIGINT: stop after the current send. A second: interrupt it (the send log
-    keeps its place; at most the message in flight goes again, with the same Message-ID)."""
+@contextmanager
+def stop_on_signals(stop: StopFlag) -> Iterator[None]:
+    """First SIGTERM/SIGINT: stop after the current step (a send runs to its end). A second:
+    interrupt it (the send log keeps its place; at most the message in flight is `unknown`).
+    The previous handlers come back afterwards."""
 
     def handler(signum: int, _frame: object) -> None:
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
-        logger.warning("%s: stopping after the current step", signal.Signals(signum).name)
+        # os.write, not logging or click: buffered streams are not safe inside a handler.
+        name = signal.Signals(signum).name
+        os.write(2, f"{name}: stopping after the current step\n".encode())
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 # ----------------------------------------------------------------------------- wiring
