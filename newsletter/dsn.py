@@ -175,9 +175,7 @@ def _is_hard(status: str | None, text: str) -> bool:
 def _from_free_text(message: Message, text: str, ignore: frozenset[str]) -> Bounce:
     failed = [addr for _, addr in getaddresses(message.get_all("X-Failed-Recipients", []))]
     candidates = failed + _ADDRESS.findall(text)
-    recipient = next(
-        (a.lower() for a in candidates if a.lower() not in ignore and not _DAEMON.match(a)), None
-    )
+    recipient = next((a.lower() for a in candidates if not _ours(a.lower(), ignore)), None)
     subject = str(message.get("Subject", ""))
     delayed = bool(_DELAY_WORDS.search(text) or _DELAY_WORDS.search(subject))
     status = _status_code(text)
@@ -185,6 +183,13 @@ def _from_free_text(message: Message, text: str, ignore: frozenset[str]) -> Boun
     if delayed:
         return Bounce(recipient, status, False, f"delayed {summary}")
     return Bounce(recipient, status, _is_hard(status, text), summary)
+
+
+def _ours(address: str, ignore: frozenset[str]) -> bool:
+    """The bounce's own or our addresses, including our `+token` (VERP) variants."""
+    local, _, domain = address.rpartition("@")
+    base = f"{local.split('+', 1)[0]}@{domain}"
+    return address in ignore or base in ignore or bool(_DAEMON.match(address))
 
 
 def _notification_text(message: Message) -> str:

@@ -83,6 +83,20 @@ def test_an_unreadable_bounce_at_the_verp_address_is_no_unsubscribe() -> None:
     assert classify(msg, OURS).kind != "unsubscribe"
 
 
+def test_free_text_bounce_never_names_our_own_verp_address() -> None:
+    raw = (
+        b"From: Mail Delivery System <Mailer-Daemon@relay.example.org>\r\n"
+        b"To: news@example.com\r\nSubject: Mail delivery failed: returning message to sender\r\n"
+        b"\r\nA message that you sent could not be delivered. This is a permanent error.\r\n"
+        b"SMTP error after MAIL FROM:<news+abcdefghijklmnop@example.com>:\r\n"
+        b"  reader@example.net: 550 5.1.1 user unknown\r\n"
+    )
+    msg = message_from_bytes(raw, policy=policy.default)
+    assert isinstance(msg, EmailMessage)
+    result = classify(msg, OURS)
+    assert (result.kind, result.hard, result.recipient) == ("bounce", True, "reader@example.net")
+
+
 def test_forged_from_is_flagged() -> None:
     assert sender_unverified(load("21-forged-from-dmarc-fail.eml"))
     assert not sender_unverified(load("01-gmail-unsubscribe-top-post.eml"))
