@@ -53,11 +53,17 @@ def check_rendered(config: Config, rendered: RenderedIssue) -> list[Problem]:
     ) -> None:
         problems.append(Problem(severity, path or issue.path, line, message))
 
+    content = config.content_dir.resolve()
     for link in rendered.body_links:
         line = _line_of(issue, link.written)
         if link.broken:
             what = "image" if link.tag == "img" else "link"
             add("error", f"broken {what} {link.written!r}: no file {link.local_path}", line)
+        elif link.local_path is not None and not link.local_path.is_relative_to(content):
+            # The archive publishes files under content/ only: this URL would be a 404.
+            what = "image" if link.tag == "img" else "link"
+            add("error", f"{what} {link.written!r} points outside content/, which is not "
+                "published; move the file into content/", line)  # fmt: skip
         if link.tag == "img" and not (link.alt or "").strip():
             add(
                 "error",

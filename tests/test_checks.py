@@ -63,6 +63,21 @@ def test_broken_image(publication: Path) -> None:
     assert str(publication / "content" / "images" / "missing-chart.png") in stderr
 
 
+@pytest.mark.parametrize(
+    ("markdown", "what"),
+    [("[settings](../newsletter.yaml)", "link"), ("![Logo](../templates/email.txt)", "image")],
+)
+def test_link_outside_content_is_not_published(publication: Path, markdown: str, what: str) -> None:
+    path = add_issue(publication, f"Intro.\n\n{markdown}")
+    written = markdown.split("(")[1].rstrip(")")
+    code, _, stderr = check(publication, SLUG)
+    assert code == 1
+    assert stderr == (
+        f"{path}:{body_line(2)}: error: {what} {written!r} points outside content/, which is "
+        "not published; move the file into content/\n"
+    )
+
+
 def test_image_without_alt(publication: Path) -> None:
     path = add_issue(publication, "Text.\n\n![](images/service-chain.png)")
     code, _, stderr = check(publication, SLUG)
