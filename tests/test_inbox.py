@@ -207,3 +207,28 @@ def test_feedback_lists_sender_date_subject_and_own_words(readers: Path, tmp_pat
     assert "  Great issue, thanks! The bit about internal customers landed with my team." in out
     assert "いつも楽しく読んでいます。" in out
     assert "Unsubscribe:" not in out  # the quoted footer is not the reader's words
+
+
+def test_newsletter_send_after_inbox_mails_only_the_readers_still_active(
+    readers: Path, tmp_path: Path
+) -> None:
+    box = mailbox.Maildir(tmp_path / "Maildir")
+    for file in corpus_files():
+        box.add(mailbox.MaildirMessage(file.read_bytes()))
+    box.close()
+    assert (
+        run_cli(readers, "inbox", "--maildir", str(tmp_path / "Maildir"), "--no-confirm").code == 0
+    )
+    slug = "2026-07-your-first-customer-sits-next-to-you"
+    sent = run_cli(readers, "send", slug)
+    assert sent.code == 0, sent.stdout + sent.stderr
+    outbox = readers / "outbox" / slug
+    delivered = {
+        str(message_from_bytes(p.read_bytes(), policy=policy.default)["To"])
+        .rpartition("<")[2]
+        .rstrip(">")
+        .lower()
+        for p in outbox.glob("*.eml")
+    }
+    stay = {r["reader"] for r in manifest() if r["after"] == "active"}
+    assert delivered == stay
