@@ -120,9 +120,12 @@ class SmtpTransport:
 
     def send(self, sender: str, recipient: str, data: bytes, *, message_id: str) -> str:
         conn = self._connect()
-        self._command(conn, "mail", lambda: conn.mail(sender), (250,))
-        self._command(conn, "rcpt", lambda: conn.rcpt(recipient), (250, 251))
-        self._command(conn, "data", lambda: conn.docmd("data"), (354,))
+        if conn.has_extn("pipelining"):
+            self._pipelined_envelope(conn, sender, recipient)
+        else:
+            self._command(conn, "mail", lambda: conn.mail(sender), (250,))
+            self._command(conn, "rcpt", lambda: conn.rcpt(recipient), (250, 251))
+            self._command(conn, "data", lambda: conn.docmd("data"), (354,))
         payload = _LEADING_DOT.sub(b"..", data)
         if not payload.endswith(b"\r\n"):
             payload += b"\r\n"
@@ -133,6 +136,49 @@ class SmtpTransport:
             self._drop()
             raise Disconnected("data", str(exc)) from None
         return self._command(conn, "dot", conn.getreply, (250,))
+
+    def _pipelined_envelope(self, conn: smtplib.SMTP, sender: str, recipient: str) -> None:
+        """MAIL, RCPT and DATA in one write (RFC 2920): one round trip instead of three."""
+        commands = (
+            f"MAIL FROM:{smtplib.quoteaddr(sender)}\r\nRCPT TO:{smtplib.quoteaddr(recipient)}"
+        )
+        try:
+            conn.send(commands + "\r\nDATA\r\n")
+        except (OSError, smtplib.SMTPException) as exc:
+            self._drop()
+            raise Disconnected("mail", str(exc)) from None
+        expected: dict[Stage, tuple[int, ...]] = {
+            "mail": (250,),
+            "rcpt": (250, 251),
+            "data": (354,),
+        }
+        failure: tuple[Stage, int, bytes] | None = None
+        data_open = False
+        for stage, ok in expected.items():
+            try:
+                code, raw = conn.getreply()
+            except (OSError, smtplib.SMTPException) as exc:
+                self._drop()
+                if failure is None:  # else: report the reply that came first (a 421)
+                    raise Disconnected(stage, str(exc) or type(exc).__name__) from None
+                raise _rejected(*failure) from None
+            data_open = stage == "data" and code == 354
+            if code not in ok and failure is None:
+                failure = (stage, code, raw)
+        if failure is None:
+            return
+        if data_open:
+            # DATA accepted although MAIL or RCPT failed: close it empty (RFC 2920 3.1).
+            try:
+                conn.send(".\r\n")
+                conn.getreply()
+            except (OSError, smtplib.SMTPException):
+                self._drop()
+        if failure[1] in (421, -1):
+            self._drop()
+        elif self._conn is not None:
+            self._reset(conn)
+        raise _rejected(*failure)
 
     def _command(
         self,

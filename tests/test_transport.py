@@ -21,17 +21,28 @@ from newsletter.transport import (
 MESSAGE = b"Subject: hi\r\nMessage-ID: <1@example.com>\r\n\r\n.leading dot\r\nbody\r\n"
 
 
+@pytest.fixture(autouse=True, params=[True, False], ids=["pipelining", "one-by-one"])
+def pipelining(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Every test runs against a server that offers PIPELINING and one that does not."""
+    defaults = FaultyMTA.__init__.__kwdefaults__
+    assert defaults is not None
+    monkeypatch.setitem(defaults, "pipelining", request.param)
+    return bool(request.param)
+
+
 def smtp(mta: FaultyMTA, **changes: object) -> SmtpTransport:
     settings = replace(SmtpConfig(host=mta.host, port=mta.port, timeout=5), **changes)  # type: ignore[arg-type]
     return SmtpTransport(settings, password=None if mta.login is None else mta.login[1])
 
 
-def test_one_connection_carries_many_messages_and_dots_are_stuffed() -> None:
+def test_one_connection_carries_many_messages_and_dots_are_stuffed(pipelining: bool) -> None:
     with FaultyMTA() as mta:
         transport = smtp(mta)
         for n in range(5):
             reply = transport.send("s@example.com", f"r{n}@example.org", MESSAGE, message_id="x")
             assert reply.startswith("250 ")
+        assert transport._conn is not None
+        assert transport._conn.has_extn("pipelining") == pipelining  # both paths are tested
         transport.close()
     assert [m.rcpt_tos for m in mta.messages] == [(f"r{n}@example.org",) for n in range(5)]
     assert {m.connection for m in mta.messages} == {1}

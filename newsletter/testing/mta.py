@@ -4,6 +4,7 @@
         ... send to 127.0.0.1:mta.port ...
         mta.messages  # every message the server accepted (or received before a drop)
 
+It advertises PIPELINING (RFC 2920) unless `pipelining=False`.
 Faults: drop each connection after it carried K messages, chosen replies per recipient (one
 reply for every attempt, or a list used up one per attempt), a reply to MAIL FROM or to the
 final ".", a drop after the final "." (the message was received, no reply sent), a drop at
@@ -66,6 +67,14 @@ class _Handler:
             session.newsletter_connection = number
             session.newsletter_count = 0
         return int(number)
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.mta.pipelining:  # aiosmtpd reads commands line by line, so it copes
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_MAIL(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
@@ -136,8 +145,13 @@ class FaultyMTA:
     """Start with `with FaultyMTA(faults) as mta:`; it stops on leaving the block."""
 
     def __init__(
-        self, faults: Faults | None = None, *, login: tuple[str, str] | None = None
+        self,
+        faults: Faults | None = None,
+        *,
+        login: tuple[str, str] | None = None,
+        pipelining: bool = True,
     ) -> None:
+        self.pipelining = pipelining
         self.faults = faults or Faults()
         self.messages: list[Received] = []
         self.connections = 0
