@@ -18,6 +18,7 @@ from rich.progress import (
 )
 
 from newsletter import delivery
+from newsletter.cli_schedule import run_send_due
 from newsletter.config import Config
 from newsletter.context import AppContext, pass_app
 from newsletter.issues import Issue, find_issue, load_issues
@@ -84,7 +85,7 @@ def _reporter(total: int) -> Iterator[Callable[[delivery.Progress], None]]:
 
 
 @click.command()
-@click.argument("issue_ref", metavar="ISSUE")
+@click.argument("issue_ref", metavar="[ISSUE]", required=False)
 @click.option("--to", "to", metavar="EMAIL", help="Send one test copy to EMAIL, outside the log.")
 @click.option("--dry-run", is_flag=True, help="Show the recipient count and a sample message.")
 @click.option(
@@ -93,9 +94,22 @@ def _reporter(total: int) -> Iterator[Callable[[delivery.Progress], None]]:
     help="Re-send messages whose fate is unknown (line lost after the final '.', or a crash), "
     "with the same Message-ID.",
 )
+@click.option("--due", is_flag=True, help="Send whatever the schedule says is due now (for cron).")
+@click.option(
+    "--now",
+    "now_text",
+    metavar="ISO-DATETIME",
+    help="With --due: judge the schedule at this moment (local time unless it has an offset).",
+)
 @pass_app
 def send(
-    app: AppContext, issue_ref: str, to: str | None, dry_run: bool, resend_unknown: bool
+    app: AppContext,
+    issue_ref: str | None,
+    to: str | None,
+    dry_run: bool,
+    resend_unknown: bool,
+    due: bool,
+    now_text: str | None,
 ) -> None:
     """Send ISSUE (a slug or path) to every active subscriber, or resume its send.
 
@@ -108,7 +122,25 @@ def send(
         newsletter send 2026-07-your-first-customer-sits-next-to-you --dry-run
         newsletter send 2026-07-your-first-customer-sits-next-to-you --to me@example.com
         newsletter send 2026-07-your-first-customer-sits-next-to-you
+        newsletter send --due        # what the schedule says is due now (README: Schedule)
     """
+    if due or now_text is not None:
+        if not due:
+            raise click.UsageError("--now goes with --due")
+        if issue_ref is not None or to:
+            raise click.UsageError("either ISSUE or --due, not both (and no --to with --due)")
+        ctx = click.get_current_context()
+        args = {"to": None, "resend_unknown": resend_unknown, "due": False, "now_text": None}
+        run_send_due(
+            app,
+            now_text,
+            lambda issue: ctx.invoke(send, issue_ref=issue.slug, dry_run=False, **args),
+            dry_run=dry_run,
+            preview=lambda issue: ctx.invoke(send, issue_ref=issue.slug, dry_run=True, **args),
+        )
+        return
+    if issue_ref is None:
+        raise click.UsageError("expected ISSUE (a slug or path), or --due")
     config = app.config
     issues = load_issues(config)
     issue = find_issue(config, issues, issue_ref)
