@@ -66,7 +66,9 @@ def inbox(
         if transport is None:
             transport = open_transport(config, slug="unsubscribe-confirmations")
         try:
-            transport.send(config.reply_to, recipient, data, message_id=message_id)
+            # RFC 3834 3.3: automatic responses go out with a null return path, so a
+            # failure to deliver one can never start a loop of replies.
+            transport.send("", recipient, data, message_id=message_id)
         except TransportFailure as exc:
             # The unsubscribe stands; only the courtesy note failed.
             logging.getLogger("newsletter.inbox").warning("confirmation to %s: %s", recipient, exc)

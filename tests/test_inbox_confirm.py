@@ -53,6 +53,7 @@ def test_one_confirmation_per_unsubscribe_over_smtp(readers: Path) -> None:
         pipe(readers, APPLE_BUTTON, env)  # a machine asked: unsubscribed, never answered
         pipe(readers, (CORPUS / "33-vacation-rfc3834.eml").read_bytes(), env)
     assert [m.rcpt_tos for m in mta.messages] == [("ann.archer@example.org",)]
+    assert mta.messages[0].mail_from in ("", "<>")  # RFC 3834: null return path
     note = mta.messages[0].parse()
     assert note["Auto-Submitted"] == "auto-replied"
     original = message_from_bytes(request, policy=policy.default)
