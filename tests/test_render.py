@@ -378,3 +378,34 @@ def test_missing_template(publication: Path) -> None:
     (publication / "templates" / "email.txt").unlink()
     error = _one_error_line(publication)
     assert error.startswith(f"error: {publication / 'templates' / 'email.txt'}: template missing")
+
+
+def test_editor_text_is_escaped_in_html_and_kept_in_text(tmp_path: Path) -> None:
+    root = copy_sample(tmp_path / "escaping")
+    (root / "content" / "2031-01-escaping.md").write_text(
+        '---\ntitle: "Tips & <Tricks>"\nsummary: \'"Quotes" & <b>tags</b>\'\n'
+        "epigraph: {text: '<i>Say</i> & do', author: 'A <b>B</b>'}\n---\nBody & more.\n",
+        encoding="utf-8",
+    )
+    config = load_config(root, environ={})
+    issues = load_issues(config)
+    rendered = render_issue(config, find_issue(config, issues, "2031-01-escaping"), issues)
+    personal = rendered.personalise(PreviewReader())
+    for raw in ("<Tricks>", "<b>tags</b>", "<i>Say</i>", "A <b>B</b>"):
+        assert raw not in personal.html
+    root_element = lxml.html.document_fromstring(personal.html)
+    assert root_element.find(".//h1").text_content() == "Tips & <Tricks>"
+    assert (
+        root_element.find_class("preheader")[0].text_content().startswith('"Quotes" & <b>tags</b>')
+    )
+    assert "Tips & <Tricks>\n===============" in personal.text
+    assert '"<i>Say</i> & do"' in personal.text
+    assert rendered.subject == "Leader Notes #6: Tips & <Tricks>"
+
+
+def test_attr_list_classes_get_their_template_style(built: Path) -> None:
+    page = (built / "2026-09-service-promises-between-teams.html").read_text(encoding="utf-8")
+    (note,) = lxml.html.document_fromstring(page).find_class("note")
+    style = note.get("style", "").replace(" ", "")
+    assert "border-left:4pxsolid#9b4d12" in style
+    assert "background-color:#faf6ef" in style
