@@ -197,6 +197,8 @@ def test_duplicate_number(publication: Path) -> None:
         ("status: published", "status", "expected draft or ready"),
         ("number: zero", "number", "expected a positive whole number"),
         ("number: 0", "number", "expected a positive whole number"),
+        ("number: true", "number", "expected a positive whole number"),
+        ("status: Ready", "status", "expected draft or ready"),
         ("tags: leadership", "tags", "expected a list"),
         ("tags: ['!!']", "tags", "needs at least one letter or digit"),
         ("summary: [a, b]", "summary", "expected text"),
