@@ -20,6 +20,7 @@ from newsletter.config import load_config
 from newsletter.issues import Issue
 from newsletter.schedule import scheduler_lock, send_due
 from newsletter.store import open_store
+from newsletter.testing.mta import Faults, FaultyMTA
 
 LONDON = ZoneInfo("Europe/London")
 DECEMBER = "2026-12-thanks-that-travel-upstream"
@@ -139,3 +140,74 @@ def test_the_long_running_scheduler_checks_at_start_and_stops_on_a_signal(
     assert "scheduler stopped" in out
     assert "stopping after the current step" in err
     assert "Traceback" not in err
+
+
+def test_the_scheduler_sends_at_start_up_and_resumes_after_a_kill(publication: Path) -> None:
+    """Real time, so a daily rule at 00:00 UTC makes today's issue due when the process starts."""
+    today = dt.datetime.now(dt.UTC).date()
+    (publication / "content" / f"{today}-today.md").write_text(
+        f"---\ntitle: Today\ndate: {today}\nstatus: ready\nsummary: Today's issue.\n---\nHello.\n",
+        encoding="utf-8",
+    )
+    slug = f"{today}-today"
+    config = load_config(publication)
+    readers = [f"reader{n}@example.org" for n in range(6)]
+    with open_store(config) as store:
+        for address in readers:
+            store.add(address, None, source="test", consent="test fixture")
+    with FaultyMTA(Faults(delay=0.1)) as mta:
+        env = dict(os.environ)
+        env.update(
+            NEWSLETTER_TIMEZONE="UTC",
+            NEWSLETTER_SCHEDULE__RRULE="FREQ=DAILY",
+            NEWSLETTER_SCHEDULE__TIME="00:00",
+            NEWSLETTER_DELIVERY__TRANSPORT="smtp",
+            NEWSLETTER_DELIVERY__SMTP__HOST="127.0.0.1",
+            NEWSLETTER_DELIVERY__SMTP__PORT=str(mta.port),
+            NEWSLETTER_DELIVERY__SMTP__CONNECTIONS="1",
+        )
+        command = [NEWSLETTER, "--root", str(publication), "schedule"]
+
+        def start() -> subprocess.Popen[str]:
+            return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True, env=env)  # fmt: skip
+
+        victim = start()
+        deadline = time.monotonic() + 30
+        while len(mta.messages) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        victim.send_signal(signal.SIGKILL)
+        victim.communicate(timeout=30)
+        assert 2 <= len(mta.messages) < len(readers)
+
+        restarted = start()  # the kill left no stale lock; the start-up check resumes the send
+        try:
+            assert restarted.stdout is not None
+            seen = wait_for_line(restarted.stdout, "sent by this run", timeout=60)
+            assert f"due: {slug} scheduled" in seen and "(resuming the unfinished send)" in seen
+            restarted.send_signal(signal.SIGTERM)
+            restarted.communicate(timeout=30)
+        finally:
+            if restarted.poll() is None:
+                restarted.kill()
+                restarted.wait()
+        assert restarted.returncode == 0
+        received = mta.recipients()
+
+        third = start()
+        try:
+            assert third.stdout is not None
+            assert f"already sent: {slug}" in wait_for_line(third.stdout, "already sent")
+            third.send_signal(signal.SIGTERM)
+            third.communicate(timeout=30)
+        finally:
+            if third.poll() is None:
+                third.kill()
+                third.wait()
+    with open_store(config) as store:
+        record = store.get_send(slug)
+        assert record is not None and record.finished_at is not None
+        unknown = store.delivery_counts(record.id)["unknown"]
+    assert unknown <= 1
+    assert len(set(readers) - set(received)) <= unknown
+    assert len(received) - len(set(received)) <= unknown
