@@ -72,7 +72,7 @@ class SystemClock:
 
 @dataclass
 class FixedClock:
-    """A clock that moves only when told to: `send --due --now` and tests walking years."""
+    """A clock that moves only when told to, so tests walk years of schedule in milliseconds."""
 
     moment: dt.datetime
 
@@ -125,8 +125,8 @@ def _rule(config: Config) -> rrulebase:
 
 
 @lru_cache(maxsize=32)
-def _compile(text: str, time: str) -> rrulebase:
-    hour, minute = (int(part) for part in time.split(":"))
+def _compile(text: str, hhmm: str) -> rrulebase:
+    hour, minute = (int(part) for part in hhmm.split(":"))
     rule = rrulestr(text, dtstart=dt.datetime.combine(_ANCHOR, dt.time(hour, minute)), cache=True)
     rule.after(dt.datetime(1900, 1, 1))  # a DTSTART with a zone fails here, not later
     return rule
