@@ -27,7 +27,6 @@ from newsletter.checks import check_rendered
 from newsletter.config import Config
 from newsletter.errors import DeliveryError, NewsletterError
 from newsletter.issues import Issue
-from newsletter.links import plus_address
 from newsletter.message import (
     InvalidRecipient,
     IssueMessage,
@@ -267,7 +266,7 @@ class _Run:
         except InvalidRecipient as exc:
             self.record(row, "failed", f"not sent: {exc}")
             return
-        sender = plus_address(self.skeleton.sender, row.token) if d.verp else self.skeleton.sender
+        sender = self.skeleton.envelope_sender(row) if d.verp else self.skeleton.sender
         recipient = d.redirect_to or row.email
         failures = 0
         while True:
@@ -355,6 +354,7 @@ def run_send(
     if resend_unknown:
         for row in log.deliveries_in_state(send.id, ("unknown",)):
             log.record_delivery(row.id, "pending", reply=f"re-sent after: {row.last_reply}")
+    connections = max(1, connections)
     run = _Run(
         config,
         log,
@@ -369,10 +369,11 @@ def run_send(
     while True:
         threads = [
             threading.Thread(target=run.worker, name=f"send-{n}", daemon=True)
-            for n in range(max(1, connections))
+            for n in range(connections - 1)
         ]
         for thread in threads:
             thread.start()
+        run.worker()  # the last connection works on this thread
         for thread in threads:
             thread.join()
         if run.paused:

@@ -24,6 +24,7 @@ from newsletter.fsutil import write_atomic
 
 Stage = Literal["connect", "auth", "mail", "rcpt", "data", "dot"]
 _LEADING_DOT = re.compile(rb"(?m)^\.")
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+")
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._+-]+")
 
 
@@ -126,7 +127,9 @@ class SmtpTransport:
             self._command(conn, "mail", lambda: conn.mail(sender), (250,))
             self._command(conn, "rcpt", lambda: conn.rcpt(recipient), (250, 251))
             self._command(conn, "data", lambda: conn.docmd("data"), (354,))
-        payload = _LEADING_DOT.sub(b"..", data)
+        payload = data
+        if data.startswith(b".") or b"\n." in data:  # IssueMessage bodies never need it
+            payload = _LEADING_DOT.sub(b"..", data)
         if not payload.endswith(b"\r\n"):
             payload += b"\r\n"
         try:
@@ -224,6 +227,13 @@ class SmtpTransport:
             conn.quit()
         except (OSError, smtplib.SMTPException):
             _quietly_close(conn)
+
+
+def _path(address: str) -> str:
+    """`<address>` for MAIL/RCPT; smtplib.quoteaddr's parseaddr only for unusual input."""
+    if _PLAIN_ADDRESS.fullmatch(address):
+        return f"<{address}>"
+    return smtplib.quoteaddr(address)
 
 
 def _text(raw: bytes | str) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import binascii
 import email
+import random
 import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -14,7 +16,13 @@ import pytest
 
 from newsletter.config import Config, WebConfig
 from newsletter.errors import DeliveryError
-from newsletter.message import InvalidRecipient, IssueMessage, message_id
+from newsletter.message import (
+    InvalidRecipient,
+    IssueMessage,
+    QuotedPrintableTemplate,
+    message_id,
+    quoted_printable,
+)
 
 WHEN = datetime(2026, 1, 6, 9, 0, tzinfo=UTC)
 
@@ -195,3 +203,33 @@ def test_per_reader_bytes_share_the_skeleton() -> None:
     assert one.split(b"\r\n\r\n")[0].count(b"\r\n") == two.split(b"\r\n\r\n")[0].count(b"\r\n")
     override = skeleton.render(Reader("a@example.org", "A", "ta"), html="", text="", msgid="<x@y>")
     assert parse(override)["Message-ID"] == "<x@y>"
+
+
+def test_no_body_line_starts_with_a_dot_so_smtp_needs_no_dot_stuffing() -> None:
+    text = ".\n.hidden\nline\n..two\n" + "x" * 75 + ".tail\n"
+    data = render(config(), Reader("r@example.org", None, "t1"), text=text, html=text)
+    assert b"\r\n." not in data
+    assert body(parse(data), "plain") == text
+
+
+def test_quoted_printable_template_decodes_to_the_filled_text() -> None:
+    """Pieces encoded separately and joined by soft breaks decode to the whole, lines <= 76."""
+    rng = random.Random(5)
+    alphabet = ["a", " ", "=", ".", "\n", "\r\n", "\t", "é", "€", "<", '"', "x" * 70, "   ", ""]
+    for _ in range(3000):
+        parts = [
+            "".join(rng.choice(alphabet) for _ in range(rng.randint(0, rng.choice([3, 120]))))
+            for _ in range(rng.choice([1, 3, 7]))
+        ]
+        expected = "".join(parts).replace("\r\n", "\n")
+        expected += "" if expected.endswith("\n") else "\n"
+        for encoded in (
+            QuotedPrintableTemplate(parts).fill(parts[1::2]),
+            quoted_printable("".join(parts)),
+        ):
+            lines = encoded.split(b"\r\n")
+            assert encoded.endswith(b"\r\n") and all(len(line) <= 76 for line in lines)
+            assert not any(line.startswith(b".") for line in lines)
+            assert b"\n" not in encoded.replace(b"\r\n", b"")
+            decoded = binascii.a2b_qp(encoded).decode("utf-8").replace("\r\n", "\n")
+            assert decoded == expected, parts
