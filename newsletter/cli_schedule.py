@@ -26,6 +26,7 @@ from newsletter.schedule import (
     StoreState,
     describe,
     find_due,
+    is_scheduled_day,
     rule_text,
     scheduled_dates,
     scheduler_lock,
@@ -111,6 +112,16 @@ def print_schedule(config: Config, now: dt.datetime, count: int) -> None:
             drafts = ", ".join(i.slug for i in on_day)
             what = "no issue ready" + (f" (draft: {drafts})" if drafts else "")
         click.echo(f"{describe(slot)}  {what}")
+    today = now.astimezone(config.tz).date()
+    for issue in issues:
+        if issue.status != "ready" or issue.date < today or issue.slug in sent:
+            continue
+        if not is_scheduled_day(config, issue.date):
+            click.echo(
+                f"warning: {issue.slug} is ready but dated {issue.date:%a %Y-%m-%d}, not a "
+                "scheduled day: the schedule will never send it (`newsletter send` can)",
+                err=True,
+            )
 
 
 def run_scheduler(config: Config, send_issue: SendIssue) -> None:

@@ -186,6 +186,15 @@ def last_scheduled(config: Config, now: dt.datetime) -> dt.datetime | None:
     return None
 
 
+def is_scheduled_day(config: Config, day: dt.date) -> bool:
+    """Whether the rule has a moment on this local day (an issue dated otherwise never goes)."""
+    just_before = dt.datetime.combine(day, dt.time(0), tzinfo=config.tz) - dt.timedelta(
+        microseconds=1
+    )
+    upcoming = scheduled_dates(config, just_before, 1)
+    return bool(upcoming) and upcoming[0].date() == day
+
+
 def catch_up_deadline(config: Config, slot: dt.datetime) -> dt.datetime:
     """The end of the catch-up window: midnight after the last local day it allows."""
     last_day = slot.date() + dt.timedelta(days=config.schedule.catch_up_days + 1)

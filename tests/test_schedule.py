@@ -13,6 +13,7 @@ from newsletter.config import Config, ScheduleConfig
 from newsletter.errors import ConfigError
 from newsletter.schedule import (
     find_due,
+    is_scheduled_day,
     last_scheduled,
     rule_text,
     scheduled_dates,
@@ -280,3 +281,14 @@ def test_walking_years_hour_by_hour_sends_each_issue_once(tmp_path: Path) -> Non
     assert list(sent) == [i.slug for i in issues]
     for issue, slot in zip(issues, slots, strict=True):
         assert sent[issue.slug] == slot.astimezone(UTC)  # 09:00 local is on the hour in UTC too
+
+
+def test_is_scheduled_day_is_the_local_day(tmp_path: Path) -> None:
+    london = make_config(tmp_path)
+    assert is_scheduled_day(london, dt.date(2026, 12, 1))
+    assert not is_scheduled_day(london, dt.date(2026, 12, 8))
+    auckland = make_config(tmp_path, tz="Pacific/Auckland")
+    assert is_scheduled_day(auckland, dt.date(2026, 12, 1))
+    assert not is_scheduled_day(auckland, dt.date(2026, 11, 30))  # the UTC date of the send
+    leap = make_config(tmp_path, nth=-1)
+    assert is_scheduled_day(leap, dt.date(2028, 2, 29))

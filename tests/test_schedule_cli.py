@@ -211,3 +211,17 @@ def test_the_scheduler_sends_at_start_up_and_resumes_after_a_kill(publication: P
     assert unknown <= 1
     assert len(set(readers) - set(received)) <= unknown
     assert len(received) - len(set(received)) <= unknown
+
+
+def test_list_warns_about_a_ready_issue_off_the_schedule(publication: Path) -> None:
+    path = publication / "content" / f"{DECEMBER}.md"
+    text = path.read_text(encoding="utf-8").replace("date: 2026-12-01", "date: 2026-12-02")
+    path.write_text(text, encoding="utf-8")
+    set_status(publication, DECEMBER, "ready")
+    result = run_cli(publication, "schedule", "--list", "2", "--now", "2026-11-20T00:00")
+    assert result.code == 0
+    assert "Tue 2026-12-01 09:00 GMT  no issue ready" in result.stdout
+    assert (
+        f"warning: {DECEMBER} is ready but dated Wed 2026-12-02, not a scheduled day"
+        in result.stderr
+    )
