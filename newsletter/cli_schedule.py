@@ -44,7 +44,8 @@ class _EchoHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         stamp = dt.datetime.now().astimezone().isoformat(timespec="seconds")
-        click.echo(f"{stamp} {record.getMessage()}", err=record.levelno >= logging.WARNING)
+        # format(), not getMessage(): a failed wake-up's traceback belongs in the log.
+        click.echo(f"{stamp} {self.format(record)}", err=record.levelno >= logging.WARNING)
 
 
 @contextmanager

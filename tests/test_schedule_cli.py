@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from conftest import run_cli
 
+from newsletter.cli_schedule import echo_schedule_log
 from newsletter.config import load_config
 from newsletter.issues import Issue
 from newsletter.schedule import scheduler_lock, send_due
@@ -225,3 +226,13 @@ def test_list_warns_about_a_ready_issue_off_the_schedule(publication: Path) -> N
         f"warning: {DECEMBER} is ready but dated Wed 2026-12-02, not a scheduled day"
         in result.stderr
     )
+
+
+def test_a_failed_wake_up_logs_its_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    with echo_schedule_log() as logger:
+        try:
+            raise RuntimeError("disk on fire")
+        except RuntimeError:
+            logger.exception("the scheduled run failed")
+    err = capsys.readouterr().err
+    assert "the scheduled run failed" in err and "RuntimeError: disk on fire" in err
