@@ -63,10 +63,11 @@ def new(app: AppContext, title: str, date_text: str | None) -> None:
         try:
             date = dt.date.fromisoformat(date_text)
         except ValueError:
-            raise click.BadParameter(f"expected YYYY-MM-DD, got {date_text!r}") from None
+            raise IssueError(f"expected YYYY-MM-DD, got {date_text!r}", field="--date") from None
     slug = slugify(title)
     if not slug:
-        raise click.BadParameter("the title needs letters or digits", param_hint="TITLE")
+        raise IssueError("the title needs letters or digits (it becomes the file name)",
+                         field="TITLE")  # fmt: skip
     path = config.content_dir / f"{date:%Y-%m}-{slug}.md"
     if path.exists():
         raise IssueError("already exists; choose another title or edit it", path=path)

@@ -13,6 +13,7 @@ import typing
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Literal
 
@@ -347,6 +348,11 @@ def _validate(config: Config, file: Path, located: LocatedYaml) -> None:
         fail(f"expected HH:MM, got {config.schedule.time!r}", "schedule", "time")
     if config.schedule.catch_up_days < 0:
         fail("expected 0 or more days", "schedule", "catch_up_days")
+    for keypath, value in ((("from",), config.sender), (("reply_to",), config.reply_to)):
+        _, address = parseaddr(value)
+        local, _, domain = address.rpartition("@")
+        if not local or "." not in domain or any(c.isspace() for c in address):
+            fail(f"expected an address like 'Name <news@example.com>', got {value!r}", *keypath)
     if config.delivery.smtp.connections < 1:
         fail("expected at least 1", "delivery", "smtp", "connections")
     if config.web.public_url is not None and not config.web.public_url.startswith(

@@ -58,14 +58,34 @@ def load_located(
         loader.dispose()
     lines: dict[KeyPath, int] = {}
     if node is not None:
-        _collect_lines(node, (), lines, first_line)
+        duplicate = _collect_lines(node, (), lines, first_line)
+        if duplicate is not None:
+            key, line, first_seen = duplicate
+            raise error(
+                f"duplicate key (also on line {first_seen}); keep one", path=path, line=line,
+                field=key,
+            )  # fmt: skip
     return LocatedYaml(data, lines)
 
 
-def _collect_lines(node: yaml.Node, prefix: KeyPath, out: dict[KeyPath, int], first: int) -> None:
+def _collect_lines(
+    node: yaml.Node, prefix: KeyPath, out: dict[KeyPath, int], first: int
+) -> tuple[str, int, int] | None:
+    """Record each key's line; return (key, line, earlier line) of the first duplicate key.
+
+    PyYAML silently keeps the last of two equal keys, so `title:` twice would lose a title.
+    """
     out.setdefault(prefix, first + node.start_mark.line)
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            key = str(key_node.value)
-            out[(*prefix, key)] = first + key_node.start_mark.line
-            _collect_lines(value_node, (*prefix, key), out, first)
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    for key_node, value_node in node.value:
+        key = str(key_node.value)
+        keypath = (*prefix, key)
+        line = first + key_node.start_mark.line
+        if keypath in out:
+            return ".".join(keypath), line, out[keypath]
+        out[keypath] = line
+        duplicate = _collect_lines(value_node, keypath, out, first)
+        if duplicate is not None:
+            return duplicate
+    return None

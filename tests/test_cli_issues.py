@@ -81,6 +81,8 @@ def test_new_rejects_bad_input(publication: Path, args: tuple[str, ...], expecte
     before = sorted((publication / "content").iterdir())
     code, _, stderr = run_cli(publication, "new", *args)
     assert code == 2
+    assert len(stderr.splitlines()) == 1
+    assert stderr.startswith("error: ")
     assert expected in stderr
     assert "Traceback" not in stderr
     assert sorted((publication / "content").iterdir()) == before

@@ -94,6 +94,9 @@ def test_unknown_nested_key_names_the_dotted_path(publication: Path) -> None:
         ("schedule: {weekday: caturday}\n", 1, "schedule.weekday", "expected a weekday name"),
         ("schedule:\n  time: '25:00'\n", 2, "schedule.time", "expected HH:MM"),
         ("schedule:\n  nth: 0\n", 2, "schedule.nth", "expected 1..5"),
+        ("name: X\nfrom: Leader Notes\n", 2, "from", "expected an address like"),
+        ("reply_to: news at example\n", 1, "reply_to", "expected an address like"),
+        ("name: X\nname: Y\n", 2, "name", "duplicate key (also on line 1)"),
     ],
 )  # fmt: skip
 def test_wrong_type_or_value_names_key_and_line(

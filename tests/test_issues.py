@@ -149,6 +149,16 @@ def test_unclosed_front_matter(publication: Path) -> None:
     assert "never closed" in match["rest"]
 
 
+def test_duplicate_key_is_not_silently_dropped(publication: Path) -> None:
+    bad = write(
+        publication, "2031-01-twice.md", "---\ntitle: One\nsummary: s\ntitle: Two\n---\nB\n"
+    )
+    match = check_fails(publication)
+    assert match["path"] == str(bad)
+    assert match["line"] == "4"
+    assert match["rest"] == "title: duplicate key (also on line 2); keep one"
+
+
 def test_two_issues_same_date(publication: Path) -> None:
     write(publication, "2031-07-a.md", "---\ntitle: A\ndate: 2031-07-01\n---\nA\n")
     second = write(
