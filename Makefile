@@ -13,9 +13,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 ## The monthly job on the bundled sample publication (file transport: .eml files in outbox/).
+## The sample's latest ready issue is due on 2026-10-06; --now evaluates the schedule at that
+## moment. A real cron line is just `newsletter send --due`.
 run: $(STAMP)
 	$(BIN)/newsletter check
+	$(BIN)/newsletter subscribers import subscribers/sample.csv
+	$(BIN)/newsletter send --due --now 2026-10-06T09:00
 	$(BIN)/newsletter build
+	$(BIN)/newsletter status
 
 ## The whole test suite, then the linters.
 test: $(STAMP)
