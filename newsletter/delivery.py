@@ -18,7 +18,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from html import escape
 from typing import Literal, Protocol
@@ -206,6 +206,17 @@ class _RateLimit:
             time.sleep(slot - now)
 
 
+@dataclass(frozen=True)
+class _Result:
+    """What to record for one row after its attempt."""
+
+    state: DeliveryState
+    reply: str
+    due: datetime | None = None
+    bounce: Literal["hard", "soft"] | None = None
+    pause: bool = False
+
+
 @dataclass
 class _Run:
     config: Config
@@ -219,36 +230,17 @@ class _Run:
     stop: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
     queue: list[DeliveryRow] = field(default_factory=list)
+    reserved: set[int] = field(default_factory=set)  # taken from the queue, not yet claimed
     paused: str | None = None
     sent: int = 0
     done: int = 0
 
-    def claim(self) -> DeliveryRow | None:
-        """The next due row, marked in_flight; None when none is due now."""
-        with self.lock:
-            while not self.stop.is_set():
-                if not self.queue:
-                    self.queue = self.log.next_deliveries(self.send.id, _BATCH)[::-1]
-                    if not self.queue:
-                        return None
-                row = self.queue.pop()
-                msgid = row.message_id or self.skeleton.message_id(row)
-                if self.log.mark_in_flight(row.id, msgid):
-                    return row
-                self.done += 1
-                self.on_progress(Progress("skipped", row.email, "not active", self.done))
-            return None
-
-    def pause(self, reason: str) -> None:
-        with self.lock:
-            self.paused = self.paused or reason
-        self.stop.set()
-
     def worker(self) -> None:
         transport = self.connect()
         try:
-            while (row := self.claim()) is not None:
-                self.deliver(transport, row)
+            row = self.advance(None)
+            while row is not None:
+                row = self.advance((row, self.deliver(transport, row)))
         except NewsletterError as exc:
             self.pause(str(exc))
         except Exception as exc:
@@ -257,78 +249,139 @@ class _Run:
         finally:
             transport.close()
 
-    def deliver(self, transport: Transport, row: DeliveryRow) -> None:
+    def pause(self, reason: str) -> None:
+        with self.lock:
+            self.paused = self.paused or reason
+        self.stop.set()
+
+    def reserve(self) -> DeliveryRow | None:
+        """The next due row, held for this connection until it is claimed."""
+        with self.lock:
+            if self.stop.is_set():
+                return None
+            if not self.queue:
+                batch = self.log.next_deliveries(self.send.id, _BATCH)
+                self.queue = [row for row in reversed(batch) if row.id not in self.reserved]
+            if not self.queue:
+                return None
+            row = self.queue.pop()
+            self.reserved.add(row.id)
+            return row
+
+    def advance(self, done: tuple[DeliveryRow, _Result] | None) -> DeliveryRow | None:
+        """Record the finished row and claim (in_flight) the next one, in one transaction:
+        one commit per message, and never a message out before the last one is recorded."""
+        while True:
+            following = None if done is not None and done[1].pause else self.reserve()
+            claim = (following.id, self.message_id(following)) if following else None
+            try:
+                if done is not None:
+                    row, result = done
+                    claimed = _record_and_claim(self.log, row, result, claim)
+                else:
+                    claimed = claim is not None and self.log.mark_in_flight(*claim)
+            except Exception as exc:
+                what = f"the result for {done[0].email}" if done else "the next reader"
+                self.pause(f"cannot record {what} ({exc}); stopped")
+                raise DeliveryError(f"cannot record a delivery: {exc}") from exc
+            finally:
+                if following is not None:
+                    with self.lock:
+                        self.reserved.discard(following.id)
+            if done is not None:
+                self.recorded(*done)
+                done = None
+            if following is None:
+                return None
+            if claimed and self.stop.is_set():
+                # Another connection paused the send meanwhile: give the row back.
+                self.log.record_delivery(following.id, "pending", reply=following.last_reply)
+                return None
+            if claimed:
+                return following
+            self.count(Progress("skipped", following.email, "no longer active", 0))
+
+    def message_id(self, row: DeliveryRow) -> str:
+        try:
+            return row.message_id or self.skeleton.message_id(row)
+        except InvalidRecipient:
+            return f"<invalid-token.{row.id}@newsletter.invalid>"  # deliver() fails it
+
+    def recorded(self, row: DeliveryRow, result: _Result) -> None:
+        if result.state != "pending":
+            self.count(Progress(result.state, row.email, result.reply, 0))
+        if result.pause:
+            self.pause(f"the server refused the send: {result.reply}")
+        reader = self.log.get(row.subscriber_id) if result.bounce and row.subscriber_id else None
+        if reader is not None:
+            self.log.record_bounce(
+                reader,
+                hard=result.bounce == "hard",
+                issue_slug=self.send.issue_slug,
+                detail=result.reply,
+                soft_limit=self.config.inbox.soft_bounce_limit,
+            )
+
+    def count(self, event: Progress) -> None:
+        with self.lock:
+            self.done += 1
+            self.sent += event.state == "sent"
+            self.on_progress(replace(event, done=self.done))
+
+    def deliver(self, transport: Transport, row: DeliveryRow) -> _Result:
         d = self.config.delivery
-        msgid = row.message_id or self.skeleton.message_id(row)
         try:
             html, text = self.bodies.encode(row)
-            data = self.skeleton.render_encoded(row, html=html, text=text, msgid=msgid)
+            data = self.skeleton.render_encoded(
+                row, html=html, text=text, msgid=self.message_id(row)
+            )
+            sender = self.skeleton.envelope_sender(row) if d.verp else self.skeleton.sender
         except InvalidRecipient as exc:
-            self.record(row, "failed", f"not sent: {exc}")
-            return
-        sender = self.skeleton.envelope_sender(row) if d.verp else self.skeleton.sender
-        recipient = d.redirect_to or row.email
+            return _Result("failed", f"not sent: {exc}")
         failures = 0
         while True:
             self.limiter.wait()
             try:
-                reply = transport.send(sender, recipient, data, message_id=msgid)
+                reply = transport.send(
+                    sender, d.redirect_to or row.email, data, message_id=self.message_id(row)
+                )
             except TransportFailure as exc:
                 outcome = classify(exc)
             else:
-                self.record(row, "sent", reply)
-                return
+                return _Result("sent", reply)
             if outcome.action == "retry" and not self.stop.is_set():
                 failures += 1
                 if failures <= d.max_reconnects:
                     self.stop.wait(min(d.backoff * 2 ** (failures - 1), _MAX_BACKOFF))
                     continue
                 outcome = Outcome("pause", f"gave up after {failures} attempts: {outcome.reply}")
-            break
-        self.settle(row, outcome)
+            return self.judge(row, outcome)
 
-    def settle(self, row: DeliveryRow, outcome: Outcome) -> None:
-        d = self.config.delivery
-        if outcome.action in ("pause", "retry"):
+    def judge(self, row: DeliveryRow, outcome: Outcome) -> _Result:
+        """Issue 5's failure policy for one failed attempt (see `classify`)."""
+        action, reply = outcome.action, outcome.reply
+        if action in ("pause", "retry"):
             # Not this reader's fault: the row waits, unbounced, for the next run.
-            self.record(row, "pending", outcome.reply)
-            if outcome.action == "pause":
-                self.pause(f"the server refused the send: {outcome.reply}")
-        elif outcome.action == "deferred" and row.attempts + 1 < d.max_attempts:
-            delay = d.retry_delay * 2**row.attempts
-            due = datetime.now(UTC) + timedelta(seconds=delay)
-            self.record(row, "deferred", outcome.reply, due)
-        elif outcome.action in ("deferred", "bounced"):
-            self.record(row, "failed", outcome.reply)
-            reader = self.log.get(row.subscriber_id) if row.subscriber_id else None
-            if reader is not None:
-                self.log.record_bounce(
-                    reader,
-                    hard=outcome.action == "bounced",
-                    issue_slug=self.send.issue_slug,
-                    detail=outcome.reply,
-                    soft_limit=self.config.inbox.soft_bounce_limit,
-                )  # a StoreError here stops the send (worker), the delivery is recorded
-        elif outcome.action == "unknown":
-            self.record(row, "unknown", outcome.reply)
-        else:
-            self.record(row, "failed", outcome.reply)
+            return _Result("pending", reply, pause=action == "pause")
+        if action == "deferred" and row.attempts + 1 < self.config.delivery.max_attempts:
+            delay = self.config.delivery.retry_delay * 2**row.attempts
+            return _Result("deferred", reply, due=datetime.now(UTC) + timedelta(seconds=delay))
+        if action == "deferred":
+            return _Result("failed", reply, bounce="soft")
+        if action == "bounced":
+            return _Result("failed", reply, bounce="hard")
+        return _Result("unknown" if action == "unknown" else "failed", reply)
 
-    def record(
-        self, row: DeliveryRow, state: DeliveryState, reply: str, due: datetime | None = None
-    ) -> None:
-        try:
-            self.log.record_delivery(row.id, state, reply=reply, next_attempt_at=due)
-        except Exception as exc:
-            # Nothing may go out unrecorded: stop every connection now.
-            self.pause(f"cannot record the result for {row.email} ({exc}); stopped")
-            raise DeliveryError(f"cannot record a delivery result: {exc}") from exc
-        if state == "pending":
-            return
-        with self.lock:
-            self.done += 1
-            self.sent += state == "sent"
-            self.on_progress(Progress(state, row.email, reply, self.done))
+
+def _record_and_claim(
+    log: SendLog, row: DeliveryRow, result: _Result, claim: tuple[int, str] | None
+) -> bool:
+    """One transaction when the store offers `record_and_claim`, else two in this order."""
+    combined = getattr(log, "record_and_claim", None)
+    if combined is not None:
+        return bool(combined(row.id, result.state, reply=result.reply, due=result.due, claim=claim))
+    log.record_delivery(row.id, result.state, reply=result.reply, next_attempt_at=result.due)
+    return claim is not None and log.mark_in_flight(*claim)
 
 
 def run_send(

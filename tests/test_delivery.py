@@ -259,12 +259,19 @@ class FailingLog:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)
 
-    def record_delivery(self, delivery_id: int, state: DeliveryState, **kw: Any) -> None:
+    def record_and_claim(
+        self, delivery_id: int, state: DeliveryState, *, reply: str | None, due: Any, claim: Any
+    ) -> bool:
         if state == "sent":
             if self.ok <= 0:
                 raise sqlite3.OperationalError("database or disk is full")
             self.ok -= 1
-        self.store.record_delivery(delivery_id, state, **kw)
+        if hasattr(self.store, "record_and_claim"):
+            return bool(
+                self.store.record_and_claim(delivery_id, state, reply=reply, due=due, claim=claim)
+            )
+        self.store.record_delivery(delivery_id, state, reply=reply, next_attempt_at=due)
+        return claim is not None and self.store.mark_in_flight(*claim)
 
 
 def test_when_a_result_cannot_be_recorded_sending_stops(publication: Path) -> None:
