@@ -576,14 +576,16 @@ class SQLiteStore:
                 report.duplicates += 1
             else:
                 unique[row.address.key] = row
-        marks = ",".join("?" * len(unique))
-        existing = {
-            key: (sid, status)
-            for key, sid, status in db.execute(
-                f"SELECT email_key, id, status FROM subscribers WHERE email_key IN ({marks})",
-                list(unique),
-            )
-        }
+        existing: dict[str, tuple[int, str]] = {}
+        if first_new_id > 1:  # readers from before this import: classify them
+            existing = {
+                key: (sid, status)
+                for key, sid, status in db.execute(
+                    "SELECT email_key, id, status FROM subscribers"
+                    f" WHERE email_key IN ({','.join('?' * len(unique))}) AND id < ?",
+                    (*unique, first_new_id),
+                )
+            }
         forgotten: set[str] = set()
         if check_forgotten:
             hashes = {self.suppression_hash(key): key for key in unique if key not in existing}
@@ -595,38 +597,25 @@ class SQLiteStore:
                 )
             }
         now, source, by, note = consent
-        new: list[ImportRow] = []
-        for key, row in unique.items():
-            if key in existing:
-                sid, status = existing[key]
-                if sid >= first_new_id:
-                    report.duplicates += 1
-                elif status == "active" and row.status != "active":
-                    db.execute(
-                        "UPDATE subscribers SET status = ?, updated_at = ? WHERE id = ?",
-                        (row.status, now, sid),
-                    )
-                    self._event(db, sid, row.status, source, f"line {row.line}")
-                    report.status_applied += 1
-                elif status == "active" or row.status != "active":
-                    report.existing += 1
-                else:
-                    self._report_suppressed(report, row, status)
-            elif key in forgotten:
-                if row.status == "active":
-                    self._report_suppressed(report, row, "forgotten")
-                else:
-                    report.existing += 1
-            else:
-                new.append(row)
+        if existing or forgotten:
+            new = [
+                row
+                for key, row in unique.items()
+                if not self._import_known(
+                    db, row, existing.get(key), key in forgotten, report, now, source
+                )
+            ]
+        else:
+            new = list(unique.values())
         if not new:
             return
         before = db.execute("SELECT max(id) FROM subscribers").fetchone()[0] or 0
-        db.executemany(
+        # A key imported by an earlier batch of this import conflicts: a duplicate row.
+        added = db.executemany(
             "INSERT INTO subscribers (email, email_key, first_name, status, token, consent_at,"
             " consent_source, consent_by, consent_note, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (email_key) DO NOTHING",
+            [
                 (
                     r.address.email,
                     r.address.key,
@@ -641,15 +630,49 @@ class SQLiteStore:
                     now,
                 )
                 for r, token in zip(new, new_tokens(len(new)), strict=True)
-            ),
-        )
+            ],
+        ).rowcount
         db.execute(
             "INSERT INTO events (at, subscriber_id, kind, source, detail)"
             " SELECT ?, id, CASE status WHEN 'active' THEN 'subscribed' ELSE status END, ?, ?"
             " FROM subscribers WHERE id > ?",
             (now, source, note, before),
         )
-        report.added += len(new)
+        report.added += added
+        report.duplicates += len(new) - added
+
+    def _import_known(
+        self,
+        db: sqlite3.Connection,
+        row: ImportRow,
+        existing: tuple[int, str] | None,
+        forgotten: bool,
+        report: ImportReport,
+        now: str,
+        source: str,
+    ) -> bool:
+        """Handle a row whose reader the store already knows; False if it is new."""
+        if existing is not None:
+            sid, status = existing
+            if status == "active" and row.status != "active":
+                db.execute(
+                    "UPDATE subscribers SET status = ?, updated_at = ? WHERE id = ?",
+                    (row.status, now, sid),
+                )
+                self._event(db, sid, row.status, source, f"line {row.line}")
+                report.status_applied += 1
+            elif status == "active" or row.status != "active":
+                report.existing += 1
+            else:
+                self._report_suppressed(report, row, status)
+            return True
+        if forgotten:
+            if row.status == "active":
+                self._report_suppressed(report, row, "forgotten")
+            else:
+                report.existing += 1
+            return True
+        return False
 
     @staticmethod
     def _report_suppressed(report: ImportReport, row: ImportRow, why: str) -> None:
