@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import html
 import json
@@ -50,7 +51,7 @@ SAFE_SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,199}\Z")
 RESERVED_SLUGS = frozenset({"tags", "subscribe", "privacy"})
 ATOM = "http://www.w3.org/2005/Atom"
 SITEMAP = "http://www.sitemaps.org/schemas/sitemap/0.9"
-_MD_NAME = re.compile(r"([^\s/()<>\[\]\"'`]+\.md)\b")
+_LINK_DELIMITERS = " \t\n()[]<>\"'`/=:"
 _HEADING = re.compile(r"<h[2-4][^>]*>(.*?)</h[2-4]>", re.S)
 _TAG = re.compile(r"<[^>]+>")
 
@@ -97,6 +98,13 @@ class Entry:
     @property
     def path(self) -> str:
         return f"{self.slug}/index.html"
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """Computed once: an entry appears in the fingerprints of many pages."""
+        tags = [[t.name, t.path] for t in self.tags]
+        fields = [self.slug, self.number, self.title, self.date.isoformat(), self.summary]
+        return json.dumps([*fields, self.author, tags], ensure_ascii=False)
 
 
 @dataclass(frozen=True)
@@ -201,7 +209,7 @@ def build_archive(
     cache = _load_json(out / CACHE_NAME).get("bodies", {})
     bodies, fresh = _bodies(config, chosen, issues, cache, rendered or {}, workers)
     if fresh or set(cache) != set(bodies):
-        entries = {slug: dataclasses.asdict(body) for slug, body in bodies.items()}
+        entries = {slug: _cache_entry(body) for slug, body in bodies.items()}
         _write_file(out / CACHE_NAME, _json_bytes({"bodies": entries}))
     outputs = _Site(config, chosen, bodies).outputs()
     written, removed, unchanged = _sync(out, outputs)
@@ -225,6 +233,10 @@ def _stat(path: Path) -> tuple[str, int, int]:
     except OSError:
         return (str(path), -1, -1)
     return (str(path), info.st_size, info.st_mtime_ns)
+
+
+def _cache_entry(body: Body) -> dict[str, Any]:
+    return {"key": body.key, "html": body.html, "headings": body.headings, "deps": body.deps}
 
 
 def _from_cache(entry: Any, key: str) -> Body | None:
@@ -256,7 +268,12 @@ def _render_body(config: Config, issue: Issue, related: list[Issue], key: str) -
 def _related(issue: Issue, by_name: dict[str, Issue]) -> list[Issue]:
     """The issue plus the issues its body names: render_markdown needs those to turn a link
     to `other.md` into that issue's page, and passing all 1,000 makes it quadratic."""
-    named = {unquote(m) for m in _MD_NAME.findall(issue.body)}
+    body, named = issue.body, set()
+    at = body.find(".md")
+    while at != -1:  # a few occurrences per body: cheaper than a regex over all of it
+        start = max(body.rfind(c, 0, at) for c in _LINK_DELIMITERS) + 1
+        named.add(unquote(body[start : at + 3]))
+        at = body.find(".md", at + 3)
     return [issue, *(by_name[n] for n in sorted(named) if n in by_name and by_name[n] != issue)]
 
 
@@ -321,6 +338,7 @@ class _Site:
             for tag in issue.tags:
                 self.tags.setdefault(slugify(tag), TagRef(tag, f"tags/{slugify(tag)}/index.html"))
         self.entries = [self._entry(i) for i in chosen]
+        self.recent_html: dict[str, str] = {}  # the same aside on every page of one depth
         self.site: dict[str, Any] = {
             "name": config.name,
             "tagline": config.tagline,
@@ -364,9 +382,12 @@ class _Site:
             self.page("404.html", "404.html", base_path=urlsplit(self.config.base_url).path),
         ]
         outputs += [self._issue_page(n, site_paths) for n in range(len(self.issues))]
+        tagged: dict[str, list[Entry]] = {tag.path: [] for tag in self.tags.values()}
+        for entry in self.entries:
+            for tag in entry.tags:
+                tagged[tag.path].append(entry)
         for tag in self.tags.values():
-            tagged = [e for e in self.entries if tag in e.tags]
-            outputs.append(self.page(tag.path, "tag.html", tag=tag, entries=tagged))
+            outputs.append(self.page(tag.path, "tag.html", tag=tag, entries=tagged[tag.path]))
         outputs += [
             _generated("feed.xml", self._feed()),
             _generated("sitemap.xml", self._sitemap()),
@@ -383,10 +404,19 @@ class _Site:
 
         def produce() -> bytes:
             canonical = self.config.archive_url(path.removesuffix("index.html"))
-            full = {**context, "site": self.site, "canonical": canonical}
+            recent = self._recent(context["root"])
+            here = f'href="{context["root"]}{path}"'
+            recent = Markup(recent.replace(here, f'{here} aria-current="page"', 1))
+            full = {**context, "site": self.site, "canonical": canonical, "recent": recent}
             return render_template(self.env, f"archive/{template}", full).encode()
 
         return Output(path, key, produce)
+
+    def _recent(self, root: str) -> str:
+        if root not in self.recent_html:
+            context = {"site": self.site, "root": root}
+            self.recent_html[root] = render_template(self.env, "archive/_recent.html", context)
+        return self.recent_html[root]
 
     def _issue_page(self, index: int, site_paths: set[str]) -> Output:
         issue, entry = self.issues[index], self.entries[index]
@@ -565,10 +595,14 @@ def _relative_links(fragment: str, base_url: str, root: str, site_paths: set[str
     pattern = _LINK_PATTERNS.get(base_url)
     if pattern is None:
         prefix = re.escape(html.escape(base_url, quote=True))
-        pattern = _LINK_PATTERNS[base_url] = re.compile(rf'\b(href|src)="{prefix}([^"#?]*)([^"]*)"')
+        # Starts with a literal, so the regex engine skips ahead to candidates quickly.
+        pattern = _LINK_PATTERNS[base_url] = re.compile(rf'="{prefix}([^"#?]*)([^"]*)"')
 
     def swap(match: re.Match[str]) -> str:
-        written, rest = match[2], match[3]
+        before = match.string[max(0, match.start() - 5) : match.start()]
+        if not before.endswith((" href", " src")):
+            return match[0]
+        written, rest = match[1], match[2]
         local = unquote(html.unescape(written))
         if local == "" or local.endswith("/"):
             target, added = local + "index.html", "index.html"
@@ -578,9 +612,9 @@ def _relative_links(fragment: str, base_url: str, root: str, site_paths: set[str
             target, added = local + "/index.html", "/index.html"
         if target not in site_paths:
             return match[0]
-        return f'{match[1]}="{root}{written}{added}{rest}"'
+        return f'="{root}{written}{added}{rest}"'
 
-    return pattern.sub(swap, fragment)
+    return pattern.sub(swap, fragment) if base_url in fragment else fragment
 
 
 # -- writing: only what changed, each file whole or not at all ------------------------------
@@ -665,8 +699,11 @@ def _remove(out: Path, path: str) -> bool:
 def _write_file(path: Path, data: bytes) -> None:
     """Temp file in the same folder, then rename: readers never see half a page."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        except FileNotFoundError:  # cheaper than a mkdir for every file of a full build
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
         raise ArchiveError(f"cannot write: {exc.strerror}", path=path) from None
     try:
@@ -691,6 +728,10 @@ def _load_json(path: Path) -> dict[str, Any]:
 
 
 def _jsonable(value: Any) -> Any:
+    if isinstance(value, Entry):
+        return value.fingerprint
+    if isinstance(value, TagRef):
+        return [value.name, value.path]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
     if isinstance(value, dt.date):
