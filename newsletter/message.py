@@ -44,7 +44,8 @@ _UTF8 = Charset("utf-8")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]+")
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _ATEXT = re.compile(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+")
-_ADDRESS = re.compile(r"[!-~]+@[A-Za-z0-9.-]+")
+# A dot-atom local part (no quoted strings) at an ASCII domain: nothing a header could misread.
+_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+")
 _PLAIN_PHRASE = re.compile(r"[ -~]*")
 
 
@@ -84,7 +85,7 @@ def encode_text(name: str, value: str) -> str:
 
 def format_mailbox(field: str, display_name: str | None, address: str) -> str:
     """`Field: "Name, Jr" <addr>` folded to 78 columns; the name quoted or encoded as needed."""
-    if not _ADDRESS.fullmatch(address) or any(c in address for c in '<>()[],;:"\\'):
+    if not _ADDRESS.fullmatch(address):
         raise InvalidRecipient(f"not a deliverable ASCII address: {address!r}", field=field)
     return _name_addr(field, display_name, address)
 
