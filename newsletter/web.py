@@ -201,6 +201,9 @@ class WebApp:
                 503, "Please try again", "The list is busy. Please try again in a minute."
             )
             response.headers.append(("Retry-After", "60"))
+        except Exception:
+            log.exception("%s %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
+            response = self._message(500, "Something went wrong", "Please try again later.")
         headers = [*response.headers, *self._security_headers(response)]
         headers.append(("Content-Length", str(len(response.body))))
         start_response(f"{response.status} {_REASONS.get(response.status, '')}", headers)
@@ -213,7 +216,7 @@ class WebApp:
             path = path[len(self._prefix) :] or "/"
         parts = path.strip("/").split("/")
         if method == "POST":
-            length = int(environ.get("CONTENT_LENGTH") or 0)
+            length = int(environ.get("CONTENT_LENGTH") or 0)  # waitress checked the digits
             if length > _MAX_BODY:
                 return self._message(413, "Too large", "That form was too large.")
             body = environ["wsgi.input"].read(length) if length > 0 else b""
@@ -231,9 +234,7 @@ class WebApp:
         if parts[0] == "confirm" and len(parts) == 2:
             return self._route(request, get=self.confirm_page, post=self.confirm, token=parts[1])
         if path.rstrip("/") == "/subscribe":
-            if get:
-                return self._page(200, "subscribe.html", state="form")
-            return self._route(request, post=self.subscribe)
+            return self._route(request, get=self.subscribe_form, post=self.subscribe)
         if get and self.archive_dir is not None:
             return self._static(path)
         return self._not_found()
@@ -319,6 +320,9 @@ class WebApp:
         )
 
     # -- sign-up --------------------------------------------------------------------------
+
+    def subscribe_form(self, request: Request) -> Response:
+        return self._page(200, "subscribe.html", state="form")
 
     def subscribe(self, request: Request) -> Response:
         retry = self.per_client.hit(request.client)
