@@ -383,3 +383,20 @@ def test_next_attempt_is_later_for_a_deferred_row(publication: Path) -> None:
         row.next_attempt_at.tzinfo
     )
     assert report.counts["deferred"] == 1 and not report.complete
+
+
+def test_the_rate_limit_spaces_messages_evenly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """max_per_second: each message gets the next slot 1/rate after the previous one."""
+    clock = [100.0]
+    slept: list[float] = []
+    monkeypatch.setattr(delivery.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(delivery.time, "sleep", slept.append)
+    limiter = delivery._RateLimit(4)
+    for _ in range(3):
+        limiter.wait()
+    assert slept == [0.25, 0.5]  # the first goes at once; nobody waited meanwhile
+    clock[0] += 10  # idle for a while: no burst credit beyond the next slot
+    limiter.wait()
+    assert slept == [0.25, 0.5]
+    delivery._RateLimit(0).wait()  # 0: no limit
+    assert slept == [0.25, 0.5]
