@@ -35,6 +35,10 @@ SENT_SAMPLE = [
 DRAFT_SAMPLE = "2026-12-thanks-that-travel-upstream"
 
 
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
+        "track", "wbr"}  # fmt: skip
+
+
 class Page(HTMLParser):
     """What the tests need from one HTML page."""
 
@@ -55,6 +59,9 @@ class Page(HTMLParser):
         self.inputs: list[dict[str, str | None]] = []
         self._in_script = False
         self._in_heading = False
+        self.duplicate_ids: list[str] = []
+        self.unbalanced: list[str] = []  # end tags that do not close the open element
+        self._open: list[str] = []
         self.feed(path.read_text(encoding="utf-8"))
 
     def handle_starttag(self, tag: str, attr_list: list[tuple[str, str | None]]) -> None:
@@ -64,7 +71,11 @@ class Page(HTMLParser):
         if tag == "base":
             self.base = attrs.get("href")
         if attrs.get("id"):
+            if attrs["id"] in self.ids:
+                self.duplicate_ids.append(str(attrs["id"]))
             self.ids.add(str(attrs["id"]))
+        if tag not in VOID:
+            self._open.append(tag)
         for name in ("href", "src"):
             if attrs.get(name) is not None:
                 self.urls.append((tag, str(attrs[name]), attrs))
@@ -84,6 +95,8 @@ class Page(HTMLParser):
         self.event_handlers += [name for name in attrs if name.startswith("on")]
 
     def handle_endtag(self, tag: str) -> None:
+        if not self._open or self._open.pop() != tag:
+            self.unbalanced.append(f"</{tag}> at line {self.getpos()[0]}")
         if tag == "script":
             self._in_script = False
         if tag in ("h1", "h2", "h3", "h4", "h5", "h6"):
@@ -203,6 +216,8 @@ def test_every_internal_link_resolves_and_pages_are_accessible(publication: Path
         for before, after in zip(page.headings, page.headings[1:], strict=False):
             assert after <= before + 1, f"{name}: heading h{before} then h{after}"
         assert page.images_without_alt == [], name
+        assert page.unbalanced == [] and page._open == [], name  # every element closed
+        assert page.duplicate_ids == [], name
         assert not page.inline_script and not page.event_handlers, name
         for script in page.scripts:  # only our own files, no third-party scripts
             assert script.get("src") in ("search-index.js", "search.js"), name

@@ -1,0 +1,169 @@
+"""Writing the archive folder: only files whose inputs changed, each whole or not at all.
+
+`.archive-manifest.json` in the output folder records, for every file written here, the
+fingerprint of the inputs that produced it (`Output.key`) and the hash of its bytes. A file is
+produced only when its key changed and written only when its bytes changed. Files the manifest
+does not name are never touched, and nothing is written or deleted outside the folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from newsletter.errors import NewsletterError
+
+ARCHIVE_VERSION = "1"  # bump when page contexts change meaning without their inputs changing
+MANIFEST_NAME = ".archive-manifest.json"
+
+
+class ArchiveError(NewsletterError):
+    """The archive cannot be written as asked (unsafe slug, clashing files, bad output folder)."""
+
+
+@dataclass(frozen=True)
+class Output:
+    """One file of the site: produced only when `key` differs from the last build's."""
+
+    path: str
+    key: str
+    produce: Callable[[], bytes]
+
+
+def sync(out: Path, outputs: list[Output]) -> tuple[tuple[str, ...], tuple[str, ...], int]:
+    manifest_path = out / MANIFEST_NAME
+    old = load_json(manifest_path).get("files", {})
+    old = old if isinstance(old, dict) else {}
+    current = {o.path for o in outputs}
+    stale = sorted(p for p in old if p not in current)
+    new: dict[str, Any] = {}
+    todo: list[Output] = []
+    for output in outputs:
+        prev = old.get(output.path)
+        if (
+            isinstance(prev, dict)
+            and prev.get("key") == output.key
+            and (out / output.path).is_file()
+        ):
+            new[output.path] = prev
+        else:
+            todo.append(output)
+    unchanged = len(outputs) - len(todo)
+    if not todo and not stale:
+        return (), (), unchanged
+    # From here the folder changes: a build cut short leaves no manifest, so the next one
+    # compares every file instead of trusting fingerprints of files it may not have written.
+    manifest_path.unlink(missing_ok=True)
+    written: list[str] = []
+    for output in todo:
+        data = output.produce()
+        sha = digest(data)
+        target = inside(out, output.path)
+        prev = old.get(output.path)
+        same = isinstance(prev, dict) and prev.get("sha") == sha and target.is_file()
+        if same or (prev is None and _same_bytes(target, data)):
+            unchanged += 1
+        else:
+            write_file(target, data)
+            written.append(output.path)
+        new[output.path] = {"key": output.key, "sha": sha}
+    removed = [path for path in stale if _remove(out, path)]
+    write_file(manifest_path, json_bytes({"version": ARCHIVE_VERSION, "files": new}))
+    return tuple(written), tuple(removed), unchanged
+
+
+def inside(out: Path, path: str) -> Path:
+    """`out/path`, refusing anything that would land outside `out` (`..`, absolute paths,
+    symlinks planted in the output folder)."""
+    target = out.joinpath(*path.split("/"))
+    if path.startswith("/") or ".." in path.split("/") or not target.resolve().is_relative_to(out):
+        raise ArchiveError("refusing to write outside the archive folder", path=target)
+    return target
+
+
+def _same_bytes(target: Path, data: bytes) -> bool:
+    try:
+        return (
+            target.is_file() and target.stat().st_size == len(data) and target.read_bytes() == data
+        )
+    except OSError:
+        return False
+
+
+def _remove(out: Path, path: str) -> bool:
+    """Delete a file an earlier build wrote (and folders left empty)."""
+    try:
+        target = inside(out, path)
+    except ArchiveError:
+        return False  # not ours to delete, whatever the manifest says
+    if not target.is_file():
+        return False
+    target.unlink()
+    folder = target.parent
+    while folder != out and not any(folder.iterdir()):
+        folder.rmdir()
+        folder = folder.parent
+    return True
+
+
+def write_file(path: Path, data: bytes) -> None:
+    """Temp file in the same folder, then rename: readers never see half a page."""
+    try:
+        try:
+            fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        except FileNotFoundError:  # cheaper than a mkdir for every file of a full build
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise ArchiveError(f"cannot write: {exc.strerror}", path=path) from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(temp, 0o644)  # mkstemp makes 0600; the web server reads as another user
+        os.replace(temp, path)
+    except OSError as exc:
+        Path(temp).unlink(missing_ok=True)
+        raise ArchiveError(f"cannot write: {exc.strerror}", path=path) from None
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def load_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _jsonable(value: Any) -> Any:
+    fingerprint = getattr(value, "fingerprint", None)
+    if isinstance(fingerprint, str):  # precomputed by values that appear in many pages
+        return fingerprint
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        # the fields, not dataclasses.asdict: that deep-copies, and json recurses anyway
+        return [getattr(value, f.name) for f in dataclasses.fields(value)]
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot fingerprint {type(value).__name__}")
+
+
+def json_bytes(value: Any) -> bytes:
+    return json.dumps(
+        value, default=_jsonable, sort_keys=True, ensure_ascii=False, separators=(",", ":")
+    ).encode()
+
+
+def digest(data: str | bytes) -> str:
+    return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
