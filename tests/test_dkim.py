@@ -175,3 +175,29 @@ def test_missing_key_settings_are_one_line_config_errors(
     with pytest.raises(ConfigError) as err:
         dkim.check(no_selector)
     assert err.value.field == "dkim.selector"
+
+
+def test_the_web_mails_are_signed_too(config: Config, keys: KeyPair) -> None:
+    from newsletter import webmail
+
+    repo = replace(config, root=Path(__file__).resolve().parent.parent)
+    web = "https://example.com/web/unsubscribe/abcdefghijklmnop"
+    mail = webmail.compose(
+        repo,
+        webmail.mail_environment(repo),
+        webmail.WELCOME_TEMPLATE,
+        to="reader@example.org",
+        now=datetime(2026, 1, 6, 9, tzinfo=UTC),
+        context={
+            "first_name": "Zoë\r\nBcc: x@evil.example",
+            "resource_url": None,
+            "unsubscribe_url": web,
+        },
+        unsubscribe=("mailto:news+abcdefghijklmnop@example.com?subject=unsubscribe", web),
+    )
+    assert mail.data.startswith(b"DKIM-Signature: ")
+    assert signed_headers(mail.data) >= REQUIRED
+    assert dkimpy.verify(mail.data, dnsfunc=keys.dns)
+    message = email.message_from_bytes(mail.data)
+    assert message["Bcc"] is None
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
