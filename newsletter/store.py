@@ -406,11 +406,13 @@ class SQLiteStore:
             self._depth = 1
             try:
                 yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            else:
                 self._db.execute("COMMIT")
+            except BaseException as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error) and _is_environmental(exc):
+                    raise StoreError(f"database error: {exc}", path=self.path) from None
+                raise
             finally:
                 self._depth = 0
 
@@ -927,27 +929,36 @@ class SQLiteStore:
     def next_deliveries(
         self, send_id: int, limit: int, now: datetime | None = None
     ) -> list[DeliveryRow]:
-        """Due `pending`/`deferred` rows of readers still active, oldest first. Due rows of
-        readers who left meanwhile (or were forgotten) are marked `skipped` first."""
+        """Up to `limit` due rows of readers still active: `pending` ones by id, then
+        `deferred` ones by due time. Due rows met on the way whose reader left meanwhile (or
+        was forgotten) are marked `skipped`. Each call reads one index range, O(limit)."""
         due = _stamp(now) if now else _now()
+        found: list[DeliveryRow] = []
         with self._write() as db:
-            db.execute(
-                "UPDATE deliveries SET state = 'skipped', updated_at = ?,"
-                " last_reply = 'reader ' || coalesce((SELECT status FROM subscribers"
-                "   WHERE id = deliveries.subscriber_id), 'forgotten') || ' before delivery'"
-                " WHERE send_id = ? AND state IN ('pending', 'deferred')"
-                " AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
-                " AND NOT EXISTS (SELECT 1 FROM subscribers s"
-                "   WHERE s.id = deliveries.subscriber_id AND s.status = 'active')",
-                (_now(), send_id, due),
-            )
-            rows = db.execute(
-                _DELIVERY_SELECT + " WHERE d.send_id = ? AND d.state IN ('pending', 'deferred')"
-                " AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= ?)"
-                " ORDER BY d.id LIMIT ?",
-                (send_id, due, limit),
-            ).fetchall()
-        return [_delivery(row) for row in rows]
+            for state in ("pending", "deferred"):
+                kept = 0  # active rows of this state already taken: they stay first in order
+                while len(found) < limit:
+                    page = [
+                        _delivery(row)
+                        for row in db.execute(
+                            _DELIVERY_SELECT + " WHERE d.send_id = ? AND d.state = ?"
+                            " AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= ?)"
+                            " ORDER BY d.next_attempt_at, d.id LIMIT ? OFFSET ?",
+                            (send_id, state, due, limit - len(found), kept),
+                        )
+                    ]
+                    gone = [row for row in page if row.status != "active"]
+                    db.executemany(
+                        "UPDATE deliveries SET state = 'skipped', updated_at = ?,"
+                        " last_reply = ? WHERE id = ?",
+                        [(_now(), f"reader {row.status} before delivery", row.id) for row in gone],
+                    )
+                    active = [row for row in page if row.status == "active"]
+                    found += active
+                    kept += len(active)
+                    if not gone:  # the page had no leavers: this state has no more due rows
+                        break
+        return found
 
     def mark_in_flight(self, delivery_id: int, message_id: str) -> bool:
         """Claim a due row just before handing it to the server. False (and the row `skipped`)
@@ -1047,6 +1058,15 @@ class SQLiteStore:
                 "UPDATE sends SET finished_at = ? WHERE id = ? AND finished_at IS NULL",
                 (_now(), send_id),
             )
+
+
+# Errors a user can cause or fix (disk full, read-only file, locked): a message, not a traceback.
+_ENVIRONMENTAL = ("SQLITE_FULL", "SQLITE_READONLY", "SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR")
+
+
+def _is_environmental(exc: sqlite3.Error) -> bool:
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    return name.startswith(_ENVIRONMENTAL)
 
 
 def _address(email: str) -> Address:

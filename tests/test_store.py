@@ -359,3 +359,43 @@ def test_one_store_is_safe_to_share_between_sender_threads(store: SQLiteStore) -
         thread.join()
     assert len(claimed) == len(set(claimed)) == 400  # every reader once, none twice
     assert store.delivery_counts(send.id)["sent"] == 400
+
+
+def test_next_deliveries_pages_through_leavers_without_repeats(store: SQLiteStore) -> None:
+    bulk(store, 3000)
+    send = store.start_send("2026-06")
+    for i in range(3000):
+        if i % 3:  # two readers in three leave after the send started
+            reader = store.get_by_email(f"r{i}@example.net")
+            assert reader is not None
+            store.unsubscribe(reader, source="link", detail=None)
+    seen: list[str] = []
+    while rows := store.next_deliveries(send.id, 100):
+        assert len(rows) == 100 or len(seen) + len(rows) == 1000
+        for row in rows:
+            seen.append(row.email)
+            store.record_delivery(row.id, "sent", reply="250 ok")
+    assert seen == [f"r{i}@example.net" for i in range(0, 3000, 3)]
+    assert store.delivery_counts(send.id)["skipped"] == 2000
+    # One index range per page, no sort of the whole send (a 1M-reader send stays O(page)).
+    plan = " ".join(
+        str(step)
+        for step in store._rows(
+            "EXPLAIN QUERY PLAN SELECT id FROM deliveries WHERE send_id = 1 AND state = 'pending'"
+            " AND (next_attempt_at IS NULL OR next_attempt_at <= '') ORDER BY next_attempt_at, id"
+        )
+    )
+    assert "deliveries_due" in plan and "TEMP B-TREE" not in plan
+
+
+def test_a_full_disk_is_a_store_error_and_the_transaction_is_undone(store: SQLiteStore) -> None:
+    add(store, "before@example.com")
+    pages = store._one("PRAGMA page_count")
+    store._db.execute(f"PRAGMA max_page_count = {pages}")  # SQLite's own "disk full"
+    rows = (
+        ImportRow(i, Address(f"x{i}@example.org", f"x{i}@example.org"), None) for i in range(5000)
+    )
+    with pytest.raises(StoreError, match="database error: database or disk is full"):
+        store.import_subscribers(rows, source="test")
+    assert store.counts()["active"] == 1
+    assert not store._db.in_transaction
