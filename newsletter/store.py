@@ -118,6 +118,9 @@ CREATE TABLE deliveries (
 CREATE INDEX deliveries_due ON deliveries (send_id, state, next_attempt_at, id);
 CREATE INDEX deliveries_subscriber ON deliveries (subscriber_id);
 """
+# To change the schema, add MIGRATIONS[n] (statements taking version n-1 to n) and set
+# SCHEMA_VERSION = n; never edit a migration that has shipped. Opening a store applies the
+# missing ones in one transaction.
 MIGRATIONS = {1: _SCHEMA_V1}
 
 _SUBSCRIBER_COLUMNS = (
