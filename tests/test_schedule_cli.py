@@ -107,7 +107,7 @@ def test_the_editor_is_told_once_through_the_transport_and_the_store(publication
     assert run.due.kind == "due" and [i.slug for i in sent] == [DECEMBER]
 
 
-def wait_for_line(stream, needle: str, timeout: float = 20) -> str:  # type: ignore[no-untyped-def]
+def wait_for_line(stream, needle: str, timeout: float = 120) -> str:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     seen = ""
     while time.monotonic() < deadline:
@@ -128,11 +128,11 @@ def test_the_long_running_scheduler_checks_at_start_and_stops_on_a_signal(
         assert proc.stdout is not None
         started = wait_for_line(proc.stdout, "nothing due at")  # the start-up check ran
         assert f"scheduler started (pid {proc.pid})" in started
-        second = subprocess.run(command, capture_output=True, text=True, timeout=30)
+        second = subprocess.run(command, capture_output=True, text=True, timeout=120)
         assert second.returncode == 1
         assert f"already running (pid {proc.pid} on " in second.stderr
         proc.send_signal(sig)
-        out, err = proc.communicate(timeout=20)
+        out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -174,20 +174,22 @@ def test_the_scheduler_sends_at_start_up_and_resumes_after_a_kill(publication: P
                                     text=True, env=env)  # fmt: skip
 
         victim = start()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 180
         while len(mta.messages) < 2 and time.monotonic() < deadline:
             time.sleep(0.02)
+        mta.faults.delay = 60.0  # hold the victim mid-message while it is killed
         victim.send_signal(signal.SIGKILL)
-        victim.communicate(timeout=30)
+        victim.communicate(timeout=60)
+        mta.faults.delay = 0.1
         assert 2 <= len(mta.messages) < len(readers)
 
         restarted = start()  # the kill left no stale lock; the start-up check resumes the send
         try:
             assert restarted.stdout is not None
-            seen = wait_for_line(restarted.stdout, "sent by this run", timeout=60)
+            seen = wait_for_line(restarted.stdout, "sent by this run")
             assert f"due: {slug} scheduled" in seen and "(resuming the unfinished send)" in seen
             restarted.send_signal(signal.SIGTERM)
-            restarted.communicate(timeout=30)
+            restarted.communicate(timeout=60)
         finally:
             if restarted.poll() is None:
                 restarted.kill()
@@ -200,7 +202,7 @@ def test_the_scheduler_sends_at_start_up_and_resumes_after_a_kill(publication: P
             assert third.stdout is not None
             assert f"already sent: {slug}" in wait_for_line(third.stdout, "already sent")
             third.send_signal(signal.SIGTERM)
-            third.communicate(timeout=30)
+            third.communicate(timeout=60)
         finally:
             if third.poll() is None:
                 third.kill()

@@ -144,7 +144,8 @@ def send_due_process(publication: Path, env: dict[str, str]) -> subprocess.Popen
 def test_two_send_due_at_once_send_once(publication: Path) -> None:
     set_ready(publication)
     readers = add_readers(publication, 12)
-    with FaultyMTA(Faults(delay=0.2)) as mta:  # a slow server: the first run takes ~5 s
+    # A server slow enough that the first run is still sending when the second one is done.
+    with FaultyMTA(Faults(delay=5.0)) as mta:
         env = smtp_env(mta.port)
         first = send_due_process(publication, env)
         assert first.stdout is not None
@@ -154,9 +155,10 @@ def test_two_send_due_at_once_send_once(publication: Path) -> None:
             capture_output=True,
             text=True,
             env=env,
-            timeout=60,
+            timeout=240,
         )
-        _out, err = first.communicate(timeout=60)
+        mta.faults.delay = 0.0
+        _out, err = first.communicate(timeout=240)
         received = sorted(mta.recipients())
     assert first.returncode == 0, err
     assert second.returncode == 1
@@ -172,11 +174,13 @@ def test_a_restart_after_a_kill_finishes_the_send(publication: Path) -> None:
     with FaultyMTA(Faults(delay=0.1)) as mta:
         env = smtp_env(mta.port)
         victim = send_due_process(publication, env)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 180
         while len(mta.messages) < 3 and time.monotonic() < deadline:
             time.sleep(0.02)
+        mta.faults.delay = 60.0  # hold the victim mid-message while it is killed
         victim.send_signal(signal.SIGKILL)
-        victim.communicate(timeout=30)
+        victim.communicate(timeout=60)
+        mta.faults.delay = 0.0
         before = len(mta.messages)
         assert 3 <= before < len(readers)
         with open_store(load_config(publication)) as store:
@@ -187,7 +191,7 @@ def test_a_restart_after_a_kill_finishes_the_send(publication: Path) -> None:
             capture_output=True,
             text=True,
             env=env,
-            timeout=60,
+            timeout=240,
         )
         received = mta.recipients()
     assert "(resuming the unfinished send)" in restarted.stdout, restarted.stderr
