@@ -21,6 +21,7 @@ from newsletter.archive import (
 )
 from newsletter.config import Config, load_config
 from newsletter.issues import load_issues
+from newsletter.render import render_issue
 from newsletter.store import open_store
 
 TODAY = dt.date(2026, 11, 25)
@@ -188,17 +189,12 @@ def test_with_a_send_log_only_sent_issues_appear_and_never_drafts(publication: P
     ]
 
 
-def test_published_issues_without_any_send_falls_back_to_ready_and_dated(
-    publication: Path,
-) -> None:
+def test_an_empty_send_log_falls_back_to_ready_and_dated(publication: Path) -> None:
     config = load_config(publication)
     issues = load_issues(config, today=TODAY)
-
-    class EmptyLog:
-        def get_send(self, issue_slug: str) -> object | None:
-            return None
-
-    chosen = published_issues(issues, EmptyLog(), dt.date(2026, 8, 31))
+    with open_store(config) as store:  # a real database, nothing sent yet
+        store.add("reader@example.org", source="test", consent="test")
+        chosen = published_issues(issues, store, dt.date(2026, 8, 31))
     assert [i.slug for i in chosen] == [SENT_SAMPLE[1], SENT_SAMPLE[0]]
 
 
@@ -546,6 +542,19 @@ def test_parallel_markdown_gives_the_same_site(publication: Path, tmp_path: Path
     assert files == sorted(p.relative_to(parallel) for p in parallel.rglob("*") if p.is_file())
     for rel in files:
         assert (serial / rel).read_bytes() == (parallel / rel).read_bytes(), rel
+
+
+def test_already_rendered_issues_skip_markdown_and_give_the_same_site(
+    publication: Path, tmp_path: Path
+) -> None:
+    config = load_config(publication)
+    issues = load_issues(config, today=TODAY)
+    rendered = {i.slug: render_issue(config, i, issues) for i in issues}
+    report = build_archive(config, issues, tmp_path / "a", today=TODAY, rendered=rendered)
+    assert report.rendered == () and len(report.published) == 4
+    _, plain = build(publication, tmp_path / "b")
+    for page in ("index.html", f"{SENT_SAMPLE[1]}/index.html", "feed.xml"):
+        assert (tmp_path / "a" / page).read_bytes() == (plain / page).read_bytes(), page
 
 
 # -- the command ----------------------------------------------------------------------------
