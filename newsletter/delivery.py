@@ -231,9 +231,13 @@ class _Run:
     lock: threading.Lock = field(default_factory=threading.Lock)
     queue: list[DeliveryRow] = field(default_factory=list)
     reserved: set[int] = field(default_factory=set)  # taken from the queue, not yet claimed
+    commit: _GroupCommit = field(init=False)
     paused: str | None = None
     sent: int = 0
     done: int = 0
+
+    def __post_init__(self) -> None:
+        self.commit = _GroupCommit(self.log)
 
     def worker(self) -> None:
         transport = self.connect()
@@ -277,7 +281,7 @@ class _Run:
             try:
                 if done is not None:
                     row, result = done
-                    claimed = _record_and_claim(self.log, row, result, claim)
+                    claimed = self.commit(row, result, claim)
                 else:
                     claimed = claim is not None and self.log.mark_in_flight(*claim)
             except Exception as exc:
@@ -373,15 +377,71 @@ class _Run:
         return _Result("unknown" if action == "unknown" else "failed", reply)
 
 
-def _record_and_claim(
-    log: SendLog, row: DeliveryRow, result: _Result, claim: tuple[int, str] | None
-) -> bool:
-    """One transaction when the store offers `record_and_claim`, else two in this order."""
-    combined = getattr(log, "record_and_claim", None)
-    if combined is not None:
-        return bool(combined(row.id, result.state, reply=result.reply, due=result.due, claim=claim))
-    log.record_delivery(row.id, result.state, reply=result.reply, next_attempt_at=result.due)
-    return claim is not None and log.mark_in_flight(*claim)
+_Item = tuple[int, DeliveryState, str | None, datetime | None, tuple[int, str] | None]
+
+
+@dataclass
+class _Request:
+    item: _Item
+    finished: bool = False
+    claimed: bool = False
+    error: Exception | None = None
+
+    def outcome(self) -> bool:
+        if self.error is not None:
+            raise self.error
+        return self.claimed
+
+
+class _GroupCommit:
+    """Record-and-claim requests of concurrent connections share a transaction: while one
+    commit runs the others queue theirs, and the next caller commits the whole queue. Each
+    caller still returns only once its own result is committed."""
+
+    def __init__(self, log: SendLog) -> None:
+        self.log = log
+        self.cond = threading.Condition()
+        self.queue: list[_Request] = []
+        self.busy = False
+
+    def __call__(self, row: DeliveryRow, result: _Result, claim: tuple[int, str] | None) -> bool:
+        request = _Request((row.id, result.state, result.reply, result.due, claim))
+        with self.cond:
+            self.queue.append(request)
+            while self.busy and not request.finished:
+                self.cond.wait()
+            if request.finished:
+                return request.outcome()
+            self.busy = True
+            batch, self.queue = self.queue, []
+        error: Exception | None = None
+        claimed: list[bool] = [False] * len(batch)
+        try:
+            claimed = _commit(self.log, [r.item for r in batch])
+        except Exception as exc:
+            error = exc
+        with self.cond:
+            for done, was_claimed in zip(batch, claimed, strict=True):
+                done.finished, done.claimed, done.error = True, was_claimed, error
+            self.busy = False
+            self.cond.notify_all()
+        return request.outcome()
+
+
+def _commit(log: SendLog, items: list[_Item]) -> list[bool]:
+    """One transaction when the store offers `record_and_claim_many`, else one per item."""
+    many = getattr(log, "record_and_claim_many", None)
+    if many is not None:
+        return [bool(claimed) for claimed in many(items)]
+    claimed = []
+    for delivery_id, state, reply, due, claim in items:
+        single = getattr(log, "record_and_claim", None)
+        if single is not None:
+            claimed.append(bool(single(delivery_id, state, reply=reply, due=due, claim=claim)))
+            continue
+        log.record_delivery(delivery_id, state, reply=reply, next_attempt_at=due)
+        claimed.append(claim is not None and log.mark_in_flight(*claim))
+    return claimed
 
 
 def run_send(

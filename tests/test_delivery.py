@@ -253,6 +253,8 @@ def test_an_unsubscribe_recorded_mid_send_is_honoured(publication: Path) -> None
 class FailingLog:
     """The real store, except that recording a result fails after `ok` successes (disk full)."""
 
+    record_and_claim_many = None  # so every result goes through record_and_claim below
+
     def __init__(self, store: SQLiteStore, ok: int) -> None:
         self.store, self.ok = store, ok
 
