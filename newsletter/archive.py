@@ -53,6 +53,7 @@ __all__ = [
 ]
 
 CACHE_NAME = ".archive-cache.json"
+PARALLEL_FROM = 32  # bodies to render before Markdown runs in several processes
 SAFE_SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,199}\Z")
 RESERVED_SLUGS = frozenset({"tags", "subscribe", "privacy"})
 _LINK_DELIMITERS = " \t\n()[]<>\"'`/=:"
@@ -252,7 +253,8 @@ def _bodies(
         else:
             todo.append((issue, related, key))
     jobs = [(config, *job) for job in todo]
-    count = workers or (os.cpu_count() or 1 if len(jobs) >= 32 else 1)
+    # Starting processes costs ~50 ms; worth it from a few dozen bodies (7 ms each) up.
+    count = workers or ((os.cpu_count() or 1) if len(jobs) >= PARALLEL_FROM else 1)
     if count > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(max_workers=count) as pool:
             chunk = max(1, len(jobs) // (count * 4))

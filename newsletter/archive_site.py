@@ -16,6 +16,7 @@ import os
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
@@ -104,7 +105,7 @@ class Site:
             "publisher": config.publisher or config.name,
             "postal_address": config.postal_address,
             "language": config.language,
-            "reply_to": config.reply_to,
+            "reply_to": parseaddr(config.reply_to)[1] or config.reply_to,
             "subscribe_action": subscribe_action(config),
             "recent": self.entries[:RECENT_COUNT],
             "year": chosen[0].date.year if chosen else dt.date.today().year,
