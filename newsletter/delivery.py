@@ -17,7 +17,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from html import escape
@@ -93,6 +93,7 @@ class SendLog(Protocol):
     def start_send(self, issue_slug: str) -> SendRecord: ...
     def next_deliveries(self, send_id: int, limit: int) -> list[DeliveryRow]: ...
     def mark_in_flight(self, delivery_id: int, message_id: str) -> bool: ...
+    def record_and_claim_many(self, items: Sequence[_Item]) -> list[bool]: ...
     def record_delivery(
         self,
         delivery_id: int,
@@ -429,19 +430,8 @@ class _GroupCommit:
 
 
 def _commit(log: SendLog, items: list[_Item]) -> list[bool]:
-    """One transaction when the store offers `record_and_claim_many`, else one per item."""
-    many = getattr(log, "record_and_claim_many", None)
-    if many is not None:
-        return [bool(claimed) for claimed in many(items)]
-    claimed = []
-    for delivery_id, state, reply, due, claim in items:
-        single = getattr(log, "record_and_claim", None)
-        if single is not None:
-            claimed.append(bool(single(delivery_id, state, reply=reply, due=due, claim=claim)))
-            continue
-        log.record_delivery(delivery_id, state, reply=reply, next_attempt_at=due)
-        claimed.append(claim is not None and log.mark_in_flight(*claim))
-    return claimed
+    """One transaction (the store's record_and_claim_many)."""
+    return [bool(claimed) for claimed in log.record_and_claim_many(items)]
 
 
 def run_send(

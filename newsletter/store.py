@@ -21,7 +21,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 from pathlib import Path
 from types import TracebackType
@@ -39,7 +39,7 @@ from newsletter.subscribers import (
 )
 
 DB_NAME = "subscribers.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DeliveryState = Literal["pending", "in_flight", "sent", "deferred", "failed", "unknown", "skipped"]
 DELIVERY_STATES: tuple[DeliveryState, ...] = (
     "pending",
@@ -121,7 +121,26 @@ CREATE INDEX deliveries_subscriber ON deliveries (subscriber_id);
 # To change the schema, add MIGRATIONS[n] (statements taking version n-1 to n) and set
 # SCHEMA_VERSION = n; never edit a migration that has shipped. Opening a store applies the
 # missing ones in one transaction.
-MIGRATIONS = {1: _SCHEMA_V1}
+# Web sign-ups waiting for the reader to confirm (double opt-in). Confirming adds the reader to
+# `subscribers` with this row's consent record (web form, when, client IP); rows never
+# confirmed are deleted a week after they expire, so no unasked address lingers.
+_SCHEMA_V2 = """
+CREATE TABLE signups (
+    id INTEGER PRIMARY KEY,
+    email TEXT NOT NULL,
+    email_key TEXT NOT NULL,
+    first_name TEXT,
+    token_hash TEXT NOT NULL UNIQUE,
+    client_ip TEXT,
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    confirmed_at TEXT,
+    confirmed_ip TEXT
+);
+CREATE INDEX signups_email_key ON signups (email_key);
+CREATE INDEX signups_pending ON signups (expires_at) WHERE confirmed_at IS NULL;
+"""
+MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
 
 _SUBSCRIBER_COLUMNS = (
     "id, email, first_name, status, token, created_at, updated_at, email_key,"
@@ -269,6 +288,25 @@ def _delivery(row: Sequence[Any]) -> DeliveryRow:
         _parse(due),
         datetime.fromisoformat(at),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Signup:
+    """A web sign-up waiting for (or past) its confirmation click."""
+
+    id: int
+    email: str
+    first_name: str | None
+    token_hash: str  # the link's token is never stored, only its keyed hash
+    client_ip: str | None
+    created_at: datetime
+    expires_at: datetime
+    confirmed_at: datetime | None
+
+
+_SIGNUP_COLUMNS = (
+    "id, email, first_name, token_hash, client_ip, created_at, expires_at, confirmed_at"
+)
 
 
 class Store(Protocol):
@@ -892,6 +930,114 @@ class SQLiteStore:
         counts["forgotten"] = self._one("SELECT count(*) FROM suppressions")
         return counts
 
+    # -- web sign-ups and undo ------------------------------------------------------------
+
+    def add_signup(
+        self,
+        email: str,
+        first_name: str | None,
+        *,
+        token_hash: str,
+        client_ip: str,
+        expires_at: datetime,
+    ) -> Signup:
+        """Record a pending web sign-up; nothing is sent to the address until it confirms."""
+        try:
+            address = normalise_address(email)
+        except ValueError as exc:
+            raise StoreError(str(exc), field="email") from None
+        now = datetime.now(UTC)
+        with self._write() as db:
+            db.execute(
+                "DELETE FROM signups WHERE confirmed_at IS NULL AND expires_at < ?",
+                (_stamp(now - timedelta(days=7)),),
+            )
+            signup_id = _inserted_id(
+                db.execute(
+                    "INSERT INTO signups (email, email_key, first_name, token_hash, client_ip,"
+                    " created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        address.email,
+                        address.key,
+                        clean_name(first_name),
+                        token_hash,
+                        client_ip,
+                        _stamp(now),
+                        _stamp(expires_at),
+                    ),
+                )
+            )
+        signup = self._signup("id = ?", signup_id)
+        assert signup is not None
+        return signup
+
+    def _signup(self, where: str, value: Any) -> Signup | None:
+        rows = self._rows(f"SELECT {_SIGNUP_COLUMNS} FROM signups WHERE {where}", (value,))
+        if not rows:
+            return None
+        sid, email, name, hashed, ip, created, expires, confirmed = rows[0]
+        return Signup(
+            sid,
+            email,
+            name,
+            hashed,
+            ip,
+            datetime.fromisoformat(created),
+            datetime.fromisoformat(expires),
+            _parse(confirmed),
+        )
+
+    def get_signup(self, token_hash: str) -> Signup | None:
+        return self._signup("token_hash = ?", token_hash)
+
+    def confirm_signup(self, token_hash: str, *, client_ip: str) -> AddResult | None:
+        """The confirmation click: in one transaction, mark the sign-up confirmed and add the
+        reader with its consent (web form, when, from which IP). None if it was confirmed
+        before or is unknown. An unsubscribed reader comes back (the click is fresh consent); bounced,
+        complained and forgotten addresses stay suppressed (outcome `suppressed`)."""
+        now = _now()
+        with self._write() as db:
+            signup = self._signup("token_hash = ?", token_hash)
+            if signup is None or signup.confirmed_at is not None:
+                return None
+            db.execute(
+                "UPDATE signups SET confirmed_at = ?, confirmed_ip = ? WHERE id = ?",
+                (now, client_ip, signup.id),
+            )
+            existing = self.get_by_email(signup.email)
+            consent = (
+                f"double opt-in: web form {_stamp(signup.created_at)}"
+                f" from {signup.client_ip or 'unknown'}, confirmed {now} from {client_ip}"
+            )
+            return self.add(
+                signup.email,
+                signup.first_name,
+                source="web form",
+                consent=consent,
+                resubscribe=existing is not None and existing.status == "unsubscribed",
+                by="web",
+            )
+
+    def undo_unsubscribe(self, subscriber: Subscriber, *, since: datetime, detail: str) -> bool:
+        """Re-activate a reader whose unsubscribe through the web link (source `link`) at or
+        after `since` is still their latest change: the "undo" button. True if it did."""
+        with self._write() as db:
+            last = db.execute(
+                "SELECT at, source FROM events WHERE subscriber_id = ? AND kind = 'unsubscribed'"
+                " ORDER BY id DESC LIMIT 1",
+                (subscriber.id,),
+            ).fetchone()
+            if last is None or last[1] != "link" or last[0] < _stamp(since):
+                return False
+            changed = db.execute(
+                "UPDATE subscribers SET status = 'active', updated_at = ?"
+                " WHERE id = ? AND status = 'unsubscribed'",
+                (_now(), subscriber.id),
+            ).rowcount
+            if changed:
+                self._event(db, subscriber.id, "resubscribed", "link", detail)
+            return changed == 1
+
     # -- the send log ---------------------------------------------------------------------
 
     def _send(self, where: str, value: Any) -> SendRecord | None:
@@ -1014,6 +1160,48 @@ class SQLiteStore:
                     delivery_id,
                 ),
             )
+
+    def record_and_claim_many(
+        self,
+        items: Sequence[
+            tuple[int, DeliveryState, str | None, datetime | None, tuple[int, str] | None]
+        ],
+    ) -> list[bool]:
+        """The send runner's group commit, in ONE transaction: for each item
+        `(delivery_id, state, reply, next_attempt_at, claim)` record the attempt (as
+        `record_delivery`) and, if `claim` is `(next_id, message_id)`, mark that row in_flight
+        (as `mark_in_flight`: skipped instead if its reader left). True per claimed row."""
+        now = _now()
+        claimed: list[bool] = []
+        with self._write() as db:
+            for delivery_id, state, reply, due, claim in items:
+                if state not in DELIVERY_STATES:
+                    raise ValueError(f"unknown delivery state {state!r}")
+                attempt = 1 if state in ("sent", "deferred", "failed", "unknown") else 0
+                db.execute(
+                    "UPDATE deliveries SET state = ?, last_reply = ?, next_attempt_at = ?,"
+                    " attempts = attempts + ?, updated_at = ? WHERE id = ?",
+                    (state, reply, _stamp(due) if due else None, attempt, now, delivery_id),
+                )
+                claimed.append(claim is not None and self._claim(db, *claim, now))
+        return claimed
+
+    @staticmethod
+    def _claim(db: sqlite3.Connection, delivery_id: int, message_id: str, now: str) -> bool:
+        if db.execute(
+            "UPDATE deliveries SET state = 'in_flight', message_id = ?, updated_at = ?"
+            " WHERE id = ? AND state IN ('pending', 'deferred') AND EXISTS (SELECT 1 FROM"
+            " subscribers s WHERE s.id = deliveries.subscriber_id AND s.status = 'active')",
+            (message_id, now, delivery_id),
+        ).rowcount:
+            return True
+        db.execute(
+            "UPDATE deliveries SET state = 'skipped', updated_at = ?, last_reply = 'reader ' ||"
+            " coalesce((SELECT status FROM subscribers WHERE id = deliveries.subscriber_id),"
+            " 'forgotten') || ' before delivery' WHERE id = ? AND state IN ('pending', 'deferred')",
+            (now, delivery_id),
+        )
+        return False
 
     def reset_in_flight(self, send_id: int) -> int:
         """After a crash: `in_flight` rows go back to `pending`, keeping their Message-ID so a

@@ -253,27 +253,19 @@ def test_an_unsubscribe_recorded_mid_send_is_honoured(publication: Path) -> None
 class FailingLog:
     """The real store, except that recording a result fails after `ok` successes (disk full)."""
 
-    record_and_claim_many = None  # so every result goes through record_and_claim below
-
     def __init__(self, store: SQLiteStore, ok: int) -> None:
         self.store, self.ok = store, ok
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)
 
-    def record_and_claim(
-        self, delivery_id: int, state: DeliveryState, *, reply: str | None, due: Any, claim: Any
-    ) -> bool:
-        if state == "sent":
-            if self.ok <= 0:
-                raise sqlite3.OperationalError("database or disk is full")
-            self.ok -= 1
-        if hasattr(self.store, "record_and_claim"):
-            return bool(
-                self.store.record_and_claim(delivery_id, state, reply=reply, due=due, claim=claim)
-            )
-        self.store.record_delivery(delivery_id, state, reply=reply, next_attempt_at=due)
-        return claim is not None and self.store.mark_in_flight(*claim)
+    def record_and_claim_many(self, items: list[Any]) -> list[bool]:
+        for item in items:
+            if item[1] == "sent":
+                if self.ok <= 0:
+                    raise sqlite3.OperationalError("database or disk is full")
+                self.ok -= 1
+        return self.store.record_and_claim_many(items)
 
 
 def test_when_a_result_cannot_be_recorded_sending_stops(publication: Path) -> None:
