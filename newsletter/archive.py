@@ -157,9 +157,10 @@ def build_archive(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ArchiveError(f"cannot create the output folder: {exc.strerror}", path=out) from None
-    cache = load_json(out / CACHE_NAME).get("bodies", {})
+    cache = load_json(out / CACHE_NAME).get("bodies")
+    cache = cache if isinstance(cache, dict) else {}
     bodies, fresh = _bodies(config, chosen, issues, cache, rendered or {}, workers)
-    if fresh or set(cache) != set(bodies):
+    if fresh or _cache_stale(cache, bodies):
         entries = {slug: _cache_entry(body) for slug, body in bodies.items()}
         write_file(out / CACHE_NAME, json_bytes({"bodies": entries}))
     outputs = Site(config, chosen, bodies).outputs()
@@ -188,6 +189,18 @@ def _stat(path: Path) -> tuple[str, int, int]:
 
 def _cache_entry(body: Body) -> dict[str, Any]:
     return {"key": body.key, "html": body.html, "headings": body.headings, "deps": body.deps}
+
+
+def _cache_stale(cache: dict[str, Any], bodies: dict[str, Body]) -> bool:
+    if set(cache) != set(bodies):
+        return True
+    for slug, body in bodies.items():
+        entry = cache[slug]
+        if not isinstance(entry, dict) or entry.get("key") != body.key:
+            return True
+        if entry.get("deps") != [list(dep) for dep in body.deps]:
+            return True
+    return False
 
 
 def _from_cache(entry: Any, key: str) -> Body | None:
@@ -232,11 +245,10 @@ def _bodies(
     config: Config,
     chosen: list[Issue],
     issues: Sequence[Issue],
-    cache: Any,
+    cache: dict[str, Any],
     rendered: Mapping[str, RenderedIssue],
     workers: int | None,
 ) -> tuple[dict[str, Body], tuple[str, ...]]:
-    cache = cache if isinstance(cache, dict) else {}
     bodies: dict[str, Body] = {}
     todo: list[tuple[Issue, list[Issue], str]] = []
     by_name = {i.path.name: i for i in issues}

@@ -14,6 +14,7 @@ import pytest
 from conftest import run_cli
 
 from newsletter.archive import (
+    CACHE_NAME,
     MANIFEST_NAME,
     ArchiveError,
     build_archive,
@@ -524,6 +525,25 @@ def test_deleted_or_interrupted_output_is_repaired(publication: Path) -> None:
     (out / MANIFEST_NAME).unlink()
     assert rebuild(publication, out)[0] == set()
     assert broken_links(out, config.base_url) == []
+
+
+def test_corrupt_manifest_and_cache_are_rebuilt_not_fatal(publication: Path) -> None:
+    _, out = build(publication)
+    (out / MANIFEST_NAME).write_text("{not json")
+    (out / CACHE_NAME).write_text('{"bodies": [1, 2]}')
+    written, _, rendered = rebuild(publication, out)
+    assert written == set() and sorted(rendered) == SENT_SAMPLE
+    assert rebuild(publication, out) == (set(), set(), ())
+
+
+def test_bodies_from_a_caller_refresh_the_cache(publication: Path) -> None:
+    config, out = build(publication)
+    edit(publication, SENT_SAMPLE[2], "We write careful promises", "We write promises")
+    issues = load_issues(config, today=TODAY)
+    rendered = {i.slug: render_issue(config, i, issues) for i in issues}
+    report = build_archive(config, issues, out, today=TODAY, rendered=rendered)
+    assert report.rendered == () and f"{SENT_SAMPLE[2]}/index.html" in report.written
+    assert rebuild(publication, out) == (set(), set(), ())  # no Markdown: the cache has it
 
 
 def test_image_change_rerenders_the_issue_that_links_it(publication: Path) -> None:
