@@ -118,14 +118,21 @@ class Site:
         )
 
     def _entry(self, issue: Issue) -> Entry:
-        tags = tuple(self.tags[slugify(t)] for t in issue.tags)
+        tags = tuple(dict.fromkeys(self.tags[slugify(t)] for t in issue.tags))  # "Teams", "teams"
         return Entry(
             issue.slug, issue.number, issue.title, issue.date, issue.summary, issue.author, tags
         )
 
     def outputs(self) -> list[Output]:
         assets = self._assets()
-        fixed = ["index.html", "tags/index.html", "subscribe/index.html", "privacy/index.html"]
+        fixed = [
+            "index.html",
+            "tags/index.html",
+            "subscribe/index.html",
+            "privacy/index.html",
+            "feed.xml",
+            "sitemap.xml",
+        ]
         site_paths = {
             *fixed,
             *(e.path for e in self.entries),
