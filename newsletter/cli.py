@@ -18,6 +18,7 @@ from newsletter.cli_inbox import inbox
 from newsletter.cli_schedule import schedule_command
 from newsletter.cli_send import send, status
 from newsletter.cli_subscribers import subscribers
+from newsletter.cli_web import serve
 from newsletter.context import AppContext
 from newsletter.errors import NewsletterError
 
@@ -67,4 +68,5 @@ main.add_command(inbox)
 main.add_command(schedule_command)
 main.add_command(send)
 main.add_command(status)
+main.add_command(serve)
 main.add_command(subscribers)

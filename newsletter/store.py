@@ -993,8 +993,8 @@ class SQLiteStore:
     def confirm_signup(self, token_hash: str, *, client_ip: str) -> AddResult | None:
         """The confirmation click: in one transaction, mark the sign-up confirmed and add the
         reader with its consent (web form, when, from which IP). None if it was confirmed
-        before or is unknown. An unsubscribed reader comes back (the click is fresh consent); bounced,
-        complained and forgotten addresses stay suppressed (outcome `suppressed`)."""
+        before or is unknown. An unsubscribed reader comes back (the click is fresh consent);
+        bounced, complained and forgotten addresses stay suppressed (outcome `suppressed`)."""
         now = _now()
         with self._write() as db:
             signup = self._signup("token_hash = ?", token_hash)

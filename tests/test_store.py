@@ -15,6 +15,7 @@ from newsletter.config import load_config
 from newsletter.errors import StoreError
 from newsletter.store import (
     DB_NAME,
+    SCHEMA_VERSION,
     TOKEN_LENGTH,
     SQLiteStore,
     Subscriber,
@@ -54,7 +55,7 @@ def test_open_store_creates_a_wal_database_in_subscribers(tmp_path: Path) -> Non
         assert store.path == tmp_path / "subscribers" / "subscribers.db"
     db = sqlite3.connect(tmp_path / "subscribers" / "subscribers.db")
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"subscribers", "events", "suppressions", "sends", "deliveries"} <= tables
 

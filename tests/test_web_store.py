@@ -1,0 +1,117 @@
+"""The store's web sign-up and undo methods (schema v2: the `signups` table)."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from newsletter.errors import StoreError
+from newsletter.store import SCHEMA_VERSION, SQLiteStore
+
+SOON = datetime.now(UTC) + timedelta(hours=48)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SQLiteStore:
+    return SQLiteStore(tmp_path / "subscribers.db")
+
+
+def test_a_v1_database_gains_the_signups_table_and_keeps_its_readers(tmp_path: Path) -> None:
+    path = tmp_path / "subscribers.db"
+    with SQLiteStore(path) as store:
+        store.add("kept@example.org", source="test", consent="t")
+    with sqlite3.connect(path) as db:  # back to what a v1 program left
+        db.execute("DROP TABLE signups")
+        db.execute("PRAGMA user_version = 1")
+    with SQLiteStore(path) as store:
+        assert store.get_by_email("kept@example.org") is not None
+        store.add_signup("new@example.org", None, token_hash="h1", client_ip="::1", expires_at=SOON)
+        assert store.get_signup("h1") is not None
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION >= 2
+
+
+def test_a_pending_signup_is_not_a_subscriber_until_confirmed(store: SQLiteStore) -> None:
+    signup = store.add_signup(
+        " Mixed@Example.org ",
+        "  Ada\r\nLovelace ",
+        token_hash="h",
+        client_ip="192.0.2.7",
+        expires_at=SOON,
+    )
+    assert (signup.email, signup.first_name, signup.client_ip) == (
+        "Mixed@example.org",
+        "Ada Lovelace",
+        "192.0.2.7",
+    )
+    assert store.get_by_email("mixed@example.org") is None
+    assert list(store.iter_active()) == []
+    result = store.confirm_signup("h", client_ip="198.51.100.9")
+    assert result is not None and result.outcome == "added" and result.subscriber is not None
+    reader = result.subscriber
+    assert (reader.status, reader.consent_source, reader.consent_by) == (
+        "active",
+        "web form",
+        "web",
+    )
+    assert reader.consent_at is not None
+    assert "from 192.0.2.7" in (reader.consent_note or "")
+    assert "from 198.51.100.9" in (reader.consent_note or "")
+    assert store.confirm_signup("h", client_ip="198.51.100.9") is None  # once only
+    assert store.confirm_signup("unknown", client_ip="x") is None
+    confirmed = store.get_signup("h")
+    assert confirmed is not None and confirmed.confirmed_at is not None
+
+
+def test_confirming_never_reactivates_bounced_complained_or_forgotten(store: SQLiteStore) -> None:
+    for n, address in enumerate(("b@example.org", "c@example.org", "f@example.org")):
+        store.add_signup(address, None, token_hash=f"h{n}", client_ip="ip", expires_at=SOON)
+    bounced = store.add("b@example.org", source="t", consent="t").subscriber
+    complained = store.add("c@example.org", source="t", consent="t").subscriber
+    assert bounced is not None and complained is not None
+    store.record_bounce(bounced, hard=True, issue_slug=None, detail="550", soft_limit=3)
+    store.mark_complained(complained, detail="arf")
+    store.forget("f@example.org", reason="erasure")
+    outcomes = [store.confirm_signup(f"h{n}", client_ip="ip") for n in range(3)]
+    assert [(o.outcome, o.reason) for o in outcomes if o] == [
+        ("suppressed", "bounced"),
+        ("suppressed", "complained"),
+        ("suppressed", "forgotten"),
+    ]
+    assert store.counts()["active"] == 0
+
+
+def test_undo_only_after_a_link_unsubscribe_within_the_window(store: SQLiteStore) -> None:
+    reader = store.add("u@example.org", source="t", consent="t").subscriber
+    assert reader is not None
+    since = datetime.now(UTC) - timedelta(minutes=15)
+    assert not store.undo_unsubscribe(reader, since=since, detail="undo")  # never unsubscribed
+    store.unsubscribe(reader, source="reply", detail="by mail")
+    assert not store.undo_unsubscribe(reader, since=since, detail="undo")  # not via the link
+    store.add("u@example.org", source="t", consent="back", resubscribe=True)
+    store.unsubscribe(reader, source="link", detail="one-click")
+    later = datetime.now(UTC) + timedelta(seconds=2)
+    assert not store.undo_unsubscribe(reader, since=later, detail="undo")  # too old
+    assert store.undo_unsubscribe(reader, since=since, detail="undo")
+    assert not store.undo_unsubscribe(reader, since=since, detail="undo")  # already active
+    current = store.get_by_email("u@example.org")
+    assert current is not None and current.status == "active"
+    assert store.events(current)[-1][1:] == ("resubscribed", "link", "undo")
+
+
+def test_expired_unconfirmed_signups_are_deleted_a_week_later(store: SQLiteStore) -> None:
+    old = datetime.now(UTC) - timedelta(days=8)
+    store.add_signup("old@example.org", None, token_hash="old", client_ip="ip", expires_at=old)
+    recent = datetime.now(UTC) - timedelta(days=1)
+    store.add_signup("late@example.org", None, token_hash="late", client_ip="ip", expires_at=recent)
+    store.add_signup("new@example.org", None, token_hash="new", client_ip="ip", expires_at=SOON)
+    assert store.get_signup("old") is None
+    assert store.get_signup("late") is not None  # still answers "expired", not "unknown"
+
+
+def test_an_invalid_address_is_refused(store: SQLiteStore) -> None:
+    with pytest.raises(StoreError):
+        store.add_signup("not an address", None, token_hash="x", client_ip="ip", expires_at=SOON)
