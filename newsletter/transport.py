@@ -142,9 +142,7 @@ class SmtpTransport:
 
     def _pipelined_envelope(self, conn: smtplib.SMTP, sender: str, recipient: str) -> None:
         """MAIL, RCPT and DATA in one write (RFC 2920): one round trip instead of three."""
-        commands = (
-            f"MAIL FROM:{smtplib.quoteaddr(sender)}\r\nRCPT TO:{smtplib.quoteaddr(recipient)}"
-        )
+        commands = f"MAIL FROM:{_path(sender)}\r\nRCPT TO:{_path(recipient)}"
         try:
             conn.send(commands + "\r\nDATA\r\n")
         except (OSError, smtplib.SMTPException) as exc:
