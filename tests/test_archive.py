@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import re
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
@@ -357,6 +358,29 @@ def test_subscribe_form_posts_to_the_configured_url(publication: Path) -> None:
     assert page.forms == [] and any(
         u.startswith("mailto:news@example.com") for _, u, _ in page.urls
     )
+
+
+def _luminance(colour: str) -> float:
+    channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast(a: str, b: str) -> float:
+    high, low = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def test_colours_meet_wcag_aa_contrast_in_light_and_dark(publication: Path) -> None:
+    css = (publication / "templates" / "archive" / "style.css").read_text()
+    blocks = re.findall(r":root \{([^}]*)\}", css)
+    assert len(blocks) == 2  # light, then the prefers-color-scheme: dark override
+    for block in blocks:
+        colours = dict(re.findall(r"--([a-z]+): (#[0-9a-f]{6})", block))
+        for text in ("ink", "heading", "muted", "link", "accent"):
+            for background in ("page", "paper", "tint"):
+                ratio = contrast(colours[text], colours[background])
+                assert ratio >= 4.5, f"--{text} on --{background}: {ratio:.2f}"
 
 
 # -- safety ---------------------------------------------------------------------------------

@@ -39,8 +39,23 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (pip) i
 
 
 class QuietHandler(SimpleHTTPRequestHandler):
+    """Static files; a missing path gets the archive's 404.html, as nginx's error_page does."""
+
+    not_found_page: Path | None = None
+
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        if code != 404 or self.not_found_page is None:
+            super().send_error(code, message, explain)
+            return
+        body = self.not_found_page.read_bytes()
+        self.send_response(404)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
 
 @pytest.fixture
@@ -52,7 +67,8 @@ def served(publication: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     docroot = tmp_path / "docroot"
     out = docroot / "letters"
     build_archive(config, load_issues(config, today=TODAY), out, today=TODAY)
-    handler = functools.partial(QuietHandler, directory=str(docroot))
+    handler_class = type("Handler", (QuietHandler,), {"not_found_page": out / "404.html"})
+    handler = functools.partial(handler_class, directory=str(docroot))
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -151,3 +167,20 @@ def test_works_from_the_filesystem_and_without_javascript(
     assert not page.locator("#search").is_visible()  # no dead search box without JavaScript
     assert page.locator("main li").count() == 4
     context.close()
+
+
+def test_not_found_page_works_at_any_depth(served: tuple[str, Path], browser: Any) -> None:
+    base, _ = served
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors, foreign = watch(page, base)
+    response = page.goto(base + "no/such/deep/page/")
+    assert response is not None and response.status == 404
+    own_status = [e for e in errors if "404" in e]  # Chromium reports the page's own 404
+    assert page.locator("h1").inner_text() == "Page not found"
+    # its stylesheet came from the site root, not from /letters/no/such/deep/page/
+    colour = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert colour == "rgb(243, 239, 232)"
+    page.locator("main a", has_text="the list of all issues").click()
+    page.wait_for_load_state()
+    assert page.url == base + "index.html"
+    assert [e for e in errors if e not in own_status] == [] and foreign == []
