@@ -218,6 +218,17 @@ class _Result:
     pause: bool = False
 
 
+@dataclass(frozen=True)
+class _Message:
+    """One reader's bytes and envelope, built before the row is claimed."""
+
+    row: DeliveryRow
+    sender: str
+    recipient: str
+    data: bytes
+    msgid: str
+
+
 @dataclass
 class _Run:
     config: Config
@@ -243,9 +254,9 @@ class _Run:
     def worker(self) -> None:
         transport = self.connect()
         try:
-            row = self.advance(None)
-            while row is not None:
-                row = self.advance((row, self.deliver(transport, row)))
+            row, message = self.advance(transport, None)
+            while row is not None and message is not None:
+                row, message = self.advance(transport, (row, self.deliver(transport, message)))
         except NewsletterError as exc:
             self.pause(str(exc))
         except Exception as exc:
@@ -273,19 +284,27 @@ class _Run:
             self.reserved.add(row.id)
             return row
 
-    def advance(self, done: tuple[DeliveryRow, _Result] | None) -> DeliveryRow | None:
-        """Record the finished row and claim (in_flight) the next one, in one transaction:
-        one commit per message, and never a message out before the last one is recorded."""
+    def advance(
+        self, transport: Transport, done: tuple[DeliveryRow, _Result] | None
+    ) -> tuple[DeliveryRow | None, _Message | _Result | None]:
+        """Record the finished row and claim (in_flight) the next one in one transaction: one
+        commit per message, and the next message's final "." only after it. The next one's
+        envelope goes out before the commit, so the server's reply overlaps it; if the claim
+        fails (the reader left), the transport drops that envelope."""
         while True:
             following = None if done is not None and done[1].pause else self.reserve()
             claim = (following.id, self.message_id(following)) if following else None
+            message = self.prepare(following) if following else None
+            if isinstance(message, _Message):
+                self.limiter.wait()
+                transport.begin(message.sender, message.recipient)
             try:
                 if done is not None:
-                    row, result = done
-                    claimed = self.commit(row, result, claim)
+                    claimed = self.commit(done[0], done[1], claim)
                 else:
                     claimed = claim is not None and self.log.mark_in_flight(*claim)
             except Exception as exc:
+                transport.abort()
                 what = f"the result for {done[0].email}" if done else "the next reader"
                 self.pause(f"cannot record {what} ({exc}); stopped")
                 raise DeliveryError(f"cannot record a delivery: {exc}") from exc
@@ -297,13 +316,14 @@ class _Run:
                 self.recorded(*done)
                 done = None
             if following is None:
-                return None
-            if claimed and self.stop.is_set():
+                return None, None
+            if claimed and not self.stop.is_set():
+                return following, message
+            transport.abort()
+            if claimed:
                 # Another connection paused the send meanwhile: give the row back.
                 self.log.record_delivery(following.id, "pending", reply=following.last_reply)
-                return None
-            if claimed:
-                return following
+                return None, None
             self.count(Progress("skipped", following.email, "no longer active", 0))
 
     def message_id(self, row: DeliveryRow) -> str:
@@ -333,22 +353,27 @@ class _Run:
             self.sent += event.state == "sent"
             self.on_progress(replace(event, done=self.done))
 
-    def deliver(self, transport: Transport, row: DeliveryRow) -> _Result:
+    def prepare(self, row: DeliveryRow) -> _Message | _Result:
+        """The reader's message bytes and envelope, or why there can be none."""
         d = self.config.delivery
         try:
             html, text = self.bodies.encode(row)
-            data = self.skeleton.render_encoded(
-                row, html=html, text=text, msgid=self.message_id(row)
-            )
+            msgid = self.message_id(row)
+            data = self.skeleton.render_encoded(row, html=html, text=text, msgid=msgid)
             sender = self.skeleton.envelope_sender(row) if d.verp else self.skeleton.sender
         except InvalidRecipient as exc:
             return _Result("failed", f"not sent: {exc}")
+        return _Message(row, sender, d.redirect_to or row.email, data, msgid)
+
+    def deliver(self, transport: Transport, message: _Message | _Result) -> _Result:
+        if isinstance(message, _Result):
+            return message
+        d = self.config.delivery
         failures = 0
         while True:
-            self.limiter.wait()
             try:
                 reply = transport.send(
-                    sender, d.redirect_to or row.email, data, message_id=self.message_id(row)
+                    message.sender, message.recipient, message.data, message_id=message.msgid
                 )
             except TransportFailure as exc:
                 outcome = classify(exc)
@@ -358,9 +383,10 @@ class _Run:
                 failures += 1
                 if failures <= d.max_reconnects:
                     self.stop.wait(min(d.backoff * 2 ** (failures - 1), _MAX_BACKOFF))
+                    self.limiter.wait()
                     continue
                 outcome = Outcome("pause", f"gave up after {failures} attempts: {outcome.reply}")
-            return self.judge(row, outcome)
+            return self.judge(message.row, outcome)
 
     def judge(self, row: DeliveryRow, outcome: Outcome) -> _Result:
         """Issue 5's failure policy for one failed attempt (see `classify`)."""

@@ -53,6 +53,14 @@ class Disconnected(TransportFailure):
 
 
 class Transport(Protocol):
+    def begin(self, sender: str, recipient: str) -> None:
+        """Optionally start the next message's envelope early (see SmtpTransport.begin)."""
+        ...
+
+    def abort(self) -> None:
+        """Forget a begun envelope: that message will not be sent."""
+        ...
+
     def send(self, sender: str, recipient: str, data: bytes, *, message_id: str) -> str:
         """Deliver one message; return the server's acceptance reply, raise TransportFailure."""
         ...
@@ -75,6 +83,12 @@ class FileTransport:
             raise DeliveryError(f"cannot write: {exc.strerror}", path=self.directory) from None
         return f"250 written {name}"
 
+    def begin(self, sender: str, recipient: str) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
@@ -86,6 +100,7 @@ class SmtpTransport:
         self.settings = settings
         self.password = password
         self._conn: smtplib.SMTP | None = None
+        self._begun: tuple[str, str] | None = None
 
     def _connect(self) -> smtplib.SMTP:
         if self._conn is not None:
@@ -119,10 +134,46 @@ class SmtpTransport:
         self._conn = conn
         return conn
 
+    def begin(self, sender: str, recipient: str) -> None:
+        """Write the next message's envelope now (PIPELINING servers), so the server's round
+        trip overlaps the caller's work; `send` with the same addresses reads the replies.
+        Otherwise, or on any error, this does nothing and `send` starts from scratch."""
+        self._begun = None
+        try:
+            conn = self._connect()
+        except TransportFailure:
+            return
+        if not conn.has_extn("pipelining"):
+            return
+        try:
+            conn.send(f"MAIL FROM:{_path(sender)}\r\nRCPT TO:{_path(recipient)}\r\nDATA\r\n")
+        except (OSError, smtplib.SMTPException):
+            self._drop()
+            return
+        self._begun = (sender, recipient)
+
+    def abort(self) -> None:
+        """Give up a begun envelope. Closing the line makes the server forget it (ending
+        DATA with "." instead would deliver an empty message)."""
+        if self._begun is not None:
+            self._begun = None
+            self._drop()
+
     def send(self, sender: str, recipient: str, data: bytes, *, message_id: str) -> str:
+        begun, self._begun = self._begun, None
+        if begun is not None and begun != (sender, recipient):
+            self._drop()  # an envelope for someone else: start over on a fresh line
+            begun = None
         conn = self._connect()
-        if conn.has_extn("pipelining"):
-            self._pipelined_envelope(conn, sender, recipient)
+        if begun is not None:
+            self._envelope_replies(conn)
+        elif conn.has_extn("pipelining"):
+            try:
+                conn.send(f"MAIL FROM:{_path(sender)}\r\nRCPT TO:{_path(recipient)}\r\nDATA\r\n")
+            except (OSError, smtplib.SMTPException) as exc:
+                self._drop()
+                raise Disconnected("mail", str(exc)) from None
+            self._envelope_replies(conn)
         else:
             self._command(conn, "mail", lambda: conn.mail(sender), (250,))
             self._command(conn, "rcpt", lambda: conn.rcpt(recipient), (250, 251))
@@ -140,14 +191,8 @@ class SmtpTransport:
             raise Disconnected("data", str(exc)) from None
         return self._command(conn, "dot", conn.getreply, (250,))
 
-    def _pipelined_envelope(self, conn: smtplib.SMTP, sender: str, recipient: str) -> None:
-        """MAIL, RCPT and DATA in one write (RFC 2920): one round trip instead of three."""
-        commands = f"MAIL FROM:{_path(sender)}\r\nRCPT TO:{_path(recipient)}"
-        try:
-            conn.send(commands + "\r\nDATA\r\n")
-        except (OSError, smtplib.SMTPException) as exc:
-            self._drop()
-            raise Disconnected("mail", str(exc)) from None
+    def _envelope_replies(self, conn: smtplib.SMTP) -> None:
+        """The replies to a pipelined MAIL, RCPT and DATA (RFC 2920): one round trip."""
         expected: dict[Stage, tuple[int, ...]] = {
             "mail": (250,),
             "rcpt": (250, 251),
@@ -212,12 +257,14 @@ class SmtpTransport:
             self._drop()
 
     def _drop(self) -> None:
+        self._begun = None
         if self._conn is not None:
             _quietly_close(self._conn)
             self._conn = None
 
     def close(self) -> None:
         """QUIT; a failure here changes nothing (the server already said 250)."""
+        self.abort()  # a begun envelope must not be ended by "QUIT" read as message text
         conn, self._conn = self._conn, None
         if conn is None:
             return

@@ -164,3 +164,33 @@ def test_file_transport_failure_stops_the_send(tmp_path: Path) -> None:
     (tmp_path / "blocked").write_text("a file where the folder should be")
     with pytest.raises(DeliveryError, match="cannot write"):
         FileTransport(tmp_path / "blocked" / "x").send("s@x", "a@x", MESSAGE, message_id="<1@x>")
+
+
+def test_a_begun_envelope_is_sent_by_send_and_forgotten_by_abort_or_close() -> None:
+    """begin() writes MAIL/RCPT/DATA early (PIPELINING); abort and close never let the server
+    end that DATA, so an abandoned envelope delivers nothing, not even an empty message."""
+    with FaultyMTA(Faults(rcpt_replies={"bad@example.org": "550 5.1.1 unknown"})) as mta:
+        transport = smtp(mta)
+        transport.begin("s@example.com", "a@example.org")
+        transport.send("s@example.com", "a@example.org", MESSAGE, message_id="x")
+        transport.begin("s@example.com", "gone@example.org")
+        transport.abort()
+        transport.begin("s@example.com", "stale@example.org")
+        transport.send("s@example.com", "b@example.org", MESSAGE, message_id="x")  # not stale@
+        transport.begin("s@example.com", "bad@example.org")
+        with pytest.raises(Rejected) as err:
+            transport.send("s@example.com", "bad@example.org", MESSAGE, message_id="x")
+        assert (err.value.stage, err.value.code) == ("rcpt", 550)
+        transport.send("s@example.com", "c@example.org", MESSAGE, message_id="x")
+        transport.begin("s@example.com", "never@example.org")
+        transport.close()
+    assert mta.recipients() == ["a@example.org", "b@example.org", "c@example.org"]
+    assert all(m.data == MESSAGE for m in mta.messages)
+
+
+def test_file_transport_begin_and_abort_do_nothing(tmp_path: Path) -> None:
+    transport = FileTransport(tmp_path)
+    transport.begin("s@x.org", "a@x.org")
+    transport.abort()
+    transport.send("s@x.org", "a@x.org", MESSAGE, message_id="<m@x>")
+    assert [f.name for f in tmp_path.iterdir()] == ["m_x.eml"]
