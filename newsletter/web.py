@@ -322,6 +322,9 @@ class WebApp:
     # -- sign-up --------------------------------------------------------------------------
 
     def subscribe_form(self, request: Request) -> Response:
+        """The archive's own sign-up page when it is served here (one look), else ours."""
+        if self.archive_dir and (self.archive_dir / "subscribe" / "index.html").is_file():
+            return self._static(request.path)
         return self._page(200, "subscribe.html", state="form")
 
     def subscribe(self, request: Request) -> Response:

@@ -104,16 +104,24 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def make_site(publication: Path, tmp_path: Path, **web: object) -> Iterator[Site]:
+def make_site(
+    publication: Path,
+    tmp_path: Path,
+    *,
+    port: int | None = None,
+    archive: Path | None = None,
+    **web: object,
+) -> Iterator[Site]:
     from newsletter.cli_web import ServerThread
 
-    port = free_port()
-    archive = tmp_path / "archive"
-    (archive / "2026-01-notes").mkdir(parents=True)
-    (archive / "index.html").write_text("<h1>Archive home</h1>")
-    (archive / "2026-01-notes" / "index.html").write_text("<h1>January</h1>")
-    (archive / "style.css").write_text("body { color: red }")
-    (tmp_path / "secret.txt").write_text("not for the web")
+    port = port or free_port()
+    if archive is None:
+        archive = tmp_path / "archive"
+        (archive / "2026-01-notes").mkdir(parents=True)
+        (archive / "index.html").write_text("<h1>Archive home</h1>")
+        (archive / "2026-01-notes" / "index.html").write_text("<h1>January</h1>")
+        (archive / "style.css").write_text("body { color: red }")
+        (tmp_path / "secret.txt").write_text("not for the web")
     with FaultyMTA() as mta:
         base = load_config(publication)
         config = replace(
@@ -319,6 +327,31 @@ def test_subscribe_confirm_activate_and_welcome_mail(site: Site) -> None:
     # A second click (or a double POST) neither fails nor sends a second welcome.
     assert site.post(link, confirm="yes").status == 200
     assert len(site.mails()) == 2
+
+
+def test_the_archive_sign_up_form_works_through_the_server(
+    publication: Path, tmp_path: Path
+) -> None:
+    from conftest import run_cli
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    built = tmp_path / "built"
+    result = run_cli(
+        publication, "archive", "--out", str(built), env={"NEWSLETTER_WEB__PUBLIC_URL": url}
+    )
+    assert result.code == 0, result.stderr
+    for site in make_site(publication, tmp_path, port=port, archive=built):
+        page = site.request("GET", "/subscribe/")
+        assert page.status == 200
+        assert 'name="email"' in page.body and 'name="website"' in page.body
+        form = re.search(r'<form[^>]*action="([^"]+)"', page.body)
+        assert form is not None and form.group(1) == url + "subscribe"
+        answer = site.post("/subscribe", email="reader@example.org", first_name="Re", website="")
+        assert answer.status == 200 and "Check your inbox" in answer.body
+        site.post(confirm_link(site.mails()[0]), confirm="yes")
+        assert status(site, "reader@example.org") == "active"
+        assert "Welcome" in str(site.mails()[1]["Subject"])
 
 
 def test_welcome_mail_links_the_free_resource(publication: Path, tmp_path: Path) -> None:
