@@ -11,9 +11,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import itertools
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,27 +114,42 @@ def _remove(out: Path, path: str) -> bool:
     return True
 
 
+_TEMP_NAMES = itertools.count()
+
+
 def write_file(path: Path, data: bytes) -> None:
-    """Temp file in the same folder, then rename: readers never see half a page."""
+    """Temp file in the same folder, then rename: readers never see half a page.
+
+    Not tempfile.mkstemp: it costs three times the whole write here, and makes files 0600
+    where a web server reading as another user needs the umask's usual 0644.
+    """
     try:
-        try:
-            fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        except FileNotFoundError:  # cheaper than a mkdir for every file of a full build
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        temp, fd = _create_temp(path)
     except OSError as exc:
         raise ArchiveError(f"cannot write: {exc.strerror}", path=path) from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-        os.chmod(temp, 0o644)  # mkstemp makes 0600; the web server reads as another user
         os.replace(temp, path)
     except OSError as exc:
-        Path(temp).unlink(missing_ok=True)
+        temp.unlink(missing_ok=True)
         raise ArchiveError(f"cannot write: {exc.strerror}", path=path) from None
     except BaseException:
-        Path(temp).unlink(missing_ok=True)
+        temp.unlink(missing_ok=True)
         raise
+
+
+def _create_temp(path: Path) -> tuple[Path, int]:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        temp = path.with_name(f".{path.name}.{os.getpid()}.{next(_TEMP_NAMES)}.tmp")
+        try:
+            return temp, os.open(temp, flags, 0o666)
+        except FileExistsError:  # left by a crashed process that had our pid
+            continue
+        except FileNotFoundError:  # a new folder: one mkdir, not one per file
+            path.parent.mkdir(parents=True, exist_ok=True)
+    raise FileExistsError(f"no free temporary name next to {path}")
 
 
 def load_json(path: Path) -> dict[str, Any]:
