@@ -890,6 +890,8 @@ class SQLiteStore:
                             "UPDATE deliveries SET last_reply = NULL WHERE subscriber_id = ?", row
                         )
                         db.execute("DELETE FROM subscribers WHERE id = ?", row)
+                    # Web sign-ups keep the address and the client IP as consent evidence.
+                    db.execute("DELETE FROM signups WHERE email_key = ?", (key,))
                     if added or row is not None:
                         self._event(db, None, "forgotten", by or _operator(), reason)
             finally:

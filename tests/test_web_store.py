@@ -74,7 +74,9 @@ def test_confirming_never_reactivates_bounced_complained_or_forgotten(store: SQL
     assert bounced is not None and complained is not None
     store.record_bounce(bounced, hard=True, issue_slug=None, detail="550", soft_limit=3)
     store.mark_complained(complained, detail="arf")
-    store.forget("f@example.org", reason="erasure")
+    store.forget("f@example.org", reason="erasure")  # deletes its pending sign-up as well
+    assert store.confirm_signup("h2", client_ip="ip") is None
+    store.add_signup("f@example.org", None, token_hash="h2", client_ip="ip", expires_at=SOON)
     outcomes = [store.confirm_signup(f"h{n}", client_ip="ip") for n in range(3)]
     assert [(o.outcome, o.reason) for o in outcomes if o] == [
         ("suppressed", "bounced"),
@@ -115,3 +117,16 @@ def test_expired_unconfirmed_signups_are_deleted_a_week_later(store: SQLiteStore
 def test_an_invalid_address_is_refused(store: SQLiteStore) -> None:
     with pytest.raises(StoreError):
         store.add_signup("not an address", None, token_hash="x", client_ip="ip", expires_at=SOON)
+
+
+def test_forget_erases_the_web_signups_too(store: SQLiteStore) -> None:
+    store.add_signup(
+        "gone@example.org", "G", token_hash="g1", client_ip="203.0.113.5", expires_at=SOON
+    )
+    store.confirm_signup("g1", client_ip="203.0.113.5")
+    store.add_signup(
+        "Gone@example.org", None, token_hash="g2", client_ip="203.0.113.5", expires_at=SOON
+    )
+    store.forget("gone@example.org", reason="erasure request")
+    assert store.get_signup("g1") is None and store.get_signup("g2") is None
+    assert store._one("SELECT count(*) FROM signups") == 0
