@@ -43,8 +43,15 @@ def create_server(
 class ServerThread:
     """waitress in a background thread (tests, embedding): `start()`, `.port`, `stop()`."""
 
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, threads: int = 8) -> None:
-        self.server = create_server(app, host, port, threads=threads)
+    def __init__(
+        self,
+        app: Any,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        threads: int = 8,
+        trusted_proxy: str | None = None,
+    ) -> None:
+        self.server = create_server(app, host, port, threads=threads, trusted_proxy=trusted_proxy)
         self.host = host
         self.port = int(self.server.effective_port)
         self._thread = threading.Thread(target=self.server.run, name="waitress", daemon=True)

@@ -453,6 +453,30 @@ def test_per_client_and_per_address_rate_limits(publication: Path, tmp_path: Pat
         assert len(site.mails()) == 3
 
 
+def test_behind_a_trusted_proxy_the_limit_counts_forwarded_clients(
+    publication: Path, tmp_path: Path
+) -> None:
+    from newsletter.cli_web import ServerThread
+
+    for site in make_site(publication, tmp_path, subscribe_per_client_hour=1):
+        proxied = ServerThread(site.app, trusted_proxy="127.0.0.1").start()
+        try:
+            front = replace(site, url=proxied.url)
+            for client, address, expected in (
+                ("198.51.100.1", "a@example.org", 200),
+                ("198.51.100.2", "b@example.org", 200),
+                ("198.51.100.1", "c@example.org", 429),
+            ):
+                body = urllib.parse.urlencode({"email": address}).encode()
+                reply = front.request(
+                    "POST", "/subscribe", body, headers={"X-Forwarded-For": client}
+                )
+                assert reply.status == expected
+        finally:
+            proxied.stop()
+        assert [m["To"] for m in site.mails()] == ["a@example.org", "b@example.org"]
+
+
 # -- pages, files, headers --------------------------------------------------------------
 
 
