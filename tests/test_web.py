@@ -610,3 +610,19 @@ def test_serve_runs_waitress_and_stops_on_sigterm(publication: Path) -> None:
     assert f"serving http://127.0.0.1:{port}/" in stderr
     with open_store(load_config(publication)) as store:
         assert store.get_by_email("ed@example.org").status == "unsubscribed"  # type: ignore[union-attr]
+
+
+def test_the_rate_limiter_window_slides_and_its_memory_is_bounded() -> None:
+    from newsletter.web import RateLimiter
+
+    limiter = RateLimiter(2, 60)
+    assert limiter.hit("a", now=0) is None
+    assert limiter.hit("a", now=1) is None
+    assert limiter.hit("a", now=2) == 58  # seconds until the first hit leaves the window
+    assert limiter.hit("b", now=2) is None
+    assert limiter.hit("a", now=60.5) is None
+    small = RateLimiter(1, 60, max_keys=3)
+    for key in "abcd":
+        small.hit(key, now=0)
+    assert small.hit("a", now=1) is None  # the oldest key was dropped to stay within max_keys
+    assert small.hit("d", now=1) is not None
