@@ -22,6 +22,7 @@ from newsletter.archive import (
     published_issues,
 )
 from newsletter.config import Config, load_config
+from newsletter.errors import TemplateError
 from newsletter.issues import load_issues
 from newsletter.render import render_issue
 from newsletter.store import open_store
@@ -568,6 +569,25 @@ def test_bodies_from_a_caller_refresh_the_cache(publication: Path) -> None:
     report = build_archive(config, issues, out, today=TODAY, rendered=rendered)
     assert report.rendered == () and f"{SENT_SAMPLE[2]}/index.html" in report.written
     assert rebuild(publication, out) == (set(), set(), ())  # no Markdown: the cache has it
+
+
+def test_build_cut_short_is_repaired_by_the_next(publication: Path, tmp_path: Path) -> None:
+    """A build that dies halfway must not leave a manifest vouching for files it changed."""
+    _, out = build(publication)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*.html")}
+    edit(publication, SENT_SAMPLE[0], "Your First Customer", "Your Very First Customer")
+    tag_page = publication / "templates" / "archive" / "tag.html"
+    good = tag_page.read_text()
+    tag_page.write_text(good.replace("{% endblock %}", "{% endblok %}", 1))
+    with pytest.raises(TemplateError):
+        rebuild(publication, out)  # index and issue pages are written before the tag pages
+    assert "Your Very First Customer" in (out / "index.html").read_text()
+    edit(publication, SENT_SAMPLE[0], "Your Very First Customer", "Your First Customer")
+    tag_page.write_text(good)
+    written, _, _ = rebuild(publication, out)
+    assert "index.html" in written
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*.html")}
+    assert after == before
 
 
 def test_image_change_rerenders_the_issue_that_links_it(publication: Path) -> None:
