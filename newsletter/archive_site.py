@@ -336,7 +336,10 @@ def _copy(path: str, source: Path) -> Output:
     try:
         info = source.stat()
     except OSError:
-        raise TemplateError("missing; the archive publishes this file", path=source) from None
+        raise TemplateError(
+            "missing; the archive needs it (copy templates/archive/ from the sample publication)",
+            path=source,
+        ) from None
     return Output(path, f"{source}:{info.st_size}:{info.st_mtime_ns}", source.read_bytes)
 
 
