@@ -231,7 +231,7 @@ def run(args: argparse.Namespace, base: Path, port: int) -> None:
         verdict = "ok" if growth <= 30 else "BELOW TARGET"
         print(
             f"peak RSS: {peaks[n] / 1024:.1f} MB for {n:,}, {peaks[args.big] / 1024:.1f} MB for "
-            f"{args.big:,} (+{growth:.1f} MB; target <= 30 MB: {verdict})"
+            f"{args.big:,} ({growth:+.1f} MB; target <= +30 MB: {verdict})"
         )
 
 
