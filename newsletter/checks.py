@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from newsletter.cadence import first_scheduled_on_or_after, is_scheduled_day
 from newsletter.config import WEEKDAYS, Config
-from newsletter.issues import Issue, scheduled_day_in_month
+from newsletter.issues import Issue
 from newsletter.render import PreviewReader, RenderedIssue, SlotTemplate, render_issue
 
 Severity = Literal["error", "warning"]
@@ -95,16 +96,15 @@ def check_rendered(config: Config, rendered: RenderedIssue) -> list[Problem]:
     for warning in rendered.inliner_warnings:
         add("warning", f"CSS: {warning}", path=templates / "email.html")
 
-    if issue.is_ready and not config.schedule.rrule:
-        expected = scheduled_day_in_month(config, issue.date.year, issue.date.month)
-        if issue.date != expected:
-            weekday = WEEKDAYS[issue.date.weekday()]
-            add(
-                "warning",
-                f"ready issue dated {issue.date} ({weekday}), but the schedule's day that month "
-                f"is {expected}",
-                _line_of(issue, "date:", front_matter=True),
-            )
+    if issue.is_ready and not is_scheduled_day(config, issue.date):
+        weekday = WEEKDAYS[issue.date.weekday()]
+        expected = first_scheduled_on_or_after(config, issue.date.replace(day=1))
+        add(
+            "warning",
+            f"ready issue dated {issue.date} ({weekday}), but the schedule's day that month "
+            f"is {expected}: it would never be sent by `send --due`",
+            _line_of(issue, "date:", front_matter=True),
+        )
     return sorted(problems, key=lambda p: (str(p.path) != str(issue.path), p.line or 0))
 
 

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 import click
 
 from newsletter import delivery
+from newsletter.cadence import describe, is_scheduled_day, rule_text, scheduled_dates
 from newsletter.config import Config
 from newsletter.context import AppContext, pass_app
 from newsletter.issues import Issue, load_issues
@@ -24,11 +25,7 @@ from newsletter.schedule import (
     SendStatus,
     StopFlag,
     StoreState,
-    describe,
     find_due,
-    is_scheduled_day,
-    rule_text,
-    scheduled_dates,
     scheduler_lock,
     send_due,
     stop_on_signals,

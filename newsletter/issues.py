@@ -13,10 +13,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from dateutil.relativedelta import relativedelta
-from dateutil.rrule import MONTHLY, rrule, weekday
-
-from newsletter.config import WEEKDAYS, Config
+from newsletter.cadence import first_scheduled_on_or_after
+from newsletter.config import Config
 from newsletter.errors import IssueError
 from newsletter.yamlio import load_located
 
@@ -59,21 +57,9 @@ def slugify(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
 
 
-def scheduled_day_in_month(config: Config, year: int, month: int) -> dt.date:
-    """The schedule's day in a month (the first Tuesday by default)."""
-    rule_day = weekday(WEEKDAYS.index(config.schedule.weekday.lower()), config.schedule.nth)
-    start = dt.datetime(year, month, 1)
-    found = rrule(MONTHLY, byweekday=rule_day, dtstart=start, count=1)[0]
-    return found.date()
-
-
 def next_scheduled_day(config: Config, today: dt.date) -> dt.date:
-    """The first scheduled day on or after `today`."""
-    day = scheduled_day_in_month(config, today.year, today.month)
-    if day < today:
-        following = today.replace(day=1) + relativedelta(months=1)
-        day = scheduled_day_in_month(config, following.year, following.month)
-    return day
+    """The first scheduled day on or after `today` (today itself when the rule has ended)."""
+    return first_scheduled_on_or_after(config, today) or today
 
 
 def load_issues(config: Config, today: dt.date | None = None) -> list[Issue]:
@@ -207,7 +193,8 @@ def _parse_date(config: Config, value: Any, path: Path, today: dt.date, fail: An
     if value is None:
         prefix = _DATE_PREFIX.match(path.stem)
         if prefix and 1 <= int(prefix[2]) <= 12:
-            return scheduled_day_in_month(config, int(prefix[1]), int(prefix[2]))
+            # The schedule's day in the file's month (the first Tuesday by default).
+            return next_scheduled_day(config, dt.date(int(prefix[1]), int(prefix[2]), 1))
         return next_scheduled_day(config, today)
     try:
         return dt.date.fromisoformat(str(value).strip())

@@ -21,32 +21,32 @@ import os
 import signal
 import socket
 import time
-import zoneinfo
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email.message import EmailMessage
-from functools import lru_cache
 from pathlib import Path
 from typing import Generic, Literal, Protocol, TypeVar
 
 import schedule
-from dateutil.rrule import rrulebase, rrulestr
 
+from newsletter.cadence import (
+    Clock,
+    SystemClock,
+    catch_up_deadline,
+    describe,
+    last_scheduled,
+    scheduled_dates,
+    to_utc,
+)
 from newsletter.config import Config
-from newsletter.errors import ConfigError, DeliveryError, NewsletterError
+from newsletter.errors import DeliveryError, NewsletterError
 from newsletter.fsutil import write_atomic
 from newsletter.issues import Issue, load_issues
 from newsletter.store import open_store
 from newsletter.transport import TransportFailure, open_transport
 
 log = logging.getLogger("newsletter.schedule")
-
-_BYDAY = {"monday": "MO", "tuesday": "TU", "wednesday": "WE", "thursday": "TH"}
-_BYDAY |= {"friday": "FR", "saturday": "SA", "sunday": "SU"}
-# Recurrences without their own DTSTART are anchored here, so "every other Monday" picks the
-# same Mondays whenever it is evaluated.
-_ANCHOR = dt.date(2000, 1, 3)
 
 
 class ScheduleError(NewsletterError):
@@ -57,30 +57,6 @@ class ScheduleLockedError(ScheduleError):
     """Another scheduler or `send --due` is running; it is not a usage error, so exit 1."""
 
     exit_code = 1
-
-
-class Clock(Protocol):
-    def now(self) -> dt.datetime:
-        """The current moment, timezone-aware."""
-        ...
-
-
-class SystemClock:
-    def now(self) -> dt.datetime:
-        return dt.datetime.now(dt.UTC)
-
-
-@dataclass
-class FixedClock:
-    """A clock that moves only when told to, so tests walk years of schedule in milliseconds."""
-
-    moment: dt.datetime
-
-    def now(self) -> dt.datetime:
-        return self.moment
-
-    def advance(self, delta: dt.timedelta) -> None:
-        self.moment += delta
 
 
 class ScheduledIssue(Protocol):
@@ -100,110 +76,6 @@ class ScheduledIssue(Protocol):
 
 I = TypeVar("I", bound=ScheduledIssue)  # noqa: E741 (the conventional name for "issue type")
 T = TypeVar("T")
-
-# ----------------------------------------------------------------------------- the rule
-
-
-def rule_text(config: Config) -> str:
-    """The RRULE in force: `schedule.rrule` if given, else built from weekday and nth."""
-    if config.schedule.rrule:
-        return config.schedule.rrule
-    byday = _BYDAY[config.schedule.weekday.lower()]
-    return f"FREQ=MONTHLY;BYDAY={config.schedule.nth}{byday}"
-
-
-def _rule(config: Config) -> rrulebase:
-    try:
-        return _compile(rule_text(config), config.schedule.time)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(
-            f"not a usable RFC 5545 recurrence rule ({exc}); expected e.g. "
-            "FREQ=MONTHLY;BYDAY=-1TH (local time: no TZID or Z in DTSTART)",
-            path=config.root / "newsletter.yaml",
-            field="schedule.rrule" if config.schedule.rrule else "schedule",
-        ) from None
-
-
-@lru_cache(maxsize=32)
-def _compile(text: str, hhmm: str) -> rrulebase:
-    hour, minute = (int(part) for part in hhmm.split(":"))
-    rule = rrulestr(text, dtstart=dt.datetime.combine(_ANCHOR, dt.time(hour, minute)), cache=True)
-    rule.after(dt.datetime(1900, 1, 1))  # a DTSTART with a zone fails here, not later
-    return rule
-
-
-@lru_cache(maxsize=1024)
-def _moments_in_year(rule: rrulebase, zone: str, year: int) -> tuple[dt.datetime, ...]:
-    """One calendar year of scheduled moments, local wall time placed in the zone.
-
-    Cached per year, so walking years of a schedule costs dictionary lookups. A wall time that
-    DST skips maps forward; one it repeats is the first of the two (zoneinfo's fold=0).
-    """
-    start = dt.datetime(year, 1, 1) - dt.timedelta(microseconds=1)
-    tz = zoneinfo.ZoneInfo(zone)
-    return tuple(w.replace(tzinfo=tz) for w in rule.between(start, dt.datetime(year + 1, 1, 1)))
-
-
-def _utc(moment: dt.datetime) -> dt.datetime:
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError(f"expected a timezone-aware moment, got {moment.isoformat()}")
-    # Compared in UTC: two datetimes in one ZoneInfo compare by wall time, ignoring DST folds.
-    return moment.astimezone(dt.UTC)
-
-
-def scheduled_dates(config: Config, after: dt.datetime, count: int) -> list[dt.datetime]:
-    """The next `count` scheduled moments strictly after `after`, in the publication's zone.
-
-    Fewer when the rule ends (an RRULE with COUNT or UNTIL).
-    """
-    after_utc = _utc(after)
-    rule = _rule(config)
-    # Start a day early in wall time: the local wall clock may be behind or ahead of `after`.
-    year = (after_utc.astimezone(config.tz) - dt.timedelta(days=1)).year
-    found: list[dt.datetime] = []
-    while len(found) < count and year < dt.MAXYEAR:
-        moments = _moments_in_year(rule, config.timezone, year)
-        if not moments and rule.after(dt.datetime(year, 12, 31, 23, 59)) is None:
-            break
-        found.extend(m for m in moments if m > after_utc)
-        year += 1
-    return found[:count]
-
-
-def last_scheduled(config: Config, now: dt.datetime) -> dt.datetime | None:
-    """The latest scheduled moment at or before `now`, or None before the rule's first one."""
-    now_utc = _utc(now)
-    rule = _rule(config)
-    first = rule.after(dt.datetime(1900, 1, 1))
-    if first is None:
-        return None
-    year = (now_utc.astimezone(config.tz) + dt.timedelta(days=1)).year
-    while year >= first.year:
-        for moment in reversed(_moments_in_year(rule, config.timezone, year)):
-            if moment <= now_utc:
-                return moment
-        year -= 1
-    return None
-
-
-def is_scheduled_day(config: Config, day: dt.date) -> bool:
-    """Whether the rule has a moment on this local day (an issue dated otherwise never goes)."""
-    just_before = dt.datetime.combine(day, dt.time(0), tzinfo=config.tz) - dt.timedelta(
-        microseconds=1
-    )
-    upcoming = scheduled_dates(config, just_before, 1)
-    return bool(upcoming) and upcoming[0].date() == day
-
-
-def catch_up_deadline(config: Config, slot: dt.datetime) -> dt.datetime:
-    """The end of the catch-up window: midnight after the last local day it allows."""
-    last_day = slot.date() + dt.timedelta(days=config.schedule.catch_up_days + 1)
-    return dt.datetime.combine(last_day, dt.time(0), tzinfo=config.tz)
-
-
-def describe(moment: dt.datetime) -> str:
-    return moment.strftime("%a %Y-%m-%d %H:%M %Z")
-
 
 # ----------------------------------------------------------------------------- what is due
 
@@ -255,7 +127,7 @@ def find_due(
 
     `sent_slugs`: issues whose send finished; `started_slugs`: sends begun (maybe unfinished).
     """
-    local_now = _utc(now).astimezone(config.tz)
+    local_now = to_utc(now).astimezone(config.tz)
     upcoming = scheduled_dates(config, now, 1)
     next_slot = upcoming[0] if upcoming else None
     after = f"; next: {describe(next_slot)}" if next_slot else "; the rule has no later dates"
@@ -271,7 +143,7 @@ def find_due(
     on_day = [i for i in issues if i.date == slot.date()]
     ready = [i for i in on_day if i.status == "ready"]
     drafts = tuple(i for i in on_day if i.status != "ready")
-    inside = _utc(now) < _utc(deadline)
+    inside = to_utc(now) < to_utc(deadline)
 
     def due(
         kind: DueKind, message: str, issue: I | None = None, others: tuple[I, ...] = ()
@@ -626,7 +498,7 @@ class SchedulerLoop:
         self.next_slot = upcoming[0] if upcoming else None
         delay = self.watchdog
         if self.next_slot is not None:
-            delay = min(delay, (_utc(self.next_slot) - _utc(now)).total_seconds() + 1)
+            delay = min(delay, (to_utc(self.next_slot) - to_utc(now)).total_seconds() + 1)
         seconds = max(1, math.ceil(delay))
         self.scheduler.every(seconds).seconds.do(self.wake)
         if self.next_slot is not None:

@@ -177,6 +177,22 @@ def test_text_template_without_unsubscribe(publication: Path) -> None:
     assert stderr.startswith(f"{template}: error: no unsubscribe address or link")
 
 
+def test_a_custom_rrule_decides_the_scheduled_day(publication: Path) -> None:
+    config = publication / "newsletter.yaml"
+    lines = config.read_text(encoding="utf-8").splitlines()
+    lines = [
+        "schedule: {rrule: 'FREQ=MONTHLY;BYDAY=-1TH', time: '09:00'}  # last Thursday"
+        if line.startswith("schedule:")
+        else line
+        for line in lines
+    ]
+    config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    # 2031-01-30 is the last Thursday of January 2031.
+    add_issue(publication, "Body.", extra_front="status: ready\n", date="2031-01-30")
+    code, stdout, stderr = check(publication, "--strict", SLUG)
+    assert (code, stderr) == (0, ""), stdout
+
+
 def test_ready_issue_off_the_first_tuesday_is_a_warning(publication: Path) -> None:
     # 2031-01-08 is a Wednesday; the first Tuesday of January 2031 is the 7th.
     path = add_issue(publication, "Body.", extra_front="status: ready\n", date="2031-01-08")
@@ -184,7 +200,7 @@ def test_ready_issue_off_the_first_tuesday_is_a_warning(publication: Path) -> No
     assert (code, stderr) == (0, "")
     assert stdout.splitlines() == [
         f"{path}:3: warning: ready issue dated 2031-01-08 (wednesday), but the schedule's day "
-        "that month is 2031-01-07",
+        "that month is 2031-01-07: it would never be sent by `send --due`",
         "checked 1 issue(s): 0 error(s), 1 warning(s)",
     ]
     code, stdout, _ = check(publication, "--strict", SLUG)

@@ -9,15 +9,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from newsletter.cadence import is_scheduled_day, last_scheduled, rule_text, scheduled_dates
 from newsletter.config import Config, ScheduleConfig
 from newsletter.errors import ConfigError
-from newsletter.schedule import (
-    find_due,
-    is_scheduled_day,
-    last_scheduled,
-    rule_text,
-    scheduled_dates,
-)
+from newsletter.schedule import find_due
 
 UTC = dt.UTC
 

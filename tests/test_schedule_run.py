@@ -18,10 +18,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from newsletter.cadence import FixedClock
 from newsletter.config import Config, ScheduleConfig
 from newsletter.errors import DeliveryError
 from newsletter.schedule import (
-    FixedClock,
     ScheduleLockedError,
     SchedulerLoop,
     SendStatus,
