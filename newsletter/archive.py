@@ -91,13 +91,11 @@ def default_out_dir(config: Config) -> Path:
 def published_issues(
     issues: Sequence[Issue], send_log: SendLog | None, today: dt.date
 ) -> list[Issue]:
-    """Newest first: sent issues per the send log or, while nothing has been sent, the `ready`
-    issues dated on or before today. Drafts never."""
+    """Newest first: `ready` issues that the send log has sent (even early), and `ready` issues
+    dated on or before today that it has no record of (sent before this tool took over, or
+    by hand). Drafts never, even with a send record."""
     sent = {i.slug for i in issues if send_log is not None and send_log.get_send(i.slug)}
-    if sent:
-        chosen = [i for i in issues if i.is_ready and i.slug in sent]
-    else:
-        chosen = [i for i in issues if i.is_ready and i.date <= today]
+    chosen = [i for i in issues if i.is_ready and (i.slug in sent or i.date <= today)]
     return sorted(chosen, key=lambda i: (i.date, i.number), reverse=True)
 
 

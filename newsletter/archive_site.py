@@ -27,7 +27,8 @@ from newsletter import links
 from newsletter.archive_write import ARCHIVE_VERSION, ArchiveError, Output, digest, json_bytes
 from newsletter.config import Config
 from newsletter.errors import TemplateError
-from newsletter.issues import Issue, slugify
+from newsletter.issues import Issue
+from newsletter.links import slugify
 from newsletter.render import RECENT_COUNT, render_template, template_environment
 
 FEED_ENTRIES = 20

@@ -9,12 +9,14 @@ from pathlib import Path
 import click
 
 from newsletter import preview as preview_server
+from newsletter.archive import build_archive
 from newsletter.checks import Problem, check_rendered, has_errors
 from newsletter.config import Config
 from newsletter.context import AppContext, pass_app
 from newsletter.errors import IssueError
 from newsletter.fsutil import write_atomic
-from newsletter.issues import Issue, find_issue, load_issues, next_scheduled_day, slugify
+from newsletter.issues import Issue, find_issue, load_issues, next_scheduled_day
+from newsletter.links import slugify
 from newsletter.message import IssueMessage
 from newsletter.render import PreviewReader, RenderedIssue, render_issue
 
@@ -130,11 +132,15 @@ def build(app: AppContext, out: Path | None) -> None:
     config = app.config
     out = (out or app.root / "build").resolve()
     issues = load_issues(config)
+    renders: dict[str, RenderedIssue] = {}
     for issue in issues:
-        rendered = render_issue(config, issue, issues)
+        renders[issue.slug] = rendered = render_issue(config, issue, issues)
         write_previews(rendered, out)
         click.echo(f"built {issue.slug} ({issue.status})")
     click.echo(f"wrote {len(issues)} issue preview(s) to {out}")
+    # The archive reuses the renders: no issue goes through Markdown twice.
+    report = build_archive(config, issues, out / "archive", rendered=renders)
+    click.echo(report.summary())
 
 
 def write_previews(rendered: RenderedIssue, out: Path) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import unicodedata
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -16,6 +15,7 @@ from typing import Any, Literal, cast
 from newsletter.cadence import first_scheduled_on_or_after
 from newsletter.config import Config
 from newsletter.errors import IssueError
+from newsletter.links import slugify
 from newsletter.yamlio import load_located
 
 Status = Literal["draft", "ready"]
@@ -51,12 +51,6 @@ class Issue:
         return self.status == "ready"
 
 
-def slugify(text: str) -> str:
-    """Lowercase letters, digits and single hyphens: safe in URLs and as a file name."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
-
-
 def next_scheduled_day(config: Config, today: dt.date) -> dt.date:
     """The first scheduled day on or after `today` (today itself when the rule has ended)."""
     return first_scheduled_on_or_after(config, today) or today
@@ -65,7 +59,8 @@ def next_scheduled_day(config: Config, today: dt.date) -> dt.date:
 def load_issues(config: Config, today: dt.date | None = None) -> list[Issue]:
     """Every `content/*.md`, sorted by date and numbered; raises IssueError on the first problem."""
     today = today or dt.datetime.now(config.tz).date()
-    paths = sorted(config.content_dir.glob("*.md"))
+    # Resolved once here, so later stages compare issue paths without a syscall each.
+    paths = sorted(path.resolve() for path in config.content_dir.glob("*.md"))
     parsed = [_parse_file(config, path, today) for path in paths]
     return _number(_check_unique(parsed))
 
@@ -76,7 +71,7 @@ def find_issue(config: Config, issues: list[Issue], ref: str) -> Issue:
     if candidate.suffix == ".md":
         resolved = (candidate if candidate.is_absolute() else (Path.cwd() / candidate)).resolve()
         for issue in issues:
-            if issue.path.resolve() == resolved:
+            if issue.path == resolved:
                 return issue
         if not resolved.is_relative_to(config.content_dir.resolve()):
             raise IssueError("not in this publication's content/ folder", path=ref, field="ISSUE")

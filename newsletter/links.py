@@ -7,6 +7,8 @@ builds them by string concatenation.
 from __future__ import annotations
 
 import functools
+import re
+import unicodedata
 from email.utils import parseaddr
 
 from newsletter.config import Config
@@ -18,7 +20,14 @@ def issue_url(config: Config, slug: str) -> str:
 
 
 def tag_url(config: Config, tag: str) -> str:
-    return config.archive_url(f"tags/{tag}/")
+    """A tag's archive page; "Customer Service" -> `tags/customer-service/`."""
+    return config.archive_url(f"tags/{slugify(tag)}/")
+
+
+def slugify(text: str) -> str:
+    """Lowercase ASCII letters, digits and single hyphens: safe in URLs and as a file name."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
 
 
 def plus_address(address: str, token: str) -> str:

@@ -52,7 +52,7 @@ def render_markdown(config: Config, issue: Issue, issues: list[Issue]) -> Body:
         return Body("", ())
     root = lxml.html.fragment_fromstring(raw, create_parent="div")
     found: list[BodyLink] = []
-    slugs = {i.path.resolve(): i.slug for i in issues}
+    slugs = {i.path: i.slug for i in issues}  # load_issues resolved the paths
     for element in root.iter("a", "img"):
         attribute = "href" if element.tag == "a" else "src"
         written = element.get(attribute)

@@ -175,24 +175,28 @@ def test_ready_past_issues_have_pages_drafts_and_future_ones_do_not(publication:
     assert "Thanks That Travel Upstream" not in (out / "search-index.js").read_text()
 
 
-def test_with_a_send_log_only_sent_issues_appear_and_never_drafts(publication: Path) -> None:
+def test_a_send_log_adds_early_sends_and_never_drafts(publication: Path) -> None:
+    add_issue(publication, "2027-03-early", title="Sent early", date="2027-03-02", status="ready")
+    add_issue(publication, "2027-04-future", title="Not yet", date="2027-04-06", status="ready")
     config = load_config(publication)
     with open_store(config) as store:
-        store.start_send(SENT_SAMPLE[1])
         store.start_send(SENT_SAMPLE[3])
+        store.start_send("2027-03-early")  # sent by hand before its date
         store.start_send(DRAFT_SAMPLE)  # a send log entry does not publish a draft
     _, out = build(publication)
     published = sorted(p.name for p in out.iterdir() if (p / "index.html").is_file())
-    assert published == sorted([SENT_SAMPLE[1], SENT_SAMPLE[3], "privacy", "subscribe", "tags"])
+    # Past ready issues without a record were sent before the send log existed: they stay.
+    expected = [*SENT_SAMPLE, "2027-03-early", "privacy", "subscribe", "tags"]
+    assert published == sorted(expected)
     feed = ET.parse(out / "feed.xml").getroot()
     ids = [e.findtext(f"{ATOM}id") for e in feed.iter(f"{ATOM}entry")]
-    assert ids == [
+    assert ids[:2] == [
+        config.archive_url("2027-03-early/"),
         config.archive_url(f"{SENT_SAMPLE[3]}/"),
-        config.archive_url(f"{SENT_SAMPLE[1]}/"),
     ]
 
 
-def test_an_empty_send_log_falls_back_to_ready_and_dated(publication: Path) -> None:
+def test_an_empty_send_log_publishes_ready_and_dated(publication: Path) -> None:
     config = load_config(publication)
     issues = load_issues(config, today=TODAY)
     with open_store(config) as store:  # a real database, nothing sent yet
