@@ -104,6 +104,11 @@ def test_build_writes_three_previews_per_issue(publication: Path, tmp_path: Path
     assert not (publication / "build").exists()
     leftovers = [p for p in out.iterdir() if p.name.startswith(".")]
     assert leftovers == []
+    # ... and the web archive beside them, from the same renders.
+    for issue in issues:
+        page = out / "archive" / issue.slug / "index.html"
+        assert page.is_file() == (issue.is_ready and issue.date <= dt.date.today()), issue.slug
+    assert "4 issues in" in stdout and "(0 issue bodies rendered)" in stdout
 
 
 def test_build_stops_on_a_bad_issue_without_a_traceback(publication: Path) -> None:
