@@ -61,10 +61,11 @@ def _reporter(total: int) -> Iterator[Callable[[delivery.Progress], None]]:
 
             def show(event: delivery.Progress) -> None:
                 if event.state == "waiting":
-                    bar.console.print(event.reply)
+                    bar.console.print(event.reply, markup=False, highlight=False)
                     return
                 if event.state not in ("sent", "deferred"):
-                    bar.console.print(f"{event.state}: {event.email}: {event.reply}")
+                    line = f"{event.state}: {event.email}: {event.reply}"
+                    bar.console.print(line, markup=False, highlight=False)  # replies hold "["
                 rate = event.done / max(time.monotonic() - started, 1e-6)
                 bar.update(task, completed=event.done, rate=f"{rate:,.0f} msg/s")
 
@@ -160,9 +161,18 @@ def send(
             counts = store.delivery_counts(existing.id)
             todo = sum(counts[s] for s in _NEEDS_ATTENTION if s != "unknown" or resend_unknown)
     click.echo(f"sending {issue.slug} via {_route(config, issue.slug)}")
-    with _reporter(todo) as show:
-        report = delivery.send_issue(
-            config, issue, issues, resend_unknown=resend_unknown, on_progress=show
+    try:
+        with _reporter(todo) as show:
+            report = delivery.send_issue(
+                config, issue, issues, resend_unknown=resend_unknown, on_progress=show
+            )
+    except KeyboardInterrupt:
+        click.echo(f"interrupted: `newsletter send {issue.slug}` resumes the send", err=True)
+        sys.exit(130)
+    if report.unknown_before:
+        click.echo(
+            f"{report.unknown_before} message(s) were in flight when an earlier run stopped: "
+            "now `unknown`"
         )
     counts = report.counts
     summary = ", ".join(f"{counts[s]} {s}" for s in counts if counts[s])

@@ -143,7 +143,7 @@ class SendReport:
     send: SendRecord
     counts: dict[str, int]
     sent_now: int = 0
-    unknown_before: int = 0
+    unknown_before: int = 0  # in flight when an earlier run stopped: now `unknown`
     paused: str | None = None
     elapsed: float = 0.0
 
@@ -381,11 +381,12 @@ class _Run:
                 return _Result("sent", reply)
             if outcome.action == "retry" and not self.stop.is_set():
                 failures += 1
-                if failures <= d.max_reconnects:
-                    self.stop.wait(min(d.backoff * 2 ** (failures - 1), _MAX_BACKOFF))
+                if failures > d.max_reconnects:
+                    reply = f"gave up after {failures} attempts: {outcome.reply}"
+                    outcome = Outcome("pause", reply)
+                elif not self.stop.wait(min(d.backoff * 2 ** (failures - 1), _MAX_BACKOFF)):
                     self.limiter.wait()
                     continue
-                outcome = Outcome("pause", f"gave up after {failures} attempts: {outcome.reply}")
             return self.judge(message.row, outcome)
 
     def judge(self, row: DeliveryRow, outcome: Outcome) -> _Result:
@@ -442,16 +443,21 @@ class _GroupCommit:
             self.busy = True
             batch, self.queue = self.queue, []
         error: Exception | None = None
-        claimed: list[bool] = [False] * len(batch)
+        claimed: list[bool] = []
         try:
             claimed = _commit(self.log, [r.item for r in batch])
         except Exception as exc:
             error = exc
-        with self.cond:
-            for done, was_claimed in zip(batch, claimed, strict=True):
-                done.finished, done.claimed, done.error = True, was_claimed, error
-            self.busy = False
-            self.cond.notify_all()
+        finally:
+            # Always wake the others, even on Ctrl-C here, or they would wait for ever.
+            if error is None and len(claimed) != len(batch):
+                error = DeliveryError("interrupted before the results were recorded")
+            with self.cond:
+                for n, done in enumerate(batch):
+                    done.finished, done.error = True, error
+                    done.claimed = claimed[n] if n < len(claimed) else False
+                self.busy = False
+                self.cond.notify_all()
         return request.outcome()
 
 
@@ -480,6 +486,7 @@ def run_send(
     for row in log.deliveries_in_state(send.id, ("in_flight",)):
         # A previous run died between handing this to the server and hearing back.
         log.record_delivery(row.id, "unknown", reply="in flight when an earlier run stopped")
+        report.unknown_before += 1
     if resend_unknown:
         for row in log.deliveries_in_state(send.id, ("unknown",)):
             log.record_delivery(row.id, "pending", reply=f"re-sent after: {row.last_reply}")
@@ -502,7 +509,14 @@ def run_send(
         ]
         for thread in threads:
             thread.start()
-        run.worker()  # the last connection works on this thread
+        try:
+            run.worker()  # the last connection works on this thread
+        except KeyboardInterrupt:
+            # Ctrl-C: the other connections finish and record the message they carry.
+            run.pause("interrupted")
+            for thread in threads:
+                thread.join()
+            raise
         for thread in threads:
             thread.join()
         if run.paused:

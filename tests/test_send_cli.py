@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from conftest import run_cli
 
 from newsletter import delivery
@@ -172,3 +174,43 @@ def test_a_killed_send_resumes_and_everyone_gets_the_issue_once(publication: Pat
         assert len(ids) == 1
     status = run_cli(publication, "status", SLUG)
     assert any(line.split() == ["sent", str(len(emails))] for line in status.stdout.splitlines())
+
+
+def test_ctrl_c_stops_cleanly_and_the_send_resumes(publication: Path) -> None:
+    emails = add_readers(publication, 80)
+    with FaultyMTA(Faults(delay=0.02)) as mta:
+        env = {**os.environ, **{k: v for k, v in smtp_env(mta).items() if v is not None}}
+        command = [NEWSLETTER, "--root", str(publication), "send", SLUG]
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            while len(mta.messages) < 10 and process.poll() is None:
+                time.sleep(0.01)
+            process.send_signal(signal.SIGINT)
+            _, stderr = process.communicate(timeout=60)
+        finally:
+            process.kill()
+        assert process.returncode == 130, stderr
+        assert b"interrupted: `newsletter send" in stderr and b"Traceback" not in stderr
+        resumed = subprocess.run([*command, "--resend-unknown"], env=env, capture_output=True)
+        assert resumed.returncode == 0, resumed.stderr
+    per_reader = Counter(mta.recipients())
+    assert set(per_reader) == set(emails) and max(per_reader.values()) <= 2
+    assert sum(count - 1 for count in per_reader.values()) <= 2  # one per connection at most
+
+
+def test_the_progress_bar_on_a_terminal(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from newsletter import cli_send
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    monkeypatch.setenv("COLUMNS", "120")
+    with cli_send._reporter(3) as show:
+        show(delivery.Progress("sent", "a@example.org", "250 ok", 1))
+        show(delivery.Progress("failed", "b@example.org", "550 5.1.1 [bold]unknown", 2))
+        show(delivery.Progress("waiting", "", "next retry of deferred readers in 5 s", 2))
+        show(delivery.Progress("sent", "c@example.org", "250 ok", 3))
+    out = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", capsys.readouterr().out)
+    assert "failed: b@example.org: 550 5.1.1 [bold]unknown" in out  # not rich markup
+    assert "next retry of deferred readers in 5 s" in out
+    assert "sending" in out and "3/3" in out and "msg/s" in out
