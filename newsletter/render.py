@@ -142,23 +142,36 @@ def template_environment(config: Config, *, autoescape: bool = True) -> jinja2.E
     )
 
 
-def render_template(env: jinja2.Environment, name: str, context: dict[str, Any]) -> str:
-    """Render one template; template mistakes become TemplateError naming file and line."""
+def _template_path(env: jinja2.Environment, name: str) -> str:
     folder = getattr(env.loader, "searchpath", ["templates"])[0]
+    return f"{folder}/{name}"
+
+
+def load_template(env: jinja2.Environment, name: str) -> jinja2.Template:
+    """Load and compile one template; a missing or broken one is a TemplateError (file:line)."""
     try:
-        return env.get_template(name).render(context)
+        return env.get_template(name)
     except jinja2.TemplateNotFound:
         raise TemplateError(
-            "template missing; expected it in templates/", path=f"{folder}/{name}"
+            "template missing; expected it in templates/", path=_template_path(env, name)
         ) from None
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(
-            exc.message or "syntax error", path=exc.filename or f"{folder}/{name}", line=exc.lineno
+            exc.message or "syntax error",
+            path=exc.filename or _template_path(env, name),
+            line=exc.lineno,
         ) from None
+
+
+def render_template(env: jinja2.Environment, name: str, context: dict[str, Any]) -> str:
+    """Render one template; template mistakes become TemplateError naming file and line."""
+    template = load_template(env, name)
+    try:
+        return template.render(context)
     except jinja2.UndefinedError as exc:
         raise TemplateError(
             f"{exc.message} (available: {', '.join(sorted(context))})",
-            path=f"{folder}/{name}",
+            path=_template_path(env, name),
             line=_template_line(exc, name),
         ) from None
 

@@ -28,7 +28,7 @@ from newsletter import dkim
 from newsletter.config import Config
 from newsletter.errors import NewsletterError, TemplateError
 from newsletter.message import encode_text, format_mailbox, quoted_printable
-from newsletter.render import render_template, template_environment
+from newsletter.render import load_template, render_template, template_environment
 from newsletter.transport import TransportFailure, open_transport
 
 log = logging.getLogger("newsletter.web")
@@ -51,18 +51,8 @@ def mail_environment(config: Config) -> jinja2.Environment:
 
 def check_templates(env: jinja2.Environment, names: Iterable[str]) -> None:
     """Load (and compile) each template; TemplateError naming the first that cannot be."""
-    folder = getattr(env.loader, "searchpath", ["templates"])[0]
     for name in names:
-        try:
-            env.get_template(name)
-        except jinja2.TemplateNotFound:
-            raise TemplateError(
-                "template missing; expected it in templates/", path=f"{folder}/{name}"
-            ) from None
-        except jinja2.TemplateSyntaxError as exc:
-            raise TemplateError(
-                exc.message or "syntax error", path=f"{folder}/{name}", line=exc.lineno
-            ) from None
+        load_template(env, name)
 
 
 def compose(
