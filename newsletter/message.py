@@ -3,7 +3,9 @@
 `email.message.EmailMessage` costs ~2.5 ms per message, 20x the SMTP round trips (DESIGN.md,
 "Measured facts"). So `IssueMessage` builds the MIME structure once with `EmailMessage` and
 `policy.SMTP`, splits the bytes at three slots (the per-reader headers, the text part, the HTML
-part) and per reader only joins: its header lines plus two `binascii.b2a_qp` encodings.
+part) and per reader only joins: its header lines and its two quoted-printable bodies, which
+`BodyEncoder` fills from the rendered issue's slot templates encoded once
+(`QuotedPrintableTemplate`), never a whole body per reader.
 
 Header safety: every editor- or subscriber-controlled value (subject, names, the publication's
 name) is written here, not by `EmailMessage`, because the stdlib decodes an encoded word such
@@ -24,12 +26,14 @@ from email.header import Header
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr, parseaddr
+from html import escape
 from typing import Protocol
 
 from newsletter import dkim
 from newsletter.config import Config
 from newsletter.errors import DeliveryError
 from newsletter.links import issue_url, plus_address, unsubscribe_mailto, unsubscribe_web_url
+from newsletter.render import PreviewReader, RenderedIssue
 
 # Slot markers: plain ASCII words that quoted-printable leaves alone and no template contains.
 _HEADER_SLOT = "X-Newsletter-Reader-Slot"
@@ -127,10 +131,16 @@ _SOFT_BREAK = b"=\r\n"
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 
 
+# Printable ASCII without "=", no space at either end, not starting with ".": QP as it is.
+_QP_AS_IS = re.compile(r"[!-\-/-<>-~](?:[ -<>-~]{0,68}[!-<>-~])?")
+
+
 def _qp_piece(text: str) -> bytes:
     """Quoted-printable of a piece of a body, ready to be joined to others by soft breaks:
     CRLF line ends (b2a_qp uses LF for soft breaks when the piece holds no CRLF), and a
     last line short enough (<= 75) to take the "=" of the soft break that follows it."""
+    if _QP_AS_IS.fullmatch(text):  # names, addresses, tokens: most slot values
+        return text.encode("ascii")
     data = text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n")
     encoded = _BARE_LF.sub(b"\r\n", binascii.b2a_qp(data.encode("utf-8"), istext=True))
     return _limit_lines(_no_leading_dots(encoded), last=75)
@@ -169,9 +179,10 @@ class QuotedPrintableTemplate:
 
     def fill(self, values: Sequence[str]) -> bytes:
         out = [self.literals[0]]
+        encoded = {value: _qp_piece(value) for value in set(values)}  # slots repeat values
         for value, literal in zip(values, self.literals[1:], strict=True):
             if value:
-                out += (_SOFT_BREAK, _qp_piece(value))
+                out += (_SOFT_BREAK, encoded[value])
             if literal:
                 out += (_SOFT_BREAK, literal)
         body = b"".join(out)
@@ -329,3 +340,45 @@ def _fold_list(name: str, items: list[str]) -> str:
             line += f", {item}"
     out.append(line)
     return "\r\n".join(out) + "\r\n"
+
+
+class BodyEncoder:
+    """Each reader's two quoted-printable bodies, from the rendered issue's slot templates
+    encoded once (b2a_qp of a whole 14 KB body per reader would cost more than the SMTP).
+
+    A probe reader checks once per issue that the result decodes to exactly what
+    `RenderedIssue.personalise` gives; if not (the renderer changed), every reader gets the
+    plain path: personalise, then encode."""
+
+    def __init__(self, rendered: RenderedIssue) -> None:
+        self.rendered = rendered
+        self.html = QuotedPrintableTemplate(rendered.html.parts)
+        self.text = QuotedPrintableTemplate(rendered.text.parts)
+        probe = PreviewReader(first_name='Zoë "<&>" O\'Neil, Jr', token="probe")
+        expected = rendered.personalise(probe)
+        html, text = self._fast(probe)
+        self.fast = _decoded(html) == _lines(expected.html) and _decoded(text) == _lines(
+            expected.text
+        )
+
+    def _fast(self, reader: Reader) -> tuple[bytes, bytes]:
+        raw = self.rendered.slot_values(reader)
+        html = [escape(raw[name], quote=True) for name in self.rendered.html.slots]
+        text = [raw[name] for name in self.rendered.text.slots]
+        return self.html.fill(html), self.text.fill(text)
+
+    def encode(self, reader: Reader) -> tuple[bytes, bytes]:
+        """(html, text), quoted-printable."""
+        if self.fast:
+            return self._fast(reader)
+        body = self.rendered.personalise(reader)
+        return quoted_printable(body.html), quoted_printable(body.text)
+
+
+def _lines(text: str) -> str:
+    text = text.replace("\r\n", "\n")
+    return text if text.endswith("\n") else text + "\n"
+
+
+def _decoded(encoded: bytes) -> str:
+    return binascii.a2b_qp(encoded).decode("utf-8").replace("\r\n", "\n")

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from newsletter import delivery
+from newsletter import delivery, sendrun
 from newsletter.config import Config, load_config
 from newsletter.errors import DeliveryError
 from newsletter.issues import find_issue, load_issues
@@ -383,14 +383,14 @@ def test_the_rate_limit_spaces_messages_evenly(monkeypatch: pytest.MonkeyPatch) 
     """max_per_second: each message gets the next slot 1/rate after the previous one."""
     clock = [100.0]
     slept: list[float] = []
-    monkeypatch.setattr(delivery.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(delivery.time, "sleep", slept.append)
-    limiter = delivery._RateLimit(4)
+    monkeypatch.setattr(sendrun.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(sendrun.time, "sleep", slept.append)
+    limiter = sendrun._RateLimit(4)
     for _ in range(3):
         limiter.wait()
     assert slept == [0.25, 0.5]  # the first goes at once; nobody waited meanwhile
     clock[0] += 10  # idle for a while: no burst credit beyond the next slot
     limiter.wait()
     assert slept == [0.25, 0.5]
-    delivery._RateLimit(0).wait()  # 0: no limit
+    sendrun._RateLimit(0).wait()  # 0: no limit
     assert slept == [0.25, 0.5]
