@@ -161,6 +161,11 @@ def test_a_killed_send_resumes_and_everyone_gets_the_issue_once(publication: Pat
         delivered_before_kill = len(mta.messages)
         assert process.returncode == -signal.SIGKILL
         assert 20 <= delivered_before_kill < len(emails)  # killed mid-send
+        with open_store(load_config(publication)) as store:
+            record = store.get_send(SLUG)
+            assert record is not None
+            in_doubt = store.delivery_counts(record.id)["in_flight"]
+        assert in_doubt <= connections  # at most one message per connection
         resumed = subprocess.run(
             [*command, "--resend-unknown"], env=env, capture_output=True, text=True
         )
