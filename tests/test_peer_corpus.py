@@ -6,6 +6,7 @@ Read in place, never copied into the repository. Skips when the folder is absent
 from __future__ import annotations
 
 import csv
+import os
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -18,10 +19,22 @@ from newsletter.inbox import Processor
 from newsletter.replytext import strip_reply
 from newsletter.store import open_store
 
-PEER = Path(__file__).resolve().parent.parent.parent / "shared" / "peer"
+
+def _peer_folder() -> Path:
+    """NEWSLETTER_PEER_CORPUS, else ../shared/peer beside the checkout, else the workplace's."""
+    beside = Path(__file__).resolve().parent.parent.parent / "shared" / "peer"
+    candidates = [os.environ.get("NEWSLETTER_PEER_CORPUS"), beside, "/work/shared/peer"]
+    for candidate in filter(None, candidates):
+        if (Path(candidate) / "bounces" / "MANIFEST.tsv").is_file():
+            return Path(candidate)
+    return beside
+
+
+PEER = _peer_folder()
 pytestmark = pytest.mark.skipif(
     not (PEER / "bounces" / "MANIFEST.tsv").is_file(),
-    reason=f"the labelled peer corpus is not at {PEER} (it lives beside the repository)",
+    reason=f"the labelled peer corpus is not at {PEER} (it lives beside the repository; "
+    "or set NEWSLETTER_PEER_CORPUS)",
 )
 
 
