@@ -138,7 +138,7 @@ class _Result:
     reply: str
     due: datetime | None = None
     bounce: Literal["hard", "soft"] | None = None
-    pause: bool = False
+    pause: str | None = None  # why the whole send must stop (nobody's fault but ours)
 
 
 @dataclass(frozen=True)
@@ -259,7 +259,7 @@ class _Run:
         if result.state != "pending":
             self.count(Progress(result.state, row.email, result.reply, 0))
         if result.pause:
-            self.pause(f"the server refused the send: {result.reply}")
+            self.pause(result.pause)
         reader = self.log.get(row.subscriber_id) if result.bounce and row.subscriber_id else None
         if reader is not None:
             self.log.record_bounce(
@@ -300,6 +300,8 @@ class _Run:
                 )
             except TransportFailure as exc:
                 outcome = classify(exc)
+            except DeliveryError as exc:  # the outbox cannot be written: nothing went out
+                return _Result("pending", f"not sent: {exc}", pause=f"stopped: {exc}")
             else:
                 return _Result("sent", reply)
             if outcome.action == "retry" and not self.stop.is_set():
@@ -317,7 +319,8 @@ class _Run:
         action, reply = outcome.action, outcome.reply
         if action in ("pause", "retry"):
             # Not this reader's fault: the row waits, unbounced, for the next run.
-            return _Result("pending", reply, pause=action == "pause")
+            why = f"the server refused the send: {reply}" if action == "pause" else None
+            return _Result("pending", reply, pause=why)
         if action == "deferred" and row.attempts + 1 < self.config.delivery.max_attempts:
             delay = self.config.delivery.retry_delay * 2**row.attempts
             return _Result("deferred", reply, due=datetime.now(UTC) + timedelta(seconds=delay))

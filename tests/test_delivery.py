@@ -394,3 +394,15 @@ def test_the_rate_limit_spaces_messages_evenly(monkeypatch: pytest.MonkeyPatch) 
     assert slept == [0.25, 0.5]
     sendrun._RateLimit(0).wait()  # 0: no limit
     assert slept == [0.25, 0.5]
+
+
+def test_an_unwritable_outbox_stops_the_send_and_loses_nobody(publication: Path) -> None:
+    config = load_config(publication)
+    readers = add_readers(config, 3)
+    (publication / "outbox").mkdir()
+    (publication / "outbox" / SLUG).write_text("a file where the issue's folder should be")
+    report = send(config)
+    assert report.paused is not None and "cannot write" in report.paused
+    assert report.counts["pending"] == len(readers) and report.counts["in_flight"] == 0
+    (publication / "outbox" / SLUG).unlink()
+    assert send(config).counts["sent"] == len(readers)
