@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import ssl
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -194,3 +197,46 @@ def test_file_transport_begin_and_abort_do_nothing(tmp_path: Path) -> None:
     transport.abort()
     transport.send("s@x.org", "a@x.org", MESSAGE, message_id="<m@x>")
     assert [f.name for f in tmp_path.iterdir()] == ["m_x.eml"]
+
+
+@pytest.fixture
+def certificate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ssl.SSLContext:
+    """A self-signed certificate for 127.0.0.1 that the client trusts (via SSL_CERT_FILE,
+    which ssl.create_default_context honours); returns the server's TLS context."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("needs the openssl command to make a test certificate")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+@pytest.mark.parametrize("security", ["starttls", "ssl"])
+def test_tls_and_login(certificate: ssl.SSLContext, security: str) -> None:
+    login = ("newsletter", "s3cret")
+    with FaultyMTA(login=login, tls=certificate, implicit_tls=security == "ssl") as mta:
+        transport = smtp(mta, security=security, username="newsletter")
+        transport.send("s@example.com", "a@example.org", MESSAGE, message_id="x")
+        assert transport._conn is not None and transport._conn.sock is not None
+        assert isinstance(transport._conn.sock, ssl.SSLSocket)
+        transport.close()
+    assert mta.recipients() == ["a@example.org"]
+
+
+def test_starttls_refuses_a_server_it_cannot_verify(
+    certificate: ssl.SSLContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SSL_CERT_FILE")
+    with FaultyMTA(tls=certificate) as mta:
+        with pytest.raises(Disconnected) as err:
+            smtp(mta, security="starttls").send("s@x.org", "a@x.org", MESSAGE, message_id="x")
+        assert err.value.stage == "connect" and "CERTIFICATE_VERIFY_FAILED" in err.value.reply
+    assert mta.messages == []

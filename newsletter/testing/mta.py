@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import email
 import socket
+import ssl
 import threading
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -150,7 +151,11 @@ class FaultyMTA:
         *,
         login: tuple[str, str] | None = None,
         pipelining: bool = True,
+        tls: ssl.SSLContext | None = None,
+        implicit_tls: bool = False,
     ) -> None:
+        """`tls`: a server context; with it STARTTLS is offered and required, or with
+        `implicit_tls` the whole connection is TLS (port 465 style)."""
         self.pipelining = pipelining
         self.faults = faults or Faults()
         self.messages: list[Received] = []
@@ -162,6 +167,10 @@ class FaultyMTA:
         kwargs: dict[str, Any] = {}
         if login is not None:
             kwargs.update(authenticator=self._authenticate, auth_require_tls=False)
+        if tls is not None and implicit_tls:
+            kwargs.update(ssl_context=tls)
+        elif tls is not None:
+            kwargs.update(tls_context=tls, require_starttls=True)
         self._controller = Controller(_Handler(self), hostname=self.host, port=self.port, **kwargs)
 
     def _authenticate(
