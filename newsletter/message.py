@@ -27,13 +27,13 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr, parseaddr
 from html import escape
-from typing import Protocol
 
 from newsletter import dkim
 from newsletter.config import Config
 from newsletter.errors import DeliveryError
 from newsletter.links import issue_url, plus_address, unsubscribe_mailto, unsubscribe_web_url
 from newsletter.render import PreviewReader, RenderedIssue
+from newsletter.render import Reader as Reader  # re-exported: who gets a copy
 
 # Slot markers: plain ASCII words that quoted-printable leaves alone and no template contains.
 _HEADER_SLOT = "X-Newsletter-Reader-Slot"
@@ -51,17 +51,6 @@ _ATEXT = re.compile(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+")
 # A dot-atom local part (no quoted strings) at an ASCII domain: nothing a header could misread.
 _ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+")
 _PLAIN_PHRASE = re.compile(r"[ -~]*")
-
-
-class Reader(Protocol):
-    """Whoever gets a copy: a subscriber row, a test recipient."""
-
-    @property
-    def email(self) -> str: ...
-    @property
-    def first_name(self) -> str | None: ...
-    @property
-    def token(self) -> str: ...
 
 
 class InvalidRecipient(DeliveryError):
