@@ -11,6 +11,8 @@ import re
 import unicodedata
 from email.utils import parseaddr
 
+from email_validator import EmailNotValidError, validate_email
+
 from newsletter.config import Config
 
 
@@ -42,6 +44,23 @@ def _local_and_domain(address: str) -> tuple[str, str]:
     _, addr = parseaddr(address)
     local, _, domain = (addr or address).rpartition("@")
     return local.split("+", 1)[0], domain
+
+
+def ascii_address(address: str) -> str:
+    """`anna@bücher.de` -> `anna@xn--bcher-kva.de` (IDNA 2008), so headers and RCPT stay ASCII.
+
+    Raises ValueError for a non-ASCII local part: that needs SMTPUTF8 (RFC 6531), which a
+    newsletter cannot count on every relay to offer.
+    """
+    if address.isascii():
+        return address
+    try:
+        ascii_email = validate_email(address, check_deliverability=False).ascii_email
+    except EmailNotValidError as exc:
+        raise ValueError(f"not a deliverable address: {address!r} ({exc})") from None
+    if ascii_email is None:
+        raise ValueError(f"{address!r} has a non-ASCII local part (needs SMTPUTF8)")
+    return str(ascii_email)
 
 
 def token_from_address(address: str, base: str) -> str | None:

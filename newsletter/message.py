@@ -31,7 +31,13 @@ from html import escape
 from newsletter import dkim
 from newsletter.config import Config
 from newsletter.errors import DeliveryError
-from newsletter.links import issue_url, plus_address, unsubscribe_mailto, unsubscribe_web_url
+from newsletter.links import (
+    ascii_address,
+    issue_url,
+    plus_address,
+    unsubscribe_mailto,
+    unsubscribe_web_url,
+)
 from newsletter.render import PreviewReader, RenderedIssue
 from newsletter.render import Reader as Reader  # re-exported: who gets a copy
 
@@ -78,6 +84,10 @@ def encode_text(name: str, value: str) -> str:
 
 def format_mailbox(field: str, display_name: str | None, address: str) -> str:
     """`Field: "Name, Jr" <addr>` folded to 78 columns; the name quoted or encoded as needed."""
+    try:
+        address = ascii_address(address)  # an internationalised domain in its xn-- form
+    except ValueError as exc:
+        raise InvalidRecipient(str(exc), field=field) from None
     if not _ADDRESS.fullmatch(address):
         raise InvalidRecipient(f"not a deliverable ASCII address: {address!r}", field=field)
     return _name_addr(field, display_name, address)

@@ -21,6 +21,7 @@ from typing import Literal, Protocol
 from newsletter.config import Config, SmtpConfig
 from newsletter.errors import DeliveryError
 from newsletter.fsutil import write_atomic
+from newsletter.links import ascii_address
 
 Stage = Literal["connect", "auth", "mail", "rcpt", "data", "dot"]
 _LEADING_DOT = re.compile(rb"(?m)^\.")
@@ -140,8 +141,9 @@ class SmtpTransport:
         Otherwise, or on any error, this does nothing and `send` starts from scratch."""
         self._begun = None
         try:
+            sender, recipient = _envelope(sender, recipient)
             conn = self._connect()
-        except TransportFailure:
+        except (TransportFailure, ValueError):
             return
         if not conn.has_extn("pipelining"):
             return
@@ -160,6 +162,11 @@ class SmtpTransport:
             self._drop()
 
     def send(self, sender: str, recipient: str, data: bytes, *, message_id: str) -> str:
+        try:
+            sender, recipient = _envelope(sender, recipient)
+        except ValueError as exc:  # we cannot even say it: as if the server refused it (553)
+            self.abort()
+            raise _rejected("rcpt", 553, f"5.1.3 {exc}") from None
         begun, self._begun = self._begun, None
         if begun is not None and begun != (sender, recipient):
             self._drop()  # an envelope for someone else: start over on a fresh line
@@ -284,6 +291,11 @@ def _path(address: str) -> str:
 def _text(raw: bytes | str) -> str:
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
     return " ".join(text.split())
+
+
+def _envelope(sender: str, recipient: str) -> tuple[str, str]:
+    """SMTP without SMTPUTF8 needs ASCII paths: internationalised domains in their xn-- form."""
+    return ascii_address(sender), ascii_address(recipient)
 
 
 def _rejected(stage: Stage, code: int, raw: bytes | str) -> Rejected:

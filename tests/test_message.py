@@ -164,6 +164,12 @@ def test_an_unusable_address_is_refused_for_that_reader(address: str) -> None:
         render(config(), Reader(address, None, "t1"))
 
 
+def test_an_internationalised_domain_is_written_in_its_ascii_form() -> None:
+    message = parse(render(config(), Reader("Anna@Bücher.de", "Anna", "t1")))
+    (to,) = message["To"].addresses
+    assert to.addr_spec == "Anna@xn--bcher-kva.de"
+
+
 def test_an_odd_token_is_refused() -> None:
     with pytest.raises(InvalidRecipient):
         render(config(), Reader("a@b.c", None, "t1>\r\nBcc: x"))

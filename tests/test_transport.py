@@ -53,6 +53,21 @@ def test_one_connection_carries_many_messages_and_dots_are_stuffed(pipelining: b
     assert mta.messages[0].mail_from == "s@example.com"
 
 
+def test_an_internationalised_domain_goes_out_in_its_ascii_form() -> None:
+    with FaultyMTA() as mta:
+        transport = smtp(mta)
+        transport.begin("news+tok@example.com", "anna@bücher.de")
+        reply = transport.send("news+tok@example.com", "anna@bücher.de", MESSAGE, message_id="x")
+        assert reply.startswith("250 ")
+        # A non-ASCII local part needs SMTPUTF8: refused here as a 553, the connection goes on.
+        with pytest.raises(Rejected) as err:
+            transport.send("s@example.com", "jürgen@example.org", MESSAGE, message_id="y")
+        assert (err.value.stage, err.value.code) == ("rcpt", 553)
+        assert transport.send("s@example.com", "ok@example.org", MESSAGE, message_id="z")
+        transport.close()
+    assert [m.rcpt_tos for m in mta.messages] == [("anna@xn--bcher-kva.de",), ("ok@example.org",)]
+
+
 @pytest.mark.parametrize("reply", ["550 5.1.1 no such user", "451 4.3.0 later", "552 5.2.2 full"])
 def test_a_refused_recipient_is_reported_and_the_connection_goes_on(reply: str) -> None:
     with FaultyMTA(Faults(rcpt_replies={"bad@example.org": reply})) as mta:
