@@ -206,7 +206,8 @@ def _dry_run(config: Config, issue: Issue, issues: list[Issue]) -> None:
         else:
             counts = store.delivery_counts(existing.id)
             left = counts["pending"] + counts["deferred"] + counts["in_flight"]
-            click.echo(f"would resume {issue.slug}: {left} left of {existing.total}; {counts}")
+            states = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
+            click.echo(f"would resume {issue.slug}: {left} left of {existing.total} ({states})")
     click.echo(f"via {_route(config, issue.slug)}; nothing sent")
     reader = sample or PreviewReader()
     body = rendered.personalise(reader)
