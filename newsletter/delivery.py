@@ -1,7 +1,8 @@
 """Sending an issue: refuse what must not go out, then run the send log (newsletter.sendrun).
 
 `send_issue` is what `newsletter send` and the scheduler call: it renders once, checks, builds
-the per-issue message skeleton, takes the per-issue lock and runs the send. `send_test` sends
+the per-issue message skeleton, takes the per-issue lock and runs the send: in this process
+with one connection, as worker processes (newsletter.sendworkers) with several. `send_test` sends
 one proof copy outside the log.
 """
 
@@ -28,6 +29,7 @@ from newsletter.sendrun import (
     classify,
     run_send,
 )
+from newsletter.sendworkers import run_send_workers
 from newsletter.store import open_store
 from newsletter.transport import TransportFailure, open_transport
 
@@ -104,18 +106,32 @@ def send_issue(
     rendered, skeleton = prepare(config, issue, issues)
     smtp = config.delivery.transport == "smtp"
     open_transport(config, slug=issue.slug)  # a missing password fails here, not per thread
-    with send_lock(config, issue.slug), open_store(config) as store:
-        return run_send(
-            config,
-            store,
-            rendered,
-            skeleton,
-            connect=lambda: open_transport(config, slug=issue.slug),
-            connections=config.delivery.smtp.connections if smtp else 1,
-            max_per_second=config.delivery.smtp.max_per_second if smtp else 0.0,
-            resend_unknown=resend_unknown,
-            on_progress=on_progress,
-        )
+    connections = config.delivery.smtp.connections if smtp else 1
+    max_per_second = config.delivery.smtp.max_per_second if smtp else 0.0
+    with send_lock(config, issue.slug):
+        if connections > 1:  # worker processes: each opens its own store after the fork
+            return run_send_workers(
+                config,
+                lambda: open_store(config),
+                rendered,
+                skeleton,
+                connect=lambda: open_transport(config, slug=issue.slug),
+                connections=connections,
+                max_per_second=max_per_second,
+                resend_unknown=resend_unknown,
+                on_progress=on_progress,
+            )
+        with open_store(config) as store:
+            return run_send(
+                config,
+                store,
+                rendered,
+                skeleton,
+                connect=lambda: open_transport(config, slug=issue.slug),
+                max_per_second=max_per_second,
+                resend_unknown=resend_unknown,
+                on_progress=on_progress,
+            )
 
 
 def send_test(config: Config, issue: Issue, issues: list[Issue], reader: Reader) -> str:

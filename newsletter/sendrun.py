@@ -113,6 +113,14 @@ def classify(failure: TransportFailure) -> Outcome:
     return Outcome("failed", reply)
 
 
+class Stop(Protocol):
+    """A stop flag the connections watch: a threading.Event, or sendworkers' shared flag."""
+
+    def is_set(self) -> bool: ...
+    def set(self) -> None: ...
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
 class _RateLimit:
     def __init__(self, per_second: float) -> None:
         self.interval = 1.0 / per_second if per_second > 0 else 0.0
@@ -162,7 +170,7 @@ class _Run:
     connect: Callable[[], Transport]
     on_progress: Callable[[Progress], None]
     limiter: _RateLimit
-    stop: threading.Event = field(default_factory=threading.Event)
+    stop: Stop = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
     queue: list[DeliveryRow] = field(default_factory=list)
     reserved: set[int] = field(default_factory=set)  # taken from the queue, not yet claimed
@@ -405,17 +413,11 @@ def run_send(
     on_progress: Callable[[Progress], None] = lambda progress: None,
     wait: Callable[[float], None] = time.sleep,
 ) -> SendReport:
-    """Start or resume the send of `skeleton.slug`. The caller holds `send_lock`."""
+    """Start or resume the send of `skeleton.slug` on threads in this process. The caller
+    holds `send_lock`. (`newsletter.sendworkers` runs several connections as processes.)"""
     started = time.monotonic()
-    send = log.start_send(skeleton.slug)
-    report = SendReport(send, {})
-    for row in log.deliveries_in_state(send.id, ("in_flight",)):
-        # A previous run died between handing this to the server and hearing back.
-        log.record_delivery(row.id, "unknown", reply="in flight when an earlier run stopped")
-        report.unknown_before += 1
-    if resend_unknown:
-        for row in log.deliveries_in_state(send.id, ("unknown",)):
-            log.record_delivery(row.id, "pending", reply=f"re-sent after: {row.last_reply}")
+    report = begin_send(log, skeleton.slug, resend_unknown)
+    send = report.send
     connections = max(1, connections)
     run = _Run(
         config,
@@ -447,7 +449,7 @@ def run_send(
             thread.join()
         if run.paused:
             break
-        due = _next_deferred(log, send.id)
+        due = next_deferred(log, send.id)
         if due is None or due > deadline:
             break
         seconds = max(0.0, due - time.monotonic())
@@ -455,15 +457,35 @@ def run_send(
             Progress("waiting", "", f"next retry of deferred readers in {seconds:.0f} s", run.done)
         )
         wait(seconds)
-    report.counts = log.delivery_counts(send.id)
-    report.sent_now, report.paused = run.sent, run.paused
-    report.elapsed = time.monotonic() - started
-    if report.complete and not run.paused:
-        log.finish_send(send.id)
+    return finish_send(log, report, run.sent, run.paused, started)
+
+
+def begin_send(log: SendLog, slug: str, resend_unknown: bool) -> SendReport:
+    """Snapshot (or find) the send; rows a dead run left in flight become `unknown`."""
+    send = log.start_send(slug)
+    report = SendReport(send, {})
+    for row in log.deliveries_in_state(send.id, ("in_flight",)):
+        # A previous run died between handing this to the server and hearing back.
+        log.record_delivery(row.id, "unknown", reply="in flight when an earlier run stopped")
+        report.unknown_before += 1
+    if resend_unknown:
+        for row in log.deliveries_in_state(send.id, ("unknown",)):
+            log.record_delivery(row.id, "pending", reply=f"re-sent after: {row.last_reply}")
     return report
 
 
-def _next_deferred(log: SendLog, send_id: int) -> float | None:
+def finish_send(
+    log: SendLog, report: SendReport, sent: int, paused: str | None, started: float
+) -> SendReport:
+    report.counts = log.delivery_counts(report.send.id)
+    report.sent_now, report.paused = sent, paused
+    report.elapsed = time.monotonic() - started
+    if report.complete and not paused:
+        log.finish_send(report.send.id)
+    return report
+
+
+def next_deferred(log: SendLog, send_id: int) -> float | None:
     """When (time.monotonic) the earliest deferred row is due, or None if there is none."""
     rows = log.deliveries_in_state(send_id, ("deferred",))
     dues = [row.next_attempt_at for row in rows if row.next_attempt_at is not None]
