@@ -171,6 +171,8 @@ class _Run:
     on_progress: Callable[[Progress], None]
     limiter: _RateLimit
     stop: Stop = field(default_factory=threading.Event)
+    # Where due rows come from: the store, or (in a worker process) the parent's share-out.
+    fetch: Callable[[], list[DeliveryRow]] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     queue: list[DeliveryRow] = field(default_factory=list)
     reserved: set[int] = field(default_factory=set)  # taken from the queue, not yet claimed
@@ -207,7 +209,9 @@ class _Run:
             if self.stop.is_set():
                 return None
             if not self.queue:
-                batch = self.log.next_deliveries(self.send.id, _BATCH)
+                batch = (
+                    self.fetch() if self.fetch else self.log.next_deliveries(self.send.id, _BATCH)
+                )
                 self.queue = [row for row in reversed(batch) if row.id not in self.reserved]
             if not self.queue:
                 return None

@@ -32,6 +32,7 @@ from newsletter.config import Config
 from newsletter.message import BodyEncoder, IssueMessage
 from newsletter.render import RenderedIssue
 from newsletter.sendrun import (
+    _BATCH,
     Progress,
     SendLog,
     SendReport,
@@ -41,11 +42,12 @@ from newsletter.sendrun import (
     finish_send,
     next_deferred,
 )
-from newsletter.store import SendRecord
+from newsletter.store import DeliveryRow, SendRecord
 from newsletter.transport import Transport
 
 _FLUSH_EVERY = 0.05  # seconds a worker may hold progress events before telling the parent
 _FLUSH_BATCH = 100
+_SHARE = 10  # rows per request: small, so that the workers finish together
 
 
 class SharedStop:
@@ -111,10 +113,20 @@ def _worker(
     paused: str | None = None
     try:
         with open_log() as log:
+
+            def fetch() -> list[DeliveryRow]:
+                events.flush()
+                conn.send(("want", None))
+                while not conn.poll(0.1):
+                    if stop.is_set():  # the parent was interrupted before it answered
+                        return []
+                rows: list[DeliveryRow] = conn.recv()
+                return rows
+
             run = _Run(
                 config, log, send, skeleton, bodies, connect, events.put, _RateLimit(per_second)
             )
-            run.stop = stop
+            run.stop, run.fetch = stop, fetch
             run.worker()
             paused = run.paused
     except BaseException as exc:  # the store could not be opened: nothing may go out
@@ -127,13 +139,35 @@ def _worker(
 
 
 class _Parent:
-    """The parent's side of one round: start the workers, relay progress, notice deaths."""
+    """The parent's side: shares out due rows, relays progress, keeps the first pause."""
 
-    def __init__(self, on_progress: Callable[[Progress], None]) -> None:
+    def __init__(self, on_progress: Callable[[Progress], None], send_id: int) -> None:
         self.on_progress = on_progress
+        self.send_id = send_id
         self.done = 0
         self.sent = 0
         self.paused: str | None = None
+        self.log: SendLog | None = None  # open only while no fork is due
+        self.queue: list[DeliveryRow] = []
+        self.handed: set[int] = set()  # given to a worker and maybe not claimed yet
+
+    def share(self, stop: SharedStop) -> list[DeliveryRow]:
+        """The next few due rows for one worker: each row goes to one worker only, so the
+        workers do not race for the same claims."""
+        if stop.is_set() or self.log is None:
+            return []
+        if not self.queue:
+            try:
+                # Rows handed out and still due come first in this order: look past them.
+                due = self.log.next_deliveries(self.send_id, _BATCH + len(self.handed))
+            except Exception as exc:
+                self.pause(f"stopped: cannot read the send log: {exc}", stop)
+                return []
+            self.handed &= {row.id for row in due}
+            self.queue = [row for row in reversed(due) if row.id not in self.handed]
+        chunk = [self.queue.pop() for _ in range(min(_SHARE, len(self.queue)))]
+        self.handed.update(row.id for row in chunk)
+        return chunk
 
     def pause(self, reason: str, stop: SharedStop) -> None:
         self.paused = self.paused or reason
@@ -142,6 +176,8 @@ class _Parent:
     def relay(self, message: tuple[str, Any], stop: SharedStop) -> bool:
         """Handle one message from a worker; True if it was the worker's last."""
         kind, body = message
+        if kind == "want":
+            return False
         if kind == "end":
             if body:
                 self.pause(body, stop)
@@ -155,6 +191,7 @@ class _Parent:
 
 def _run_round(
     parent: _Parent,
+    open_log: Callable[[], AbstractContextManager[SendLog]],
     connections: int,
     stop: SharedStop,
     target: Callable[[Connection], None],
@@ -164,11 +201,28 @@ def _run_round(
     sys.stderr.flush()
     workers: list[tuple[multiprocessing.context.ForkProcess, Connection]] = []
     for n in range(connections):
-        reader, writer = context.Pipe(duplex=False)
+        reader, writer = context.Pipe()
         process = context.Process(target=target, args=(writer,), name=f"send-{n}", daemon=True)
         process.start()
         writer.close()
         workers.append((process, reader))
+    parent.queue, parent.handed = [], set()  # a new round: every due row is up for grabs
+    with contextlib.ExitStack() as stack:
+        try:  # only now: no SQLite connection may cross a fork
+            parent.log = stack.enter_context(open_log())
+        except Exception as exc:
+            parent.pause(f"stopped: cannot open the send log: {exc}", stop)
+        try:
+            _relay(parent, workers, stop)
+        finally:
+            parent.log = None
+
+
+def _relay(
+    parent: _Parent,
+    workers: list[tuple[multiprocessing.context.ForkProcess, Connection]],
+    stop: SharedStop,
+) -> None:
     interrupted = False
     ended: set[Connection] = set()
     running = {process.sentinel: (process, reader) for process, reader in workers}
@@ -200,7 +254,10 @@ def _run_round(
 def _receive(parent: _Parent, reader: Connection, stop: SharedStop, ended: set[Connection]) -> bool:
     """One message from a worker's pipe; True once the pipe has nothing more to say."""
     try:
-        if parent.relay(reader.recv(), stop):
+        message = reader.recv()
+        if message[0] == "want":
+            reader.send(parent.share(stop))
+        if parent.relay(message, stop):
             ended.add(reader)
             return True
     except EOFError:
@@ -252,7 +309,7 @@ def run_send_workers(
         report = begin_send(log, skeleton.slug, resend_unknown)
     bodies = BodyEncoder(rendered)  # built once, inherited by every worker
     per_second = max_per_second / connections  # the limit is shared: each takes its part
-    parent = _Parent(on_progress)
+    parent = _Parent(on_progress, report.send.id)
     deadline = started + config.delivery.retry_window
     with _sigterm_interrupts():
         while True:
@@ -263,7 +320,7 @@ def run_send_workers(
                     config, open_log, report.send, skeleton, bodies, connect, stop, per_second, conn
                 )
 
-            _run_round(parent, connections, stop, target)
+            _run_round(parent, open_log, connections, stop, target)
             if parent.paused:
                 break
             with open_log() as log:
