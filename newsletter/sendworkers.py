@@ -90,7 +90,9 @@ class _Events:
 
     def flush(self, now: float = 0.0) -> None:
         if self.batch:
-            self.conn.send(("progress", self.batch))
+            # The parent gone (killed): its stop flag says so; the results are recorded anyway.
+            with contextlib.suppress(OSError):
+                self.conn.send(("progress", self.batch))
             self.batch, self.last = [], now or time.monotonic()
 
 
@@ -116,11 +118,17 @@ def _worker(
 
             def fetch() -> list[DeliveryRow]:
                 events.flush()
-                conn.send(("want", None))
+                try:
+                    conn.send(("want", None))
+                except OSError:
+                    return []
                 while not conn.poll(0.1):
                     if stop.is_set():  # the parent was interrupted before it answered
                         return []
-                rows: list[DeliveryRow] = conn.recv()
+                try:
+                    rows: list[DeliveryRow] = conn.recv()
+                except EOFError:  # the parent is gone
+                    return []
                 return rows
 
             run = _Run(
@@ -134,7 +142,8 @@ def _worker(
         stop.set()
     finally:
         events.flush()
-        conn.send(("end", paused))
+        with contextlib.suppress(OSError):
+            conn.send(("end", paused))
         conn.close()
 
 

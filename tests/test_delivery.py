@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections import Counter
@@ -406,3 +407,71 @@ def test_an_unwritable_outbox_stops_the_send_and_loses_nobody(publication: Path)
     assert report.counts["pending"] == len(readers) and report.counts["in_flight"] == 0
     (publication / "outbox" / SLUG).unlink()
     assert send(config).counts["sent"] == len(readers)
+
+
+def test_worker_processes_share_the_log_and_never_take_the_same_row(
+    publication: Path, tmp_path: Path
+) -> None:
+    """Several connections run as forked processes, each with its own store and transport;
+    the claims are transactions, so every reader is sent once."""
+    from newsletter.sendworkers import run_send_workers
+    from newsletter.transport import open_transport
+
+    pids = tmp_path / "pids"
+
+    def connect() -> Any:
+        with pids.open("a") as out:
+            out.write(f"{os.getpid()}\n")
+        return open_transport(config, slug=SLUG)
+
+    with FaultyMTA(Faults(delay=0.005)) as mta:
+        config = smtp_config(publication, mta, connections=3)
+        readers = add_readers(config, 40)
+        issues = load_issues(config)
+        rendered, skeleton = delivery.prepare(config, find_issue(config, issues, SLUG), issues)
+        events: list[delivery.Progress] = []
+        report = run_send_workers(
+            config,
+            lambda: open_store(config),
+            rendered,
+            skeleton,
+            connect=connect,
+            connections=3,
+            on_progress=events.append,
+        )
+    workers = set(pids.read_text().split())
+    assert len(workers) == 3 and str(os.getpid()) not in workers
+    assert Counter(mta.recipients()) == {email: 1 for email, _ in readers}
+    assert report.complete and report.sent_now == len(readers) == report.counts["sent"]
+    assert sorted(e.email for e in events) == sorted(email for email, _ in readers)
+    assert [e.done for e in events] == list(range(1, len(readers) + 1))  # one count, in order
+
+
+def test_a_killed_worker_stops_the_send_and_its_row_is_unknown_next_run(
+    publication: Path,
+) -> None:
+    import multiprocessing
+    import signal
+
+    killed: list[int] = []
+
+    def kill_a_worker(event: delivery.Progress) -> None:
+        workers = [p for p in multiprocessing.active_children() if p.name.startswith("send-")]
+        if event.done >= 10 and not killed and workers and workers[0].pid:
+            killed.append(workers[0].pid)
+            os.kill(workers[0].pid, signal.SIGKILL)
+
+    with FaultyMTA(Faults(delay=0.02)) as mta:
+        config = smtp_config(publication, mta, connections=2)
+        readers = add_readers(config, 60)
+        report = send(config, on_progress=kill_a_worker)
+        assert killed, "no worker was killed"
+        assert report.paused == "a send worker died (signal 9); stopped"
+        assert report.counts["in_flight"] <= 1  # the dead worker's; the other stopped cleanly
+        assert report.counts["pending"] > 0 and not report.complete
+        after = send(config, resend_unknown=True)
+    assert after.unknown_before == report.counts["in_flight"]
+    assert after.complete and after.counts["sent"] == len(readers)
+    per_reader = Counter(mta.recipients())
+    assert set(per_reader) == {email for email, _ in readers}
+    assert sum(count - 1 for count in per_reader.values()) <= 1

@@ -16,6 +16,7 @@ from conftest import run_cli
 
 from newsletter import delivery
 from newsletter.config import load_config
+from newsletter.errors import DeliveryError
 from newsletter.store import open_store
 from newsletter.testing.mta import Faults, FaultyMTA
 
@@ -151,13 +152,17 @@ def test_a_killed_send_resumes_and_everyone_gets_the_issue_once(publication: Pat
         overrides = smtp_env(mta, connections)
         env = {**os.environ, **{k: v for k, v in overrides.items() if v is not None}}
         command = [NEWSLETTER, "--root", str(publication), "send", SLUG]
-        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+        # Its own process group: the worker processes die with it, as in a power cut.
+        process = subprocess.Popen(
+            command, env=env, stdout=subprocess.DEVNULL, start_new_session=True
+        )
         try:
             while len(mta.messages) < 20 and process.poll() is None:
                 time.sleep(0.01)
-            os.kill(process.pid, signal.SIGKILL)
+            os.killpg(process.pid, signal.SIGKILL)
         finally:
             process.wait()
+        _wait_for_the_lock(publication)  # the workers are gone too
         delivered_before_kill = len(mta.messages)
         assert process.returncode == -signal.SIGKILL
         assert 20 <= delivered_before_kill < len(emails)  # killed mid-send
@@ -181,7 +186,44 @@ def test_a_killed_send_resumes_and_everyone_gets_the_issue_once(publication: Pat
     assert any(line.split() == ["sent", str(len(emails))] for line in status.stdout.splitlines())
 
 
-def test_ctrl_c_stops_cleanly_and_the_send_resumes(publication: Path) -> None:
+def _wait_for_the_lock(root: Path) -> None:
+    """Until no process of the send (parent or worker) holds the issue's send lock."""
+    for _ in range(3000):
+        try:
+            with delivery.send_lock(load_config(root), SLUG):
+                return
+        except DeliveryError:
+            time.sleep(0.01)
+    raise AssertionError("the send's processes never exited")
+
+
+def test_when_only_the_parent_is_killed_the_workers_stop_cleanly(publication: Path) -> None:
+    """SIGKILL to the `newsletter send` process alone: its workers notice, record the message
+    they carry and exit, so nothing is left in flight and the resumed send sends nobody twice."""
+    emails = add_readers(publication, 150)
+    with FaultyMTA(Faults(delay=0.02)) as mta:
+        env = {**os.environ, **{k: v for k, v in smtp_env(mta).items() if v is not None}}
+        command = [NEWSLETTER, "--root", str(publication), "send", SLUG]
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+        try:
+            while len(mta.messages) < 20 and process.poll() is None:
+                time.sleep(0.01)
+            os.kill(process.pid, signal.SIGKILL)
+        finally:
+            process.wait()
+        _wait_for_the_lock(publication)
+        with open_store(load_config(publication)) as store:
+            record = store.get_send(SLUG)
+            assert record is not None
+            counts = store.delivery_counts(record.id)
+        assert counts["in_flight"] == 0 and 20 <= counts["sent"] < len(emails)
+        resumed = subprocess.run(command, env=env, capture_output=True, text=True)
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert Counter(mta.recipients()) == dict.fromkeys(emails, 1)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_stops_cleanly_and_the_send_resumes(publication: Path, signum: int) -> None:
     emails = add_readers(publication, 80)
     with FaultyMTA(Faults(delay=0.02)) as mta:
         env = {**os.environ, **{k: v for k, v in smtp_env(mta).items() if v is not None}}
@@ -190,7 +232,7 @@ def test_ctrl_c_stops_cleanly_and_the_send_resumes(publication: Path) -> None:
         try:
             while len(mta.messages) < 10 and process.poll() is None:
                 time.sleep(0.01)
-            process.send_signal(signal.SIGINT)
+            process.send_signal(signum)
             _, stderr = process.communicate(timeout=60)
         finally:
             process.kill()
