@@ -475,3 +475,34 @@ def test_a_killed_worker_stops_the_send_and_its_row_is_unknown_next_run(
     per_reader = Counter(mta.recipients())
     assert set(per_reader) == {email for email, _ in readers}
     assert sum(count - 1 for count in per_reader.values()) <= 1
+
+
+def test_when_a_worker_cannot_record_a_result_the_whole_send_stops(publication: Path) -> None:
+    from contextlib import contextmanager
+
+    from newsletter.sendworkers import run_send_workers
+
+    @contextmanager
+    def failing_log() -> Any:
+        with open_store(config) as store:
+            yield FailingLog(store, ok=3)  # each worker's copy fails on its 4th result
+
+    with FaultyMTA(Faults(delay=0.01)) as mta:
+        config = smtp_config(publication, mta, connections=2)
+        readers = add_readers(config, 40)
+        issues = load_issues(config)
+        rendered, skeleton = delivery.prepare(config, find_issue(config, issues, SLUG), issues)
+        report = run_send_workers(
+            config,
+            failing_log,
+            rendered,
+            skeleton,
+            connect=lambda: open_transport_for(config),
+            connections=2,
+        )
+        assert report.paused is not None and "disk is full" in report.paused
+        assert report.counts["sent"] <= 6 and 1 <= report.counts["in_flight"] <= 2
+        assert len(mta.messages) == report.counts["sent"] + report.counts["in_flight"]
+        after = send(config)
+    assert after.unknown_before == report.counts["in_flight"]
+    assert after.counts["sent"] + after.counts["unknown"] == len(readers)
