@@ -103,7 +103,11 @@ def child(root: Path, port: int, connections: int) -> None:
     config = load_config(root)
     issues = load_issues(config)
     report = delivery.send_issue(config, find_issue(config, issues, SLUG), issues)
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # With several connections the worker processes hold the rows: the largest process counts.
+    peak_kb = max(
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+    )
     print(json.dumps({"sent": report.sent_now, "seconds": report.elapsed, "peak_kb": peak_kb}))
 
 
