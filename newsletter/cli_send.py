@@ -160,11 +160,17 @@ def send(
         if existing is not None:
             counts = store.delivery_counts(existing.id)
             todo = sum(counts[s] for s in _NEEDS_ATTENTION if s != "unknown" or resend_unknown)
-    click.echo(f"sending {issue.slug} via {_route(config, issue.slug)}")
     try:
         with _reporter(todo) as show:
             report = delivery.send_issue(
-                config, issue, issues, resend_unknown=resend_unknown, on_progress=show
+                config,
+                issue,
+                issues,
+                resend_unknown=resend_unknown,
+                on_progress=show,
+                on_start=lambda: click.echo(
+                    f"sending {issue.slug} via {_route(config, issue.slug)}"
+                ),
             )
     except KeyboardInterrupt:
         click.echo(f"interrupted: `newsletter send {issue.slug}` resumes the send", err=True)

@@ -15,6 +15,7 @@ import secrets
 from collections.abc import Callable, Iterator
 from datetime import datetime
 
+from newsletter import dkim
 from newsletter.checks import check_rendered
 from newsletter.config import Config
 from newsletter.errors import DeliveryError
@@ -80,6 +81,7 @@ def prepare(
             path=issue.path,
             field="status",
         )
+    dkim.check(config)  # a missing key is one error now, not a paused send at message one
     rendered = render_issue(config, issue, issues)
     errors = [p for p in check_rendered(config, rendered) if p.severity == "error"]
     if errors:
@@ -100,12 +102,15 @@ def send_issue(
     *,
     resend_unknown: bool = False,
     on_progress: Callable[[Progress], None] = lambda progress: None,
+    on_start: Callable[[], None] = lambda: None,
 ) -> SendReport:
     """Start or resume the send of one issue to every active subscriber (the `send` command
-    and the scheduler call this). Raises DeliveryError when another send of it is running."""
+    and the scheduler call this). Raises DeliveryError when another send of it is running.
+    `on_start` runs once the issue is accepted (not a draft, checks clean, transport usable)."""
     rendered, skeleton = prepare(config, issue, issues)
     smtp = config.delivery.transport == "smtp"
     open_transport(config, slug=issue.slug)  # a missing password fails here, not per thread
+    on_start()
     connections = config.delivery.smtp.connections if smtp else 1
     max_per_second = config.delivery.smtp.max_per_second if smtp else 0.0
     with send_lock(config, issue.slug):

@@ -50,6 +50,7 @@ def test_send_refuses_a_draft(publication: Path) -> None:
     result = run_cli(publication, "send", draft)
     assert result.code == 2
     assert "status: is a draft" in result.stderr
+    assert "sending" not in result.stdout  # refused before it claims to start
 
 
 def test_send_refuses_an_issue_that_check_rejects(publication: Path) -> None:
