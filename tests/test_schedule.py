@@ -3,37 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
+from schedule_support import UTC, FakeIssue, at, make_config
 
 from newsletter.cadence import is_scheduled_day, last_scheduled, rule_text, scheduled_dates
-from newsletter.config import Config, ScheduleConfig
+from newsletter.config import Config
 from newsletter.errors import ConfigError
 from newsletter.schedule import find_due
-
-UTC = dt.UTC
-
-
-@dataclass(frozen=True)
-class FakeIssue:
-    """The shape of newsletter.issues.Issue that the schedule reads."""
-
-    slug: str
-    date: dt.date
-    status: str = "ready"
-    title: str = "An issue"
-    path: Path = field(default=Path("content/x.md"))
-
-
-def make_config(tmp_path: Path, tz: str = "Europe/London", **schedule: object) -> Config:
-    return Config(root=tmp_path, timezone=tz, schedule=ScheduleConfig(**schedule))  # type: ignore[arg-type]
-
-
-def at(text: str, tz: str = "Europe/London") -> dt.datetime:
-    return dt.datetime.fromisoformat(text).replace(tzinfo=ZoneInfo(tz))
 
 
 def utc(text: str) -> dt.datetime:

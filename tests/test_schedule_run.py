@@ -11,15 +11,14 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
+from schedule_support import FakeIssue, at, make_config
 
 from newsletter.cadence import FixedClock
-from newsletter.config import Config, ScheduleConfig
+from newsletter.config import Config
 from newsletter.errors import DeliveryError
 from newsletter.schedule import (
     ScheduleLockedError,
@@ -32,27 +31,6 @@ from newsletter.schedule import (
     run_due,
     state_file,
 )
-
-UTC = dt.UTC
-
-
-@dataclass(frozen=True)
-class FakeIssue:
-    """The shape of newsletter.issues.Issue that the schedule reads."""
-
-    slug: str
-    date: dt.date
-    status: str = "ready"
-    title: str = "An issue"
-    path: Path = field(default=Path("content/x.md"))
-
-
-def make_config(tmp_path: Path, tz: str = "Europe/London", **schedule: object) -> Config:
-    return Config(root=tmp_path, timezone=tz, schedule=ScheduleConfig(**schedule))  # type: ignore[arg-type]
-
-
-def at(text: str, tz: str = "Europe/London") -> dt.datetime:
-    return dt.datetime.fromisoformat(text).replace(tzinfo=ZoneInfo(tz))
 
 
 class JsonSendLog:
