@@ -31,10 +31,9 @@ from newsletter.plaintext import html_to_text
 from newsletter.render import (
     RenderedIssue,
     inline_css,
-    recent_issues,
     render_issue,
     render_template,
-    subject_for,
+    template_context,
     template_environment,
 )
 
@@ -94,18 +93,7 @@ class NaiveRenderer:
         self.text_content = html_to_text(body.html)
         self.html_env = template_environment(config)
         self.text_env = template_environment(config, autoescape=False)
-        self.context: dict[str, Any] = {
-            "config": config,
-            "issue": issue,
-            "subject": subject_for(config, issue),
-            "preheader": issue.summary,
-            "recent": recent_issues(config, issue, issues),
-            "web_url": links.issue_url(config, issue.slug),
-            "archive_url": config.base_url,
-            "subscribe_url": config.archive_url("subscribe/"),
-            "reply_to": config.reply_to,
-            "year": issue.date.year,
-        }
+        self.context: dict[str, Any] = template_context(config, issue, issues)
 
     def render(self, reader: Subscriber) -> tuple[str, str]:
         values = {

@@ -190,11 +190,9 @@ def subject_for(config: Config, issue: Issue) -> str:
     return f"{config.name} #{issue.number}: {issue.title}"
 
 
-def render_issue(config: Config, issue: Issue, issues: list[Issue]) -> RenderedIssue:
-    """Markdown, both templates and premailer: once per issue."""
-    body = render_markdown(config, issue, issues)
-    slot = {name: Markup(_SLOT_TOKEN.format(name)) for name in SLOTS}
-    context: dict[str, Any] = {
+def template_context(config: Config, issue: Issue, issues: list[Issue]) -> dict[str, Any]:
+    """What email.html and email.txt see, except `content` and the per-reader `slot` values."""
+    return {
         "config": config,
         "issue": issue,
         "subject": subject_for(config, issue),
@@ -205,8 +203,14 @@ def render_issue(config: Config, issue: Issue, issues: list[Issue]) -> RenderedI
         "subscribe_url": config.archive_url("subscribe/"),
         "reply_to": config.reply_to,
         "year": issue.date.year,
-        "slot": slot,
     }
+
+
+def render_issue(config: Config, issue: Issue, issues: list[Issue]) -> RenderedIssue:
+    """Markdown, both templates and premailer: once per issue."""
+    body = render_markdown(config, issue, issues)
+    slot = {name: Markup(_SLOT_TOKEN.format(name)) for name in SLOTS}
+    context = {**template_context(config, issue, issues), "slot": slot}
     html_env = template_environment(config)
     page = render_template(html_env, "email.html", {**context, "content": Markup(body.html)})
     inlined, warnings = inline_css(page)
