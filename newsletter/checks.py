@@ -48,6 +48,7 @@ def check_rendered(config: Config, rendered: RenderedIssue) -> list[Problem]:
     """Every problem found in one rendered issue, in file order where there is a line."""
     issue = rendered.issue
     problems: list[Problem] = []
+    lines = _lines(issue)  # read once: every check below reports a line of this file
 
     def add(
         severity: Severity, message: str, line: int | None = None, path: Path | str = ""
@@ -56,7 +57,7 @@ def check_rendered(config: Config, rendered: RenderedIssue) -> list[Problem]:
 
     content = config.content_dir.resolve()
     for link in rendered.body_links:
-        line = _line_of(issue, link.written)
+        line = _line_of(issue, lines, link.written)
         if link.broken:
             what = "image" if link.tag == "img" else "link"
             add("error", f"broken {what} {link.written!r}: no file {link.local_path}", line)
@@ -72,7 +73,7 @@ def check_rendered(config: Config, rendered: RenderedIssue) -> list[Problem]:
                 line,
             )
 
-    for number, text in _lines(issue):
+    for number, text in lines:
         for match in _PLACEHOLDER.finditer(text):
             add("error", f"leftover placeholder {match.group(0)!r}", number)
 
@@ -103,7 +104,7 @@ def check_rendered(config: Config, rendered: RenderedIssue) -> list[Problem]:
             "warning",
             f"ready issue dated {issue.date} ({weekday}), but the schedule's day that month "
             f"is {expected}: it would never be sent by `send --due`",
-            _line_of(issue, "date:", front_matter=True),
+            _line_of(issue, lines, "date:", front_matter=True),
         )
     return sorted(problems, key=lambda p: (str(p.path) != str(issue.path), p.line or 0))
 
@@ -121,8 +122,10 @@ def _lines(issue: Issue) -> list[tuple[int, str]]:
     return list(enumerate(text.splitlines(), start=1))
 
 
-def _line_of(issue: Issue, needle: str, *, front_matter: bool = False) -> int | None:
-    for number, text in _lines(issue):
+def _line_of(
+    issue: Issue, lines: list[tuple[int, str]], needle: str, *, front_matter: bool = False
+) -> int | None:
+    for number, text in lines:
         if not front_matter and number < issue.body_line:
             continue
         if needle in text:
