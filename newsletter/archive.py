@@ -62,9 +62,11 @@ _TAG = re.compile(r"<[^>]+>")
 
 
 class SendLog(Protocol):
-    """What the archive needs from the store: whether an issue has been sent."""
+    """What the archive needs from the store: whether an issue has been sent, and where to
+    fix the numbers of the issues it lists (readers have seen them from then on)."""
 
     def get_send(self, issue_slug: str) -> object | None: ...
+    def fix_numbers(self, numbers: Mapping[str, int], *, how: str) -> dict[str, int]: ...
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,14 @@ def published_issues(
     by hand). Drafts never, even with a send record."""
     sent = {i.slug for i in issues if send_log is not None and send_log.get_send(i.slug)}
     chosen = [i for i in issues if i.is_ready and (i.slug in sent or i.date <= today)]
-    return sorted(chosen, key=lambda i: (i.date, i.number), reverse=True)
+    return sorted(chosen, key=lambda i: (i.date, i.number or 0), reverse=True)
+
+
+def _publish(issues: Sequence[Issue], send_log: SendLog | None, today: dt.date) -> list[Issue]:
+    chosen = published_issues(issues, send_log, today)
+    if send_log is not None:
+        send_log.fix_numbers({i.slug: i.number for i in chosen if i.number}, how="archive")
+    return chosen
 
 
 @contextmanager
@@ -128,27 +137,27 @@ def build_archive(
     issues: Sequence[Issue],
     out_dir: Path | None = None,
     *,
+    today: dt.date,
     send_log: SendLog | None = None,
-    today: dt.date | None = None,
     rendered: Mapping[str, RenderedIssue] | None = None,
     workers: int | None = None,
 ) -> ArchiveReport:
     """Write (or bring up to date) the static archive in `out_dir` (default build/archive/).
 
-    `issues`: every loaded issue (load_issues); which appear is decided here. `send_log`:
-    default the publication's store when its database exists. `rendered`: issues the caller
+    `issues`: every loaded issue (load_issues); which appear is decided here, as of `today`.
+    `send_log`: default the publication's store when its database exists; the numbers of the
+    issues listed are fixed there. `rendered`: issues the caller
     already rendered, by slug, so their Markdown is not run again. `workers`: processes for
     Markdown (default: one per CPU when many bodies need rendering).
     """
     out = (out_dir or default_out_dir(config)).resolve()
     if out.is_relative_to(config.content_dir.resolve()):
         raise ArchiveError("the archive cannot be written inside content/", path=out)
-    today = today or dt.datetime.now(config.tz).date()
     if send_log is None:
         with open_send_log(config) as log:
-            chosen = published_issues(issues, log, today)
+            chosen = _publish(issues, log, today)
     else:
-        chosen = published_issues(issues, send_log, today)
+        chosen = _publish(issues, send_log, today)
     for issue in chosen:
         check_slug(issue)
     try:

@@ -120,8 +120,9 @@ class Site:
 
     def _entry(self, issue: Issue) -> Entry:
         tags = tuple(dict.fromkeys(self.tags[slugify(t)] for t in issue.tags))  # "Teams", "teams"
+        number = issue.number or 0  # drafts (unnumbered) are never published
         return Entry(
-            issue.slug, issue.number, issue.title, issue.date, issue.summary, issue.author, tags
+            issue.slug, number, issue.title, issue.date, issue.summary, issue.author, tags
         )
 
     def outputs(self) -> list[Output]:

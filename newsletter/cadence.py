@@ -8,6 +8,7 @@ moment, used by issue loading (default send dates), `check` and the scheduler.
 from __future__ import annotations
 
 import datetime as dt
+import time
 import zoneinfo
 from dataclasses import dataclass
 from functools import lru_cache
@@ -47,6 +48,21 @@ class FixedClock:
 
     def advance(self, delta: dt.timedelta) -> None:
         self.moment += delta
+
+
+class OffsetClock:
+    """Starts at a chosen moment and then runs at the real pace (monotonic time).
+
+    `newsletter --now T schedule` rehearses a date with a live scheduler, and tests run one
+    without depending on the day they run.
+    """
+
+    def __init__(self, start: dt.datetime) -> None:
+        self.start = to_utc(start)
+        self.started = time.monotonic()
+
+    def now(self) -> dt.datetime:
+        return self.start + dt.timedelta(seconds=time.monotonic() - self.started)
 
 
 # ----------------------------------------------------------------------------- the rule

@@ -11,11 +11,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from newsletter.cadence import first_scheduled_on_or_after, is_scheduled_day
 from newsletter.config import WEEKDAYS, Config
 from newsletter.issues import Issue
+from newsletter.publication import Publication
 from newsletter.render import PreviewReader, RenderedIssue, SlotTemplate, render_issue
+from newsletter.scaffold import SCAFFOLD_BODY, SCAFFOLD_SUMMARY
 
 Severity = Literal["error", "warning"]
 GMAIL_CLIP_BYTES = 100 * 1024  # Gmail clips at about 102 KB; keep a margin
@@ -76,6 +79,11 @@ def check_rendered(config: Config, rendered: RenderedIssue) -> list[Problem]:
     for number, text in lines:
         for match in _PLACEHOLDER.finditer(text):
             add("error", f"leftover placeholder {match.group(0)!r}", number)
+    for needle in (SCAFFOLD_BODY, SCAFFOLD_SUMMARY):
+        if (line := _line_of(issue, lines, needle, front_matter=True)) is not None:
+            # A draft may still hold it; a ready issue would mail it to every reader.
+            severity: Severity = "error" if issue.is_ready else "warning"
+            add(severity, "still holds the text `newsletter new` wrote; write your own", line)
 
     html = rendered.personalise(PreviewReader())
     size = len(html.html.encode("utf-8"))
@@ -107,6 +115,54 @@ def check_rendered(config: Config, rendered: RenderedIssue) -> list[Problem]:
             _line_of(issue, lines, "date:", front_matter=True),
         )
     return sorted(problems, key=lambda p: (str(p.path) != str(issue.path), p.line or 0))
+
+
+def check_publication(config: Config, publication: Publication) -> list[Problem]:
+    """What concerns several issues or the settings: two issues on one date, numbers that
+    cannot be honoured, and example values left in newsletter.yaml. (Broken files are
+    `publication.broken`, reported as the errors they are.)"""
+    problems: list[Problem] = []
+    for clash in publication.clashes:
+        level: Severity = "error" if clash.holder_fixed else "warning"
+        problems.append(Problem(level, clash.issue.path, clash.issue.number_line, clash.message))
+    by_date: dict[object, list[Issue]] = {}
+    for issue in publication.issues:
+        by_date.setdefault(issue.date, []).append(issue)
+    for date, same in by_date.items():
+        ready = [i for i in same if i.is_ready]
+        for issue in same:
+            others = ", ".join(o.slug for o in same if o is not issue)
+            if not others:
+                continue
+            if issue.is_ready and len(ready) > 1:
+                message = f"two ready issues on {date} (also {others}): one issue per send date"
+                problems.append(Problem("error", issue.path, None, message))
+            elif not issue.is_ready and ready:
+                message = (f"draft dated {date}, the day of ready issue {ready[0].slug}; "
+                           "it blocks nothing, but move it before you set it ready")  # fmt: skip
+                problems.append(Problem("warning", issue.path, None, message))
+    if config.delivery.transport == "smtp":
+        problems += _example_settings(config)
+    return problems
+
+
+_EXAMPLE_DOMAINS = ("example.com", "example.org", "example.net")
+SAMPLE_POSTAL_ADDRESS = "1 Example Street, Springfield"
+
+
+def _example_settings(config: Config) -> list[Problem]:
+    """The sample's example values, still in place for a real send (never blocks: test
+    set-ups send to example domains on purpose)."""
+    found = []
+    for key, value in (("from", config.sender), ("base_url", config.base_url)):
+        host = value.rpartition("@")[2] if key == "from" else urlsplit(value).hostname or ""
+        host = host.strip(">").lower()
+        if any(host == d or host.endswith("." + d) for d in _EXAMPLE_DOMAINS):
+            found.append(f"{key} still uses the example domain {host}")
+    if config.postal_address.strip() == SAMPLE_POSTAL_ADDRESS:
+        found.append("postal_address is still the sample's")
+    path = config.root / "newsletter.yaml"
+    return [Problem("warning", path, None, f"{text}; set your own") for text in found]
 
 
 def _slot_in_href(template: SlotTemplate, slot: str) -> bool:

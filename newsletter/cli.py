@@ -43,20 +43,29 @@ class NewsletterGroup(click.Group):
     help="Publication directory (newsletter.yaml, content/, templates/, subscribers/). "
     "Default: the current directory.",
 )
+@click.option(
+    "--now",
+    "now_text",
+    metavar="ISO-DATETIME",
+    default=None,
+    help="Act as if it were this moment (local time unless it has an offset): rehearse a "
+    "send day, or pin the clock in tests. Default: the system clock.",
+)
 @click.version_option(package_name="newsletter")
 @click.pass_context
-def main(ctx: click.Context, root: Path | None) -> None:
+def main(ctx: click.Context, root: Path | None, now_text: str | None) -> None:
     """Publish a Markdown newsletter: check, build, send, archive.
 
     \b
     Example:
         newsletter check
         newsletter --root ~/my-letter build
+        newsletter --now 2027-01-05T09:30 schedule --list 3
     """
     root = (root or Path(os.getcwd())).resolve()
     if not root.is_dir():
         raise click.BadParameter(f"{root} is not a directory", param_hint="--root")
-    ctx.obj = AppContext(root=root)
+    ctx.obj = AppContext(root=root, now_text=now_text)
 
 
 # Each area keeps its commands in its own module; registering them here gives one `--help`.

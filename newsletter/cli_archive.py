@@ -8,7 +8,8 @@ import click
 
 from newsletter.archive import build_archive
 from newsletter.context import AppContext, pass_app
-from newsletter.issues import load_issues
+from newsletter.publication import load_publication
+from newsletter.store import open_store
 
 
 @click.command("archive")
@@ -25,6 +26,7 @@ def archive(app: AppContext, out: Path | None) -> None:
 
     Only what changed since the last build is rewritten. Issues appear once sent (per the send
     log); before anything was sent, `ready` issues dated today or earlier. Drafts never.
+    Listing an issue fixes its number for good (the store records it).
 
     \b
     Example:
@@ -33,5 +35,11 @@ def archive(app: AppContext, out: Path | None) -> None:
         rsync -a --delete --exclude '.archive-*' build/archive/ host:/var/www/newsletter/
     """
     config = app.config
-    report = build_archive(config, load_issues(config), out)
+    today = app.today()
+    publication = load_publication(config, today)
+    for warning in publication.warnings():
+        click.echo(warning, err=True)
+    # Publishing fixes the numbers of the issues listed, so the store is opened (made) here.
+    with open_store(config) as store:
+        report = build_archive(config, publication.issues, out, today=today, send_log=store)
     click.echo(f"archive: {report.summary()}")

@@ -10,72 +10,69 @@ import click
 
 from newsletter import preview as preview_server
 from newsletter.archive import build_archive
-from newsletter.checks import Problem, check_rendered, has_errors
-from newsletter.config import Config
+from newsletter.cadence import is_scheduled_day
+from newsletter.checks import Problem, check_publication, check_rendered, has_errors
 from newsletter.context import AppContext, pass_app
 from newsletter.errors import IssueError
 from newsletter.fsutil import write_atomic
-from newsletter.issues import Issue, find_issue, load_issues, next_scheduled_day
-from newsletter.links import slugify
+from newsletter.issues import Issue
 from newsletter.message import IssueMessage
+from newsletter.publication import Publication, load_publication
 from newsletter.render import PreviewReader, RenderedIssue, render_issue
-
-ISSUE_TEMPLATE = """\
----
-title: {title}
-date: {date}
-summary: One sentence for the inbox preview and the archive.
-tags: []
-status: draft
----
-
-Start writing here. Use `##` for section headings (the title is the page's only `#`).
-"""
+from newsletter.scaffold import plan_new_issue
 
 
-def _select(config: Config, refs: tuple[str, ...]) -> tuple[list[Issue], list[Issue]]:
-    """(all issues, the ones named on the command line or all of them)."""
-    issues = load_issues(config)
+def _select(app: AppContext, refs: tuple[str, ...]) -> tuple[Publication, list[Issue]]:
+    """(the publication, the issues named on the command line or all of them)."""
+    publication = load_publication(app.config, app.today())
     if not refs:
-        return issues, issues
-    return issues, [find_issue(config, issues, ref) for ref in refs]
+        return publication, publication.issues
+    return publication, [publication.find(app.config, ref) for ref in refs]
+
+
+def _warn_broken(publication: Publication) -> None:
+    for warning in publication.warnings():
+        click.echo(warning, err=True)
 
 
 @click.command()
 @click.argument("title")
 @click.option(
-    "--date", "date_text", metavar="YYYY-MM-DD", help="Send date (default: next scheduled day)."
+    "--date",
+    "date_text",
+    metavar="YYYY-MM-DD",
+    help="Send date (default: the next scheduled date still ahead that no issue holds).",
 )
+@click.option("--slug", help="The file name's part after YYYY-MM- (default: from the title).")
 @pass_app
-def new(app: AppContext, title: str, date_text: str | None) -> None:
-    """Scaffold a new draft issue in content/.
+def new(app: AppContext, title: str, date_text: str | None, slug: str | None) -> None:
+    """Scaffold a new draft issue in content/ on the next free date.
 
-    The file is content/<YYYY-MM>-<slug>.md with the front-matter filled in; the date
-    defaults to the next scheduled day (the first Tuesday of a month by default).
+    The file is content/<YYYY-MM>-<slug>.md with the front-matter filled in. The date is the
+    next scheduled date (the first Tuesday of a month by default) whose send time is still
+    ahead and that no other issue, ready or draft, holds. A title in any script gets a
+    readable ASCII file name. `check` refuses to send the scaffold text unedited.
 
     \b
     Example:
         newsletter new "Feedback that travels upstream"
-        newsletter new "Year in review" --date 2026-12-01
+        newsletter new "Year in review" --date 2027-12-07 --slug year-in-review
     """
     config = app.config
-    if date_text is None:
-        date = next_scheduled_day(config, dt.datetime.now(config.tz).date())
-    else:
+    date = None
+    if date_text is not None:
         try:
             date = dt.date.fromisoformat(date_text)
         except ValueError:
             raise IssueError(f"expected YYYY-MM-DD, got {date_text!r}", field="--date") from None
-    slug = slugify(title)
-    if not slug:
-        raise IssueError("the title needs letters or digits (it becomes the file name)",
-                         field="TITLE")  # fmt: skip
-    path = config.content_dir / f"{date:%Y-%m}-{slug}.md"
-    if path.exists():
-        raise IssueError("already exists; choose another title or edit it", path=path)
-    quoted = '"' + title.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    write_atomic(path, ISSUE_TEMPLATE.format(title=quoted, date=date.isoformat()))
-    click.echo(f"created {path.relative_to(app.root)} (draft, to send on {date})")
+    publication = load_publication(config, app.today())
+    # A broken file may hold a date too, but it cannot say which: its own check says why.
+    plan = plan_new_issue(config, publication.issues, title, app.now(), date=date, slug=slug)
+    write_atomic(plan.path, plan.text)
+    on_schedule = "" if is_scheduled_day(config, plan.date) else " (not a scheduled day)"
+    click.echo(
+        f"created {plan.path.relative_to(app.root)} (draft, to send on {plan.date}{on_schedule})"
+    )
 
 
 @click.command()
@@ -88,8 +85,11 @@ def check(app: AppContext, issue_refs: tuple[str, ...], strict: bool) -> None:
     Checks every issue (or the ones named by slug or path): front-matter, broken relative
     links and images, images without alt text, emails over 100 KB (Gmail clips them),
     leftover placeholders (TK, TODO, FIXME, lorem), the unsubscribe link and address in both
-    templates, CSS warnings, and ready issues dated off the schedule (warning).
-    Exit 0: clean; 1: problems found; 2: unusable input.
+    templates, CSS warnings, ready issues dated off the schedule (warning), the text `new`
+    scaffolds left in a ready issue, two ready issues on one date, a draft on a ready issue's
+    date (warning), a `number:` that another issue's fixed number holds, and (for smtp
+    delivery) the sample's example settings (warning).
+    Exit 0: clean; 1: problems found; 2: a file that is not a usable issue.
 
     \b
     Example:
@@ -97,15 +97,22 @@ def check(app: AppContext, issue_refs: tuple[str, ...], strict: bool) -> None:
         newsletter check 2026-10-listening-rounds --strict
     """
     config = app.config
-    issues, selected = _select(config, issue_refs)
+    publication, selected = _select(app, issue_refs)
     problems: list[Problem] = []
+    if not issue_refs:
+        problems += check_publication(config, publication)
     for issue in selected:
-        problems += check_rendered(config, render_issue(config, issue, issues))
+        problems += check_rendered(config, render_issue(config, issue, publication.issues))
+    for error in publication.broken if not issue_refs else []:
+        click.echo(f"error: {error}", err=True)
     for problem in problems:
         click.echo(str(problem), err=problem.severity == "error")
-    errors = sum(p.severity == "error" for p in problems)
+    errors = sum(p.severity == "error" for p in problems) + len(publication.broken)
     warnings = len(problems) - errors
-    click.echo(f"checked {len(selected)} issue(s): {errors} error(s), {warnings} warning(s)")
+    checked = len(selected) + (0 if issue_refs else len(publication.broken))
+    click.echo(f"checked {checked} issue(s): {errors} error(s), {warnings} warning(s)")
+    if publication.broken and not issue_refs:
+        sys.exit(2)
     if has_errors(problems) or (strict and warnings):
         sys.exit(1)
 
@@ -122,7 +129,8 @@ def build(app: AppContext, out: Path | None) -> None:
     """Render every issue to build/: <slug>.html, <slug>.txt and a complete <slug>.eml.
 
     The previews are personalised for a placeholder reader (no personal data), exactly as
-    a subscriber would get them. The web archive is written to build/archive/.
+    a subscriber would get them. The web archive is written to build/archive/. A file that
+    is not a usable issue is skipped with a warning (exit 1); the others are built.
 
     \b
     Example:
@@ -131,7 +139,9 @@ def build(app: AppContext, out: Path | None) -> None:
     """
     config = app.config
     out = (out or app.root / "build").resolve()
-    issues = load_issues(config)
+    publication = load_publication(config, app.today())
+    _warn_broken(publication)
+    issues = publication.issues
     renders: dict[str, RenderedIssue] = {}
     for issue in issues:
         renders[issue.slug] = rendered = render_issue(config, issue, issues)
@@ -139,8 +149,10 @@ def build(app: AppContext, out: Path | None) -> None:
         click.echo(f"built {issue.slug} ({issue.status})")
     click.echo(f"wrote {len(issues)} issue preview(s) to {out}")
     # The archive reuses the renders: no issue goes through Markdown twice.
-    report = build_archive(config, issues, out / "archive", rendered=renders)
+    report = build_archive(config, issues, out / "archive", today=app.today(), rendered=renders)
     click.echo(report.summary())
+    if publication.broken:
+        sys.exit(1)
 
 
 def write_previews(rendered: RenderedIssue, out: Path) -> None:
@@ -178,8 +190,9 @@ def preview(app: AppContext, issue_ref: str, port: int) -> None:
         newsletter preview content/2026-12-thanks-that-travel-upstream.md --port 8080
     """
     config = app.config
-    find_issue(config, load_issues(config), issue_ref)  # fail now, not on first request
-    server = preview_server.make_server(config, issue_ref, port)
+    today = app.today()
+    load_publication(config, today).find(config, issue_ref)  # fail now, not on first request
+    server = preview_server.make_server(config, issue_ref, port, today)
     click.echo(f"previewing at http://127.0.0.1:{server.server_address[1]}/  (Ctrl-C to stop)")
     try:
         server.serve_forever()

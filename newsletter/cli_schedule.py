@@ -16,10 +16,18 @@ from contextlib import contextmanager
 import click
 
 from newsletter import delivery
-from newsletter.cadence import describe, is_scheduled_day, rule_text, scheduled_dates
+from newsletter.cadence import (
+    Clock,
+    OffsetClock,
+    describe,
+    is_scheduled_day,
+    rule_text,
+    scheduled_dates,
+)
 from newsletter.config import Config
 from newsletter.context import AppContext, pass_app
-from newsletter.issues import Issue, load_issues
+from newsletter.issues import Issue
+from newsletter.publication import load_publication
 from newsletter.schedule import (
     SchedulerLoop,
     SendStatus,
@@ -61,21 +69,6 @@ def echo_schedule_log() -> Iterator[logging.Logger]:
         log.propagate = previous[1]
 
 
-def parse_now(config: Config, value: str | None) -> dt.datetime:
-    """`--now`: an ISO date-time; without an offset it is the publication's local time."""
-    if value is None:
-        return dt.datetime.now(dt.UTC)
-    try:
-        moment = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(
-            f"expected an ISO date-time like 2026-12-01T09:00 or 2026-12-01T09:00+00:00, "
-            f"got {value!r}",
-            param_hint="--now",
-        ) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=config.tz)
-
-
 def _send_statuses(config: Config, issues: list[Issue]) -> dict[str, SendStatus]:
     """From the send log, without creating a database just to look."""
     if not (config.subscribers_dir / DB_NAME).exists():
@@ -86,7 +79,10 @@ def _send_statuses(config: Config, issues: list[Issue]) -> dict[str, SendStatus]
 
 
 def print_schedule(config: Config, now: dt.datetime, count: int) -> None:
-    issues = load_issues(config)
+    publication = load_publication(config, now.astimezone(config.tz).date())
+    for warning in publication.warnings():
+        click.echo(warning, err=True)
+    issues = publication.issues
     statuses = _send_statuses(config, issues)
     sent = {slug for slug, status in statuses.items() if status == "finished"}
     started = {slug for slug, status in statuses.items() if status == "started"}
@@ -122,7 +118,7 @@ def print_schedule(config: Config, now: dt.datetime, count: int) -> None:
             )
 
 
-def run_scheduler(config: Config, send_issue: SendIssue) -> None:
+def run_scheduler(config: Config, send_issue: SendIssue, clock: Clock) -> None:
     """The long-running loop: one instance (a lock), stops cleanly on SIGTERM/SIGINT."""
     stop = StopFlag()
     with scheduler_lock(config), stop_on_signals(stop), echo_schedule_log() as logger:
@@ -137,7 +133,7 @@ def run_scheduler(config: Config, send_issue: SendIssue) -> None:
         def tick(now: dt.datetime) -> None:
             send_due(config, now, send_issue, logger=logger)
 
-        loop = SchedulerLoop(config, tick, stop=stop, logger=logger)
+        loop = SchedulerLoop(config, tick, clock=clock, stop=stop, logger=logger)
         loop.run()
 
 
@@ -156,7 +152,8 @@ def run_scheduler(config: Config, send_issue: SendIssue) -> None:
     "--now",
     "now_text",
     metavar="ISO-DATETIME",
-    help="With --list: list from this moment instead of now (local time unless it has an offset).",
+    help="Judge the schedule from this moment instead of now (local time unless it has an "
+    "offset); without --list the scheduler's clock starts there and runs on.",
 )
 @pass_app
 def schedule_command(app: AppContext, list_count: int | None, now_text: str | None) -> None:
@@ -176,14 +173,14 @@ def schedule_command(app: AppContext, list_count: int | None, now_text: str | No
     """
     config = app.config
     if list_count is not None:
-        print_schedule(config, parse_now(config, now_text), list_count)
+        print_schedule(config, app.now(now_text), list_count)
         return
-    if now_text is not None:
-        raise click.UsageError("--now goes with --list (or with `newsletter send --due`)")
-    run_scheduler(config, issue_sender(config))
+    # The long run: a clock that starts at --now (when given) and runs on from there.
+    clock = OffsetClock(app.now(now_text)) if now_text is not None else app.clock
+    run_scheduler(config, issue_sender(config, clock), clock)
 
 
-def issue_sender(config: Config) -> SendIssue:
+def issue_sender(config: Config, clock: Clock) -> SendIssue:
     """The scheduler's send of one issue: the same runner as `newsletter send`, logged."""
 
     def progress(event: delivery.Progress) -> None:
@@ -191,7 +188,9 @@ def issue_sender(config: Config) -> SendIssue:
             log.info("%s: %s: %s", event.state, event.email, event.reply)
 
     def send(issue: Issue) -> delivery.SendReport:
-        report = delivery.send_issue(config, issue, load_issues(config), on_progress=progress)
+        today = clock.now().astimezone(config.tz).date()
+        issues = load_publication(config, today).issues
+        report = delivery.send_issue(config, issue, issues, on_progress=progress)
         counts = ", ".join(f"{n} {state}" for state, n in report.counts.items() if n)
         log.info(
             "%s: %d sent by this run in %.1f s; of %d: %s",
@@ -210,7 +209,7 @@ def issue_sender(config: Config) -> SendIssue:
 
 def run_send_due(
     app: AppContext,
-    now_text: str | None,
+    now: dt.datetime,
     send_one: SendIssue,
     *,
     dry_run: bool = False,
@@ -222,9 +221,8 @@ def run_send_due(
     summary). Exits 1 when a person is needed (refused, or no issue ready: the editor was told).
     """
     config = app.config
-    now = parse_now(config, now_text)
     if dry_run:
-        issues = load_issues(config)
+        issues = load_publication(config, now.astimezone(config.tz).date()).issues
         statuses = _send_statuses(config, issues)
         due = find_due(
             config,

@@ -21,7 +21,10 @@ from newsletter import delivery
 from newsletter.cli_schedule import run_send_due
 from newsletter.config import Config
 from newsletter.context import AppContext, pass_app
-from newsletter.issues import Issue, find_issue, load_issues
+from newsletter.errors import ConfigError, DeliveryError
+from newsletter.issues import Issue
+from newsletter.message import Reader
+from newsletter.publication import load_publication
 from newsletter.render import PreviewReader
 from newsletter.store import open_store
 
@@ -87,7 +90,14 @@ def _reporter(total: int) -> Iterator[Callable[[delivery.Progress], None]]:
 
 @click.command()
 @click.argument("issue_ref", metavar="[ISSUE]", required=False)
-@click.option("--to", "to", metavar="EMAIL", help="Send one test copy to EMAIL, outside the log.")
+@click.option(
+    "--to",
+    "to",
+    metavar="EMAIL",
+    multiple=True,
+    help="Send a [TEST] copy to EMAIL instead, outside the send log (repeatable; drafts too).",
+)
+@click.option("--test", is_flag=True, help="Send a [TEST] copy to each of test_recipients.")
 @click.option("--dry-run", is_flag=True, help="Show the recipient count and a sample message.")
 @click.option(
     "--resend-unknown",
@@ -102,39 +112,48 @@ def _reporter(total: int) -> Iterator[Callable[[delivery.Progress], None]]:
     metavar="ISO-DATETIME",
     help="With --due: judge the schedule at this moment (local time unless it has an offset).",
 )
+@click.option(
+    "--yes", is_flag=True, help="Send an issue dated more than a day ahead without asking."
+)
 @pass_app
 def send(
     app: AppContext,
     issue_ref: str | None,
-    to: str | None,
+    to: tuple[str, ...],
+    test: bool,
     dry_run: bool,
     resend_unknown: bool,
     due: bool,
     now_text: str | None,
+    yes: bool,
 ) -> None:
     """Send ISSUE (a slug or path) to every active subscriber, or resume its send.
 
     Every recipient is a row in the send log: a second run never re-sends a `sent` row, and
-    a crash leaves at most one message per connection `unknown`. Exit status 1 when readers
-    are left deferred, unknown or pending, or the server refused the send.
+    a crash leaves at most one message per connection `unknown`. An issue dated more than a
+    day ahead is sent only after a yes on the terminal, or with --yes. Exit status 1 when
+    readers are left deferred, unknown or pending, or the server refused the send.
 
     \b
     Example:
         newsletter send 2026-07-your-first-customer-sits-next-to-you --dry-run
-        newsletter send 2026-07-your-first-customer-sits-next-to-you --to me@example.com
+        newsletter send 2026-12-thanks-that-travel-upstream --to me@example.com --to you@example.com
+        newsletter send 2026-12-thanks-that-travel-upstream --test
         newsletter send 2026-07-your-first-customer-sits-next-to-you
+        newsletter send 2027-01-looking-back --yes   # dated ahead: send it now anyway
         newsletter send --due        # what the schedule says is due now (README: Schedule)
     """
     if due or now_text is not None:
         if not due:
             raise click.UsageError("--now goes with --due")
-        if issue_ref is not None or to:
-            raise click.UsageError("either ISSUE or --due, not both (and no --to with --due)")
+        if issue_ref is not None or to or test:
+            raise click.UsageError("either ISSUE or --due, not both (no --to/--test with --due)")
         ctx = click.get_current_context()
-        args = {"to": None, "resend_unknown": resend_unknown, "due": False, "now_text": None}
+        args = {"to": (), "test": False, "resend_unknown": resend_unknown, "due": False,
+                "now_text": None, "yes": True}  # fmt: skip
         run_send_due(
             app,
-            now_text,
+            app.now(now_text),
             lambda issue: ctx.invoke(send, issue_ref=issue.slug, dry_run=False, **args),
             dry_run=dry_run,
             preview=lambda issue: ctx.invoke(send, issue_ref=issue.slug, dry_run=True, **args),
@@ -142,18 +161,21 @@ def send(
         return
     if issue_ref is None:
         raise click.UsageError("expected ISSUE (a slug or path), or --due")
+    if to and test:
+        raise click.UsageError("either --to EMAIL... or --test (which mails test_recipients)")
     config = app.config
-    issues = load_issues(config)
-    issue = find_issue(config, issues, issue_ref)
-    if to:
-        with open_store(config) as store:
-            reader = store.get_by_email(to) or PreviewReader(email=to, token="test")
-        reply = delivery.send_test(config, issue, issues, reader)
-        click.echo(f"test copy of {issue.slug} to {to} via {_route(config, issue.slug)}: {reply}")
+    publication = load_publication(config, app.today())
+    issue = publication.find(config, issue_ref)
+    issues = publication.issues
+    if to or test:
+        _send_test(config, issue, issues, to or config.test_recipients)
         return
     if dry_run:
         _dry_run(config, issue, issues)
         return
+    for warning in publication.warnings():
+        click.echo(warning, err=True)
+    _confirm_early(app, issue, yes)
     with open_store(config) as store:
         existing = store.get_send(issue.slug)
         todo = store.counts()["active"]
@@ -202,6 +224,53 @@ def send(
         sys.exit(1)
 
 
+def _send_test(
+    config: Config, issue: Issue, issues: list[Issue], addresses: tuple[str, ...]
+) -> None:
+    """[TEST] copies: each personalised as that reader when subscribed, else as a sample
+    reader whose unsubscribe link is no real reader's; never recorded in the send log."""
+    if not addresses:
+        raise ConfigError(
+            "no test_recipients set; add e.g. `test_recipients: [you@example.com]` or use --to",
+            path=config.root / "newsletter.yaml",
+            field="test_recipients",
+        )
+    readers: list[Reader] = []
+    with open_store(config) as store:
+        for address in addresses:
+            known = store.get_by_email(address) if "@" in address else None
+            readers.append(known or PreviewReader(email=address, first_name=None, token="test"))
+    replies = delivery.send_test(config, issue, issues, readers)
+    route = _route(config, issue.slug)
+    for address, reply in replies:
+        click.echo(f"test copy of {issue.slug} to {address} via {route}: {reply}")
+
+
+def _confirm_early(app: AppContext, issue: Issue, yes: bool) -> None:
+    """An issue dated more than a day ahead goes out now only when someone says so."""
+    days = (issue.date - app.today()).days
+    if days <= 1 or yes or not issue.is_ready:  # a draft is refused by the send itself
+        return
+    with open_store(app.config) as store:
+        if store.get_send(issue.slug) is not None:
+            return  # resuming a send someone already started
+    question = (
+        f"{issue.slug} is dated {issue.date:%a %Y-%m-%d}, {days} days from now; "
+        "send it to every reader now?"
+    )
+    if sys.stdin.isatty() and sys.stdout.isatty():
+        if not click.confirm(question, default=False):
+            click.echo("not sent")
+            sys.exit(1)
+        return
+    raise DeliveryError(
+        f"dated {issue.date:%a %Y-%m-%d}, {days} days from now; to send it now anyway, add "
+        "--yes (`newsletter send --due` sends it on its day)",
+        path=issue.path,
+        field="date",
+    )
+
+
 def _dry_run(config: Config, issue: Issue, issues: list[Issue]) -> None:
     rendered, skeleton = delivery.prepare(config, issue, issues)
     with open_store(config) as store:
@@ -237,7 +306,10 @@ def status(app: AppContext, issue_ref: str | None) -> None:
         newsletter status 2026-07-your-first-customer-sits-next-to-you
     """
     config = app.config
-    issues = load_issues(config)
+    publication = load_publication(config, app.today())
+    issues = publication.issues
+    for warning in publication.warnings():
+        click.echo(warning, err=True)
     with open_store(config) as store:
         if issue_ref is None:
             any_send = False
@@ -253,7 +325,7 @@ def status(app: AppContext, issue_ref: str | None) -> None:
             if not any_send:
                 click.echo("no issue has been sent yet")
             return
-        issue = find_issue(config, issues, issue_ref)
+        issue = publication.find(config, issue_ref)
         send = store.get_send(issue.slug)
         if send is None:
             click.echo(f"{issue.slug}: not sent yet")

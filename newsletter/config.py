@@ -146,6 +146,8 @@ class Config:
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
     # When set, every message is DKIM-signed (newsletter/dkim.py).
     dkim: DkimConfig | None = None
+    # `newsletter send ISSUE --test` mails a [TEST] copy to each of these (the editors).
+    test_recipients: tuple[str, ...] = ()
 
     @property
     def content_dir(self) -> Path:
@@ -282,6 +284,13 @@ def _convert(hint: Any, value: Any, keypath: KeyPath, file: Path, located: Locat
             return None
         inner = [a for a in args if a is not type(None)]
         return _convert(inner[0], value, keypath, file, located)
+    if origin is tuple:  # a YAML list, or comma-separated in the environment
+        items = value.raw.split(",") if isinstance(value, _EnvValue) else value
+        if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+            raise ConfigError(
+                "expected a list, e.g. [editor@example.com]", path=where, line=line, field=dotted
+            )
+        return tuple(i.strip() for i in items if i.strip())
     if origin is Literal:
         raw = value.raw if isinstance(value, _EnvValue) else value
         if raw not in args:
@@ -353,6 +362,9 @@ def _validate(config: Config, file: Path, located: LocatedYaml) -> None:
         local, _, domain = address.rpartition("@")
         if not local or "." not in domain or any(c.isspace() for c in address):
             fail(f"expected an address like 'Name <news@example.com>', got {value!r}", *keypath)
+    for address in config.test_recipients:
+        if "@" not in address or any(c.isspace() or ord(c) < 32 for c in address):
+            fail(f"expected addresses like editor@example.com, got {address!r}", "test_recipients")
     if config.delivery.smtp.connections < 1:
         fail("expected at least 1", "delivery", "smtp", "connections")
     if config.web.public_url is not None and not config.web.public_url.startswith(

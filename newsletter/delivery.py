@@ -12,7 +12,7 @@ import contextlib
 import fcntl
 import os
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 
 from newsletter import dkim
@@ -71,11 +71,16 @@ def send_lock(config: Config, slug: str) -> Iterator[None]:
         yield
 
 
+TEST_PREFIX = "[TEST] "
+
+
 def prepare(
-    config: Config, issue: Issue, issues: list[Issue]
+    config: Config, issue: Issue, issues: list[Issue], *, test: bool = False
 ) -> tuple[RenderedIssue, IssueMessage]:
-    """Render once and build the skeleton; refuse a draft and an issue `check` rejects."""
-    if issue.status != "ready":
+    """Render once and build the skeleton; refuse a draft and an issue `check` rejects.
+
+    `test`: a proof copy, so a draft is fine and the subject starts with "[TEST] "."""
+    if issue.status != "ready" and not test:
         raise DeliveryError(
             "is a draft; set `status: ready` in its front-matter to send it",
             path=issue.path,
@@ -89,9 +94,8 @@ def prepare(
             f"`newsletter check` finds {len(errors)} error(s), the first: {errors[0]}",
             path=issue.path,
         )
-    skeleton = IssueMessage(
-        config, slug=issue.slug, subject=rendered.subject, date=datetime.now(config.tz)
-    )
+    subject = TEST_PREFIX + rendered.subject if test else rendered.subject
+    skeleton = IssueMessage(config, slug=issue.slug, subject=subject, date=datetime.now(config.tz))
     return rendered, skeleton
 
 
@@ -110,6 +114,13 @@ def send_issue(
     rendered, skeleton = prepare(config, issue, issues)
     smtp = config.delivery.transport == "smtp"
     open_transport(config, slug=issue.slug)  # a missing password fails here, not per thread
+    # Readers see this number from now on, and those of the earlier issues the email lists:
+    # fix them all, so no later issue (backdated, a draft made ready) renumbers them.
+    shown = {i.slug: i.number for i in issues if i.number and i.is_ready and i.date <= issue.date}
+    if issue.number is not None:
+        shown[issue.slug] = issue.number
+    with open_store(config) as store:
+        store.fix_numbers(shown, how="sent")
     on_start()
     connections = config.delivery.smtp.connections if smtp else 1
     max_per_second = config.delivery.smtp.max_per_second if smtp else 0.0
@@ -139,16 +150,24 @@ def send_issue(
             )
 
 
-def send_test(config: Config, issue: Issue, issues: list[Issue], reader: Reader) -> str:
-    """One copy to `reader` outside the send log (a proof to yourself); the server's reply."""
-    rendered, skeleton = prepare(config, issue, issues)
-    body = rendered.personalise(reader)
-    msgid = message_id(config, issue.slug, f"test-{secrets.token_hex(6)}")
-    data = skeleton.render(reader, html=body.html, text=body.text, msgid=msgid)
+def send_test(
+    config: Config, issue: Issue, issues: list[Issue], readers: Sequence[Reader]
+) -> list[tuple[str, str]]:
+    """One "[TEST] " copy to each reader, outside the send log (never counted as sent):
+    a proof to the editor, drafts included. Returns (address, the server's reply) pairs."""
+    rendered, skeleton = prepare(config, issue, issues, test=True)
     transport = open_transport(config, slug=issue.slug)
+    replies: list[tuple[str, str]] = []
     try:
-        return transport.send(skeleton.sender, reader.email, data, message_id=msgid)
-    except TransportFailure as exc:
-        raise DeliveryError(f"the test message to {reader.email} failed: {exc}") from None
+        for reader in readers:
+            body = rendered.personalise(reader)
+            msgid = message_id(config, issue.slug, f"test-{secrets.token_hex(6)}")
+            data = skeleton.render(reader, html=body.html, text=body.text, msgid=msgid)
+            try:
+                reply = transport.send(skeleton.sender, reader.email, data, message_id=msgid)
+            except TransportFailure as exc:
+                raise DeliveryError(f"the test message to {reader.email} failed: {exc}") from None
+            replies.append((reader.email, reply))
     finally:
         transport.close()
+    return replies

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -16,6 +17,7 @@ from newsletter.cadence import first_scheduled_on_or_after
 from newsletter.config import Config
 from newsletter.errors import IssueError
 from newsletter.links import slugify
+from newsletter.numbering import assign_numbers
 from newsletter.yamlio import load_located
 
 Status = Literal["draft", "ready"]
@@ -37,7 +39,7 @@ class Issue:
     slug: str
     title: str
     date: dt.date
-    number: int
+    number: int | None  # None for drafts; see newsletter.numbering
     status: Status
     summary: str
     tags: tuple[str, ...]
@@ -45,6 +47,8 @@ class Issue:
     epigraph: Epigraph | None
     body: str  # Markdown
     body_line: int  # line of the file where `body` starts, for error messages
+    number_requested: int | None = None  # `number:` in the front-matter
+    number_line: int | None = None  # where it was given
 
     @property
     def is_ready(self) -> bool:
@@ -56,13 +60,47 @@ def next_scheduled_day(config: Config, today: dt.date) -> dt.date:
     return first_scheduled_on_or_after(config, today) or today
 
 
-def load_issues(config: Config, today: dt.date | None = None) -> list[Issue]:
-    """Every `content/*.md`, sorted by date and numbered; raises IssueError on the first problem."""
-    today = today or dt.datetime.now(config.tz).date()
+def parse_issues(config: Config, today: dt.date) -> tuple[list[Issue], list[IssueError]]:
+    """Every `content/*.md` as an unnumbered Issue, plus one error for each file that is not one.
+
+    A broken file never hides the others: one editor's unfinished draft must not stop the
+    send of another issue. `today` dates an issue with neither a date nor a dated file name.
+    """
     # Resolved once here, so later stages compare issue paths without a syscall each.
     paths = sorted(path.resolve() for path in config.content_dir.glob("*.md"))
-    parsed = [_parse_file(config, path, today) for path in paths]
-    return _number(_check_unique(parsed))
+    issues: list[Issue] = []
+    broken: list[IssueError] = []
+    by_slug: dict[str, Path] = {}
+    for path in paths:
+        try:
+            issue = _parse_file(config, path, today)
+        except IssueError as exc:
+            broken.append(exc)
+            continue
+        if issue.slug in by_slug:
+            broken.append(
+                IssueError(
+                    f"same slug {issue.slug!r} as {by_slug[issue.slug]}; rename one file",
+                    path=path,
+                    line=1,
+                )
+            )
+            continue
+        by_slug[issue.slug] = path
+        issues.append(issue)
+    return sorted(issues, key=lambda i: (i.date, i.slug)), broken
+
+
+def load_issues(
+    config: Config, today: dt.date, fixed: Mapping[str, int] | None = None
+) -> list[Issue]:
+    """Every issue, by date and numbered (`fixed`: numbers already fixed in the store);
+    raises the first file's IssueError. Commands use `newsletter.publication`, which reads
+    the fixed numbers and lets one broken file stop only what needs it."""
+    issues, broken = parse_issues(config, today)
+    if broken:
+        raise broken[0]
+    return assign_numbers(issues, fixed or {})[0]
 
 
 def find_issue(config: Config, issues: list[Issue], ref: str) -> Issue:
@@ -81,13 +119,6 @@ def find_issue(config: Config, issues: list[Issue], ref: str) -> Issue:
             return issue
     known = ", ".join(i.slug for i in issues) or "none"
     raise IssueError(f"no issue {ref!r} in {config.content_dir} (issues: {known})", field="ISSUE")
-
-
-@dataclass(frozen=True)
-class _Parsed:
-    issue: Issue
-    number_line: int | None  # where an explicit `number` was given
-    date_line: int
 
 
 def _read(path: Path) -> str:
@@ -123,7 +154,7 @@ def _split_front_matter(path: Path, text: str) -> tuple[str, str, int]:
     raise IssueError("front-matter is never closed; expected a line '---'", path=path, line=1)
 
 
-def _parse_file(config: Config, path: Path, today: dt.date) -> _Parsed:
+def _parse_file(config: Config, path: Path, today: dt.date) -> Issue:
     text = _read(path)
     yaml_text, body, body_line = _split_front_matter(path, text)
     located = load_located(yaml_text, path=path, first_line=2, error=IssueError)
@@ -167,12 +198,12 @@ def _parse_file(config: Config, path: Path, today: dt.date) -> _Parsed:
     ):
         raise fail("number", f"expected a positive whole number, got {number!r}")
 
-    issue = Issue(
+    return Issue(
         path=path,
         slug=slug,
         title=str(title).strip(),
         date=date,
-        number=number or 0,
+        number=None,
         status=cast(Status, status),
         summary=_text(meta, "summary", fail),
         tags=_tags(meta.get("tags"), fail),
@@ -180,8 +211,9 @@ def _parse_file(config: Config, path: Path, today: dt.date) -> _Parsed:
         epigraph=_epigraph(meta.get("epigraph"), fail),
         body=body,
         body_line=body_line,
+        number_requested=number,
+        number_line=line_of("number") if number else None,
     )
-    return _Parsed(issue, line_of("number") if number else None, line_of("date"))
 
 
 def _parse_date(config: Config, value: Any, path: Path, today: dt.date, fail: Any) -> dt.date:
@@ -230,46 +262,3 @@ def _epigraph(value: Any, fail: Any) -> Epigraph | None:
         raise fail("epigraph", "expected {text: ..., author: ...} or a quotation as text")
     author = value.get("author")
     return Epigraph(str(value["text"]).strip(), str(author).strip() if author else None)
-
-
-def _check_unique(parsed: list[_Parsed]) -> list[_Parsed]:
-    by_slug: dict[str, _Parsed] = {}
-    by_date: dict[dt.date, _Parsed] = {}
-    for item in parsed:
-        issue = item.issue
-        if issue.slug in by_slug:
-            other = by_slug[issue.slug].issue.path
-            raise IssueError(
-                f"same slug {issue.slug!r} as {other}; rename one file", path=issue.path, line=1
-            )
-        if issue.date in by_date:
-            other = by_date[issue.date].issue.path
-            raise IssueError(
-                f"same date {issue.date} as {other}; one issue per send date",
-                path=issue.path,
-                line=item.date_line,
-                field="date",
-            )
-        by_slug[issue.slug] = by_date[issue.date] = item
-    return parsed
-
-
-def _number(parsed: list[_Parsed]) -> list[Issue]:
-    """Explicit numbers win; the others count up in date order after the previous issue."""
-    ordered = sorted(parsed, key=lambda p: p.issue.date)
-    issues: list[Issue] = []
-    seen: dict[int, Path] = {}
-    previous = 0
-    for item in ordered:
-        number = item.issue.number or previous + 1
-        if number in seen:
-            raise IssueError(
-                f"issue number {number} is also used by {seen[number]}",
-                path=item.issue.path,
-                line=item.number_line or 1,
-                field="number",
-            )
-        seen[number] = item.issue.path
-        previous = number
-        issues.append(replace(item.issue, number=number))
-    return issues

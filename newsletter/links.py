@@ -7,11 +7,10 @@ builds them by string concatenation.
 from __future__ import annotations
 
 import functools
-import re
-import unicodedata
 from email.utils import parseaddr
 
 from email_validator import EmailNotValidError, validate_email
+from slugify import slugify as _slugify
 
 from newsletter.config import Config
 
@@ -26,10 +25,14 @@ def tag_url(config: Config, tag: str) -> str:
     return config.archive_url(f"tags/{slugify(tag)}/")
 
 
-def slugify(text: str) -> str:
-    """Lowercase ASCII letters, digits and single hyphens: safe in URLs and as a file name."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+def slugify(text: str, *, max_length: int = 0) -> str:
+    """Lowercase ASCII letters, digits and single hyphens: safe in URLs and as a file name.
+
+    Any script is transliterated ("Привет мир" -> "privet-mir") by python-slugify (through
+    text-unidecode), so editors writing in Cyrillic, Greek or CJK get a readable name too.
+    `max_length` cuts at a word boundary.
+    """
+    return _slugify(text, max_length=max_length, word_boundary=bool(max_length))
 
 
 def plus_address(address: str, token: str) -> str:

@@ -6,13 +6,14 @@ endpoints of `newsletter serve` use waitress).
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from newsletter.config import Config
 from newsletter.errors import NewsletterError
-from newsletter.issues import find_issue, load_issues
+from newsletter.publication import load_publication
 from newsletter.render import Personalised, PreviewReader, render_issue
 
 PAGE = """<!DOCTYPE html>
@@ -38,17 +39,19 @@ pre {{ background: #fff; padding: 16px; border: 1px solid #bbb; max-width: 80ch;
 """
 
 
-def render_preview(config: Config, issue_ref: str) -> tuple[str, Personalised]:
-    issues = load_issues(config)
-    rendered = render_issue(config, find_issue(config, issues, issue_ref), issues)
+def render_preview(config: Config, issue_ref: str, today: dt.date) -> tuple[str, Personalised]:
+    publication = load_publication(config, today)
+    rendered = render_issue(config, publication.find(config, issue_ref), publication.issues)
     return rendered.subject, rendered.personalise(PreviewReader())
 
 
-def make_server(config: Config, issue_ref: str, port: int) -> ThreadingHTTPServer:
+def make_server(
+    config: Config, issue_ref: str, port: int, today: dt.date
+) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             try:
-                subject, email = render_preview(config, issue_ref)
+                subject, email = render_preview(config, issue_ref, today)
             except NewsletterError as exc:
                 self._send(HTTPStatus.INTERNAL_SERVER_ERROR, "text/plain", f"error: {exc}\n")
                 return

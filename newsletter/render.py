@@ -128,6 +128,7 @@ def recent_issues(config: Config, issue: Issue, issues: list[Issue]) -> list[Rec
     return [
         RecentIssue(i.number, i.title, i.date, links.issue_url(config, i.slug))
         for i in earlier[:RECENT_COUNT]
+        if i.number is not None
     ]
 
 
@@ -187,6 +188,8 @@ def _template_line(exc: BaseException, name: str) -> int | None:
 
 
 def subject_for(config: Config, issue: Issue) -> str:
+    if issue.number is None:  # a draft (test copies only): it has no number yet
+        return f"{config.name}: {issue.title}"
     return f"{config.name} #{issue.number}: {issue.title}"
 
 

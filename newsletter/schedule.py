@@ -42,7 +42,8 @@ from newsletter.cadence import (
 from newsletter.config import Config
 from newsletter.errors import DeliveryError, NewsletterError
 from newsletter.fsutil import write_atomic
-from newsletter.issues import Issue, load_issues
+from newsletter.issues import Issue
+from newsletter.publication import load_publication
 from newsletter.store import open_store
 from newsletter.transport import TransportFailure, open_transport
 
@@ -563,7 +564,10 @@ def send_due(
 ) -> DueRun[Issue, T]:
     """`newsletter send --due` and each wake-up of `newsletter schedule`: the issues from
     content/, the send log and notices from the store, the notice through the transport."""
-    issues = load_issues(config)
+    publication = load_publication(config, to_utc(now).astimezone(config.tz).date())
+    for warning in publication.warnings():  # a broken file stops only itself
+        logger.warning("%s", warning)
+    issues = publication.issues
     with open_store(config) as store:
         state = StoreState(store)
         return run_due(

@@ -18,7 +18,7 @@ import hashlib
 import secrets
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -39,7 +39,7 @@ from newsletter.subscribers import (
 )
 
 DB_NAME = "subscribers.db"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DeliveryState = Literal["pending", "in_flight", "sent", "deferred", "failed", "unknown", "skipped"]
 DELIVERY_STATES: tuple[DeliveryState, ...] = (
     "pending",
@@ -140,7 +140,17 @@ CREATE TABLE signups (
 CREATE INDEX signups_email_key ON signups (email_key);
 CREATE INDEX signups_pending ON signups (expires_at) WHERE confirmed_at IS NULL;
 """
-MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
+# Issue numbers readers have seen (newsletter.numbering): fixed when an issue is first sent or
+# archived, never changed. `how`: sent, archive, or upgrade (a send made before this table).
+_SCHEMA_V3 = """
+CREATE TABLE issue_numbers (
+    issue_slug TEXT PRIMARY KEY,
+    number INTEGER NOT NULL UNIQUE,
+    how TEXT NOT NULL,
+    fixed_at TEXT NOT NULL
+);
+"""
+MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
 
 _SUBSCRIBER_COLUMNS = (
     "id, email, first_name, status, token, created_at, updated_at, email_key,"
@@ -1039,6 +1049,29 @@ class SQLiteStore:
             if changed:
                 self._event(db, subscriber.id, "resubscribed", "link", detail)
             return changed == 1
+
+    # -- issue numbers --------------------------------------------------------------------
+
+    def fixed_numbers(self) -> dict[str, int]:
+        """Slug -> the number it was first sent or archived with."""
+        return dict(self._rows("SELECT issue_slug, number FROM issue_numbers"))
+
+    def fix_numbers(self, numbers: Mapping[str, int], *, how: str) -> dict[str, int]:
+        """Record these numbers unless the slug (or the number) is fixed already; returns
+        every fixed number afterwards. A fixed number never changes."""
+        if numbers:
+            with self._write() as db:
+                now = _now()
+                db.executemany(
+                    "INSERT OR IGNORE INTO issue_numbers (issue_slug, number, how, fixed_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    [(slug, number, how, now) for slug, number in numbers.items()],
+                )
+        return self.fixed_numbers()
+
+    def sent_slugs(self) -> list[str]:
+        """Every issue with a send log, begun or finished."""
+        return [row[0] for row in self._rows("SELECT issue_slug FROM sends ORDER BY id")]
 
     # -- the send log ---------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ Keep this file small and general; fixtures for one area live in that area's test
 
 from __future__ import annotations
 
+import datetime as dt
 import inspect
 import shutil
 from collections.abc import Mapping
@@ -17,6 +18,11 @@ from click.testing import CliRunner
 from newsletter.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
+# Tests never read the real clock: CLI calls run at this moment (`newsletter --now`) unless a
+# test says otherwise, and library calls get this day. Between the sample's October issue and
+# its December draft, so nothing is due.
+PINNED_NOW = "2026-11-20T12:00"
+SAMPLE_TODAY = dt.date(2026, 11, 20)
 SAMPLE_PARTS = ("newsletter.yaml", "content", "templates")
 
 
@@ -52,13 +58,20 @@ def _runner() -> CliRunner:
     return CliRunner()
 
 
-def run_cli(root: Path, *args: str, env: Mapping[str, str | None] | None = None) -> CliResult:
-    """`newsletter --root ROOT ARGS...` in-process: (exit code, stdout, stderr).
+def run_cli(
+    root: Path,
+    *args: str,
+    env: Mapping[str, str | None] | None = None,
+    now: str | None = PINNED_NOW,
+) -> CliResult:
+    """`newsletter --root ROOT --now NOW ARGS...` in-process: (exit code, stdout, stderr).
 
     Exceptions other than SystemExit are not caught, so a traceback fails the test loudly.
-    `env` sets (or, with a None value, unsets) environment variables for the call.
+    `env` sets (or, with a None value, unsets) environment variables for the call. `now`:
+    the moment the command acts at (None: the system clock, for tests of that alone).
     """
+    clock = ["--now", now] if now is not None else []
     result = _runner().invoke(
-        main, ["--root", str(root), *args], env=dict(env or {}), catch_exceptions=False
+        main, ["--root", str(root), *clock, *args], env=dict(env or {}), catch_exceptions=False
     )
     return CliResult(result.exit_code, result.stdout, result.stderr)

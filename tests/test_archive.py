@@ -117,7 +117,7 @@ def build(root: Path, out: Path | None = None, **kwargs: object) -> tuple[Config
     config = load_config(root)
     out = out or root / "site"
     kwargs.setdefault("today", TODAY)
-    build_archive(config, load_issues(config, today=TODAY), out, **kwargs)  # type: ignore[arg-type]
+    build_archive(config, load_issues(config, TODAY), out, **kwargs)  # type: ignore[arg-type]
     return config, out
 
 
@@ -198,7 +198,7 @@ def test_a_send_log_adds_early_sends_and_never_drafts(publication: Path) -> None
 
 def test_an_empty_send_log_publishes_ready_and_dated(publication: Path) -> None:
     config = load_config(publication)
-    issues = load_issues(config, today=TODAY)
+    issues = load_issues(config, TODAY)
     with open_store(config) as store:  # a real database, nothing sent yet
         store.add("reader@example.org", source="test", consent="test")
         chosen = published_issues(issues, store, dt.date(2026, 8, 31))
@@ -338,7 +338,7 @@ def test_subscribe_form_posts_to_the_configured_url(publication: Path) -> None:
         environ={"NEWSLETTER_ARCHIVE__SUBSCRIBE_ACTION": "https://lists.example.org/join"},
     )
     out = publication / "site"
-    build_archive(config, load_issues(config, today=TODAY), out, today=TODAY)
+    build_archive(config, load_issues(config, TODAY), out, today=TODAY)
     page = Page(out / "subscribe" / "index.html")
     assert page.forms == [
         {"class": "subscribe", "method": "post", "action": "https://lists.example.org/join"}
@@ -351,14 +351,14 @@ def test_subscribe_form_posts_to_the_configured_url(publication: Path) -> None:
     config = load_config(
         publication, environ={"NEWSLETTER_WEB__PUBLIC_URL": "https://news.example.org/"}
     )
-    build_archive(config, load_issues(config, today=TODAY), out, today=TODAY)
+    build_archive(config, load_issues(config, TODAY), out, today=TODAY)
     assert (
         Page(out / "subscribe" / "index.html").forms[0]["action"]
         == "https://news.example.org/subscribe"
     )
 
     config = load_config(publication)
-    build_archive(config, load_issues(config, today=TODAY), out, today=TODAY)
+    build_archive(config, load_issues(config, TODAY), out, today=TODAY)
     page = Page(out / "subscribe" / "index.html")
     assert page.forms == [] and any(
         u.startswith("mailto:news@example.com") for _, u, _ in page.urls
@@ -433,7 +433,7 @@ def test_sanitiser_strips_scripts_handlers_and_javascript_links(publication: Pat
 
 def test_hostile_slug_never_writes_outside(publication: Path, tmp_path: Path) -> None:
     config = load_config(publication)
-    issues = load_issues(config, today=TODAY)
+    issues = load_issues(config, TODAY)
     out = tmp_path / "deep" / "site"
     for slug in ("../../escaped", "/tmp/abs", "tags", "a/b", "..", ""):
         hostile = [dataclasses.replace(issues[0], slug=slug), *issues[1:]]
@@ -455,12 +455,12 @@ def test_planted_symlink_and_manifest_cannot_reach_outside(
     out.mkdir()
     (out / SENT_SAMPLE[0]).symlink_to(outside, target_is_directory=True)
     with pytest.raises(ArchiveError, match="outside"):
-        build_archive(config, load_issues(config, today=TODAY), out, today=TODAY)
+        build_archive(config, load_issues(config, TODAY), out, today=TODAY)
     assert sorted(p.name for p in outside.iterdir()) == ["keep.txt"]
     (out / SENT_SAMPLE[0]).unlink()
     manifest = {"files": {"../outside/keep.txt": {"key": "x", "sha": "y"}}}
     (out / MANIFEST_NAME).write_text(json.dumps(manifest))
-    build_archive(config, load_issues(config, today=TODAY), out, today=TODAY)
+    build_archive(config, load_issues(config, TODAY), out, today=TODAY)
     assert (outside / "keep.txt").read_text() == "mine"
 
 
@@ -480,7 +480,7 @@ def test_output_inside_content_is_refused(publication: Path) -> None:
 
 def rebuild(root: Path, out: Path) -> tuple[set[str], set[str], tuple[str, ...]]:
     config = load_config(root)
-    report = build_archive(config, load_issues(config, today=TODAY), out, today=TODAY)
+    report = build_archive(config, load_issues(config, TODAY), out, today=TODAY)
     return set(report.written), set(report.removed), report.rendered
 
 
@@ -568,7 +568,7 @@ def test_corrupt_manifest_and_cache_are_rebuilt_not_fatal(publication: Path) -> 
 def test_bodies_from_a_caller_refresh_the_cache(publication: Path) -> None:
     config, out = build(publication)
     edit(publication, SENT_SAMPLE[2], "We write careful promises", "We write promises")
-    issues = load_issues(config, today=TODAY)
+    issues = load_issues(config, TODAY)
     rendered = {i.slug: render_issue(config, i, issues) for i in issues}
     report = build_archive(config, issues, out, today=TODAY, rendered=rendered)
     assert report.rendered == () and f"{SENT_SAMPLE[2]}/index.html" in report.written
@@ -616,7 +616,7 @@ def test_already_rendered_issues_skip_markdown_and_give_the_same_site(
     publication: Path, tmp_path: Path
 ) -> None:
     config = load_config(publication)
-    issues = load_issues(config, today=TODAY)
+    issues = load_issues(config, TODAY)
     rendered = {i.slug: render_issue(config, i, issues) for i in issues}
     report = build_archive(config, issues, tmp_path / "a", today=TODAY, rendered=rendered)
     assert report.rendered == () and len(report.published) == 4

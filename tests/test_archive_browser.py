@@ -66,7 +66,7 @@ def served(publication: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     )
     docroot = tmp_path / "docroot"
     out = docroot / "letters"
-    build_archive(config, load_issues(config, today=TODAY), out, today=TODAY)
+    build_archive(config, load_issues(config, TODAY), out, today=TODAY)
     handler_class = type("Handler", (QuietHandler,), {"not_found_page": out / "404.html"})
     handler = functools.partial(handler_class, directory=str(docroot))
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)

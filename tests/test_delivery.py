@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import SAMPLE_TODAY
 
 from newsletter import delivery, sendrun
 from newsletter.config import Config, load_config
@@ -52,7 +53,7 @@ def add_readers(config: Config, count: int = 20) -> list[tuple[str, str | None]]
 
 
 def send(config: Config, **kw: Any) -> delivery.SendReport:
-    issues = load_issues(config)
+    issues = load_issues(config, SAMPLE_TODAY)
     return delivery.send_issue(config, find_issue(config, issues, SLUG), issues, **kw)
 
 
@@ -273,7 +274,7 @@ def test_when_a_result_cannot_be_recorded_sending_stops(publication: Path) -> No
     with FaultyMTA() as mta:
         config = smtp_config(publication, mta, connections=1)
         add_readers(config, 10)
-        issues = load_issues(config)
+        issues = load_issues(config, SAMPLE_TODAY)
         rendered, skeleton = delivery.prepare(config, find_issue(config, issues, SLUG), issues)
         with open_store(config) as store:
             report = delivery.run_send(
@@ -340,7 +341,7 @@ def test_the_file_transport_writes_one_eml_per_reader_and_resumes(publication: P
 
 def test_a_draft_is_refused(publication: Path) -> None:
     config = load_config(publication)
-    issues = load_issues(config)
+    issues = load_issues(config, SAMPLE_TODAY)
     draft = next(i for i in issues if i.status == "draft")
     with pytest.raises(DeliveryError) as err:
         delivery.send_issue(config, draft, issues)
@@ -427,7 +428,7 @@ def test_worker_processes_share_the_log_and_never_take_the_same_row(
     with FaultyMTA(Faults(delay=0.005)) as mta:
         config = smtp_config(publication, mta, connections=3)
         readers = add_readers(config, 40)
-        issues = load_issues(config)
+        issues = load_issues(config, SAMPLE_TODAY)
         rendered, skeleton = delivery.prepare(config, find_issue(config, issues, SLUG), issues)
         events: list[delivery.Progress] = []
         report = run_send_workers(
@@ -490,7 +491,7 @@ def test_when_a_worker_cannot_record_a_result_the_whole_send_stops(publication: 
     with FaultyMTA(Faults(delay=0.01)) as mta:
         config = smtp_config(publication, mta, connections=2)
         readers = add_readers(config, 40)
-        issues = load_issues(config)
+        issues = load_issues(config, SAMPLE_TODAY)
         rendered, skeleton = delivery.prepare(config, find_issue(config, issues, SLUG), issues)
         report = run_send_workers(
             config,

@@ -8,11 +8,12 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import SAMPLE_TODAY, run_cli
 
 from newsletter.config import load_config
 from newsletter.errors import IssueError
 from newsletter.issues import KNOWN_KEYS, Epigraph, Issue, find_issue, load_issues
+from newsletter.store import open_store
 
 ERROR_LINE = re.compile(r"^error: (?P<path>.+?):(?P<line>\d+): (?P<rest>.*)$")
 
@@ -159,25 +160,35 @@ def test_duplicate_key_is_not_silently_dropped(publication: Path) -> None:
     assert match["rest"] == "title: duplicate key (also on line 2); keep one"
 
 
-def test_two_issues_same_date(publication: Path) -> None:
-    write(publication, "2031-07-a.md", "---\ntitle: A\ndate: 2031-07-01\n---\nA\n")
-    second = write(
-        publication, "2031-07-b.md", "---\ntitle: B\nsummary: b\ndate: 2031-07-01\n---\nB\n"
-    )
-    match = check_fails(publication)
-    assert match["path"] == str(second)
-    assert match["line"] == "4"
-    assert match["rest"].startswith("date: same date 2031-07-01")
-    assert "2031-07-a.md" in match["rest"]
+def test_two_ready_issues_on_one_date_are_a_check_error_naming_both(publication: Path) -> None:
+    head = "---\ntitle: T\ndate: 2031-07-01\nstatus: ready\n---\n"
+    a = write(publication, "2031-07-a.md", head + "A\n")
+    b = write(publication, "2031-07-b.md", head + "B\n")
+    code, _, stderr = run_cli(publication, "check")
+    assert code == 1 and "Traceback" not in stderr
+    errors = [line for line in stderr.splitlines() if "two ready issues on 2031-07-01" in line]
+    assert len(errors) == 2
+    assert str(a) in errors[0] and "2031-07-b" in errors[0]
+    assert str(b) in errors[1] and "2031-07-a" in errors[1]
 
 
-def test_same_date_by_default_from_the_file_name(publication: Path) -> None:
-    # Both default to the first Tuesday of July 2031 (2031-07-01).
-    write(publication, "2031-07-a.md", "---\ntitle: A\n---\nA\n")
-    second = write(publication, "2031-07-b.md", "---\ntitle: B\n---\nB\n")
-    match = check_fails(publication)
-    assert match["path"] == str(second)
-    assert "same date 2031-07-01" in match["rest"]
+def test_drafts_on_one_date_block_nothing(publication: Path) -> None:
+    # Both default to the first Tuesday of July 2031 (2031-07-01): two drafts, one day.
+    write(publication, "2031-07-a.md", "---\ntitle: A\nsummary: a\n---\nA\n")
+    write(publication, "2031-07-b.md", "---\ntitle: B\nsummary: b\n---\nB\n")
+    code, stdout, stderr = run_cli(publication, "check")
+    assert code == 0, stderr
+    assert "0 error(s)" in stdout
+
+
+def test_a_draft_on_a_ready_issues_date_is_a_warning(publication: Path) -> None:
+    write(publication, "2031-07-a.md", "---\ntitle: A\nsummary: a\nstatus: ready\n---\nA\n")
+    draft = write(publication, "2031-07-b.md", "---\ntitle: B\nsummary: b\n---\nB\n")
+    code, stdout, _ = run_cli(publication, "check")
+    assert code == 0
+    assert f"{draft}: warning: draft dated 2031-07-01, the day of ready issue 2031-07-a" in stdout
+    strict = run_cli(publication, "check", "--strict")
+    assert strict.code == 1
 
 
 def test_two_issues_same_slug(publication: Path) -> None:
@@ -191,14 +202,39 @@ def test_two_issues_same_slug(publication: Path) -> None:
     assert str(other) in match["rest"]
 
 
-def test_duplicate_number(publication: Path) -> None:
-    # The sample issues are numbered 1..5 automatically; a later issue claims 2.
-    bad = write(publication, "2031-10-dup.md", "---\ntitle: Dup\nsummary: s\nnumber: 2\n---\nB\n")
-    match = check_fails(publication)
-    assert match["path"] == str(bad)
-    assert match["line"] == "4"
-    assert match["rest"].startswith("number: issue number 2 is also used by")
-    assert "2026-08-handoffs-are-the-product.md" in match["rest"]
+def test_a_free_number_is_honoured_and_the_unfixed_ones_make_room(publication: Path) -> None:
+    # The sample's ready issues are numbered 1..4; none is fixed yet (nothing sent).
+    write(publication, "2031-10-dup.md",
+          "---\ntitle: Dup\nsummary: s\nnumber: 2\nstatus: ready\n---\nB\n")  # fmt: skip
+    assert run_cli(publication, "check").code == 0
+    issues = load_issues(load_config(publication, environ={}), SAMPLE_TODAY)
+    assert [i.number for i in issues if i.is_ready] == [1, 3, 4, 5, 2]
+
+
+def test_a_number_two_unfixed_issues_ask_for_is_a_warning(publication: Path) -> None:
+    head = "---\ntitle: T\nsummary: s\nnumber: 40\nstatus: ready\n"
+    write(publication, "2031-10-first.md", head + "---\nB\n")
+    second = write(publication, "2031-11-second.md", head + "---\nB\n")
+    code, stdout, _ = run_cli(publication, "check")
+    assert code == 0
+    assert (
+        f"{second}:4: warning: number: 40 is also asked for by 2031-10-first (earlier); "
+        "this issue takes No. 41 instead" in stdout
+    )
+
+
+def test_a_number_equal_to_a_fixed_one_is_an_error_naming_both(publication: Path) -> None:
+    config = load_config(publication, environ={})
+    with open_store(config) as store:
+        store.fix_numbers({"2026-08-handoffs-are-the-product": 2}, how="sent")
+    path = write(publication, "2031-10-dup.md",
+                 "---\ntitle: Dup\nsummary: s\nnumber: 2\nstatus: ready\n---\nB\n")  # fmt: skip
+    code, _, stderr = run_cli(publication, "check")
+    assert code == 1
+    assert (
+        f"{path}:4: error: number: 2 is already the fixed number of "
+        "2026-08-handoffs-are-the-product" in stderr
+    )
 
 
 @pytest.mark.parametrize(
@@ -306,7 +342,7 @@ def test_defaults_and_slug(empty: Path) -> None:
     assert issue.tags == ()
     assert issue.author is None
     assert issue.epigraph is None
-    assert issue.number == 1
+    assert issue.number is None  # a draft has no number
     assert issue.path == path
     assert issue.body.strip() == "Hello"
     assert issue.body_line == 4
@@ -314,22 +350,21 @@ def test_defaults_and_slug(empty: Path) -> None:
 
 def test_numbers_follow_date_order_and_respect_explicit_ones(empty: Path) -> None:
     # File names sort differently from dates, so numbering must follow the dates.
-    write(empty, "c.md", "---\ntitle: C\ndate: 2027-01-05\n---\n")
-    write(empty, "a.md", "---\ntitle: A\ndate: 2027-02-02\nnumber: 10\n---\n")
-    write(empty, "b.md", "---\ntitle: B\ndate: 2027-03-02\n---\n")
-    write(empty, "d.md", "---\ntitle: D\ndate: 2026-12-01\n---\n")
+    write(empty, "c.md", "---\ntitle: C\ndate: 2027-01-05\nstatus: ready\n---\n")
+    write(empty, "a.md", "---\ntitle: A\ndate: 2027-02-02\nnumber: 10\nstatus: ready\n---\n")
+    write(empty, "b.md", "---\ntitle: B\ndate: 2027-03-02\nstatus: ready\n---\n")
+    write(empty, "d.md", "---\ntitle: D\ndate: 2026-12-01\nstatus: ready\n---\n")
+    write(empty, "e.md", "---\ntitle: E (a draft)\ndate: 2027-01-19\n---\n")
     issues = load(empty)
-    assert [(i.slug, i.number) for i in issues] == [("d", 1), ("c", 2), ("a", 10), ("b", 11)]
+    assert [(i.slug, i.number) for i in issues] == [
+        ("d", 1), ("c", 2), ("e", None), ("a", 10), ("b", 11)
+    ]  # fmt: skip
 
 
-def test_explicit_number_lower_than_an_automatic_one_collides(empty: Path) -> None:
-    write(empty, "a.md", "---\ntitle: A\ndate: 2027-01-05\n---\n")
-    write(empty, "b.md", "---\ntitle: B\ndate: 2027-02-02\nnumber: 1\n---\n")
-    with pytest.raises(IssueError) as caught:
-        load(empty)
-    assert caught.value.field == "number"
-    assert caught.value.path == empty / "content" / "b.md"
-    assert caught.value.line == 4
+def test_explicit_number_lower_than_an_automatic_one_takes_it(empty: Path) -> None:
+    write(empty, "a.md", "---\ntitle: A\ndate: 2027-01-05\nstatus: ready\n---\n")
+    write(empty, "b.md", "---\ntitle: B\ndate: 2027-02-02\nnumber: 1\nstatus: ready\n---\n")
+    assert [(i.slug, i.number) for i in load(empty)] == [("a", 2), ("b", 1)]
 
 
 def test_epigraph_forms(empty: Path) -> None:
@@ -389,7 +424,9 @@ def test_crlf_and_bom_files_load(empty: Path) -> None:
 def test_the_sample_publication_loads(publication: Path) -> None:
     issues = load(publication)
     assert len(issues) >= 4
-    assert [i.number for i in issues] == list(range(1, len(issues) + 1))
+    ready = [i for i in issues if i.is_ready]
+    assert [i.number for i in ready] == list(range(1, len(ready) + 1))
+    assert all(i.number is None for i in issues if not i.is_ready)
     assert all(i.date.weekday() == calendar.TUESDAY for i in issues)
     features = {
         "epigraph": any(i.epigraph for i in issues),
@@ -407,7 +444,7 @@ def test_the_sample_publication_loads(publication: Path) -> None:
 
 def test_find_issue_by_slug_and_by_path(publication: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = load_config(publication, environ={})
-    issues = load_issues(config)
+    issues = load_issues(config, SAMPLE_TODAY)
     slug = "2026-10-listening-rounds"
     by_slug = find_issue(config, issues, slug)
     assert by_slug.slug == slug
@@ -421,7 +458,7 @@ def test_find_issue_by_slug_and_by_path(publication: Path, monkeypatch: pytest.M
 
 def test_find_issue_unknown_slug_lists_the_known_ones(publication: Path) -> None:
     config = load_config(publication, environ={})
-    issues = load_issues(config)
+    issues = load_issues(config, SAMPLE_TODAY)
     with pytest.raises(IssueError) as caught:
         find_issue(config, issues, "2026-11-nothing")
     assert caught.value.field == "ISSUE"
@@ -430,7 +467,7 @@ def test_find_issue_unknown_slug_lists_the_known_ones(publication: Path) -> None
 
 def test_find_issue_path_outside_content(publication: Path, tmp_path: Path) -> None:
     config = load_config(publication, environ={})
-    issues = load_issues(config)
+    issues = load_issues(config, SAMPLE_TODAY)
     stray = tmp_path / "stray.md"
     stray.write_text("---\ntitle: Stray\n---\n", encoding="utf-8")
     with pytest.raises(IssueError) as caught:

@@ -6,11 +6,14 @@ import datetime as dt
 import email
 import email.policy
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import IO
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -66,7 +69,6 @@ def test_list_marks_what_the_send_log_says_is_sent(publication: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("--now", "2026-11-20T00:00"), "--now goes with --list"),
         (("--list", "2", "--now", "first tuesday"), "expected an ISO date-time"),
         (("--list", "0"), "0 is not in the range"),
     ],
@@ -107,32 +109,67 @@ def test_the_editor_is_told_once_through_the_transport_and_the_store(publication
     assert run.due.kind == "due" and [i.slug for i in sent] == [DECEMBER]
 
 
-def wait_for_line(stream, needle: str, timeout: float = 120) -> str:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    seen = ""
-    while time.monotonic() < deadline:
-        line = stream.readline()
-        seen += line
-        if needle in line:
-            return seen
-    raise AssertionError(f"{needle!r} not seen in: {seen}")
+class Lines:
+    """A process's output read in a thread, so every wait has a deadline that fires even
+    when the process prints nothing (a bare readline() would block past any timeout)."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.queue: queue.Queue[str] = queue.Queue()
+        self.thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)
+        self.thread.start()
+
+    def _pump(self, stream: IO[str]) -> None:
+        for line in stream:
+            self.queue.put(line)
+        self.queue.put("")  # end of output
+
+    def wait_for(self, needle: str, timeout: float = 120) -> str:
+        """Everything read until a line holding `needle`."""
+        deadline = time.monotonic() + timeout
+        seen = ""
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self.queue.get(timeout=left)
+            except queue.Empty:
+                break
+            if not line:
+                raise AssertionError(f"{needle!r} not seen before the output ended: {seen}")
+            seen += line
+            if needle in line:
+                return seen
+        raise AssertionError(f"{needle!r} not seen within {timeout} s: {seen}")
+
+    def rest(self, timeout: float = 60) -> str:
+        """What is left once the process has ended."""
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the output did not end"
+        return "".join(iter(self.queue.get_nowait, ""))
+
+
+def stop(proc: subprocess.Popen[str], sig: signal.Signals, timeout: float = 60) -> str:
+    """Signal the process, wait for it (with a deadline) and return its stderr."""
+    proc.send_signal(sig)
+    proc.wait(timeout=timeout)
+    assert proc.stderr is not None
+    return proc.stderr.read()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_the_long_running_scheduler_checks_at_start_and_stops_on_a_signal(
     publication: Path, sig: signal.Signals
 ) -> None:
-    command = [NEWSLETTER, "--root", str(publication), "schedule"]
+    command = [NEWSLETTER, "--root", str(publication), "--now", "2026-11-20T12:00", "schedule"]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
-        started = wait_for_line(proc.stdout, "nothing due at")  # the start-up check ran
+        lines = Lines(proc.stdout)
+        started = lines.wait_for("nothing due at")  # the start-up check ran
         assert f"scheduler started (pid {proc.pid})" in started
         second = subprocess.run(command, capture_output=True, text=True, timeout=120)
         assert second.returncode == 1
         assert f"already running (pid {proc.pid} on " in second.stderr
-        proc.send_signal(sig)
-        out, err = proc.communicate(timeout=60)
+        err = stop(proc, sig)
+        out = lines.rest()
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -144,13 +181,15 @@ def test_the_long_running_scheduler_checks_at_start_and_stops_on_a_signal(
 
 
 def test_the_scheduler_sends_at_start_up_and_resumes_after_a_kill(publication: Path) -> None:
-    """Real time, so a daily rule at 00:00 UTC makes today's issue due when the process starts."""
-    today = dt.datetime.now(dt.UTC).date()
-    (publication / "content" / f"{today}-today.md").write_text(
-        f"---\ntitle: Today\ndate: {today}\nstatus: ready\nsummary: Today's issue.\n---\nHello.\n",
+    """The scheduler's clock starts at --now (10:00 on a scheduled day) and runs on, so the
+    issue of that day is due when the process starts, whatever day the test runs."""
+    day = "2031-07-01"
+    now = [f"--now={day}T10:00"]
+    (publication / "content" / f"{day}-today.md").write_text(
+        f"---\ntitle: Today\ndate: {day}\nstatus: ready\nsummary: Today's issue.\n---\nHello.\n",
         encoding="utf-8",
     )
-    slug = f"{today}-today"
+    slug = f"{day}-today"
     config = load_config(publication)
     readers = [f"reader{n}@example.org" for n in range(6)]
     with open_store(config) as store:
@@ -167,7 +206,7 @@ def test_the_scheduler_sends_at_start_up_and_resumes_after_a_kill(publication: P
             NEWSLETTER_DELIVERY__SMTP__PORT=str(mta.port),
             NEWSLETTER_DELIVERY__SMTP__CONNECTIONS="1",
         )
-        command = [NEWSLETTER, "--root", str(publication), "schedule"]
+        command = [NEWSLETTER, "--root", str(publication), *now, "schedule"]
 
         def start() -> subprocess.Popen[str]:
             return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -186,10 +225,9 @@ def test_the_scheduler_sends_at_start_up_and_resumes_after_a_kill(publication: P
         restarted = start()  # the kill left no stale lock; the start-up check resumes the send
         try:
             assert restarted.stdout is not None
-            seen = wait_for_line(restarted.stdout, "sent by this run")
+            seen = Lines(restarted.stdout).wait_for("sent by this run")
             assert f"due: {slug} scheduled" in seen and "(resuming the unfinished send)" in seen
-            restarted.send_signal(signal.SIGTERM)
-            restarted.communicate(timeout=60)
+            stop(restarted, signal.SIGTERM)
         finally:
             if restarted.poll() is None:
                 restarted.kill()
@@ -200,9 +238,8 @@ def test_the_scheduler_sends_at_start_up_and_resumes_after_a_kill(publication: P
         third = start()
         try:
             assert third.stdout is not None
-            assert f"already sent: {slug}" in wait_for_line(third.stdout, "already sent")
-            third.send_signal(signal.SIGTERM)
-            third.communicate(timeout=60)
+            assert f"already sent: {slug}" in Lines(third.stdout).wait_for("already sent")
+            stop(third, signal.SIGTERM)
         finally:
             if third.poll() is None:
                 third.kill()

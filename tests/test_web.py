@@ -16,6 +16,7 @@ from email.policy import default
 from pathlib import Path
 
 import pytest
+from conftest import SAMPLE_TODAY
 
 from newsletter.config import Config, DeliveryConfig, SmtpConfig, WebConfig, load_config
 from newsletter.issues import load_issues
@@ -226,7 +227,7 @@ def test_the_issue_header_url_is_the_one_that_unsubscribes(site: Site) -> None:
         assert resp.status == 200
     assert status(site) == "unsubscribed"
     # The footer links the web page too, not the mailto.
-    issues = load_issues(site.config)
+    issues = load_issues(site.config, SAMPLE_TODAY)
     rendered = render_issue(site.config, issues[0], issues)
     assert f'href="{urls[1]}"' in rendered.personalise(subscriber).html
 

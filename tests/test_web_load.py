@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from conftest import SAMPLE_TODAY
 
 from newsletter.config import Config, SmtpConfig, WebConfig, load_config
 from newsletter.delivery import SendReport, send_issue
@@ -108,7 +109,7 @@ def test_500_one_click_posts_from_20_clients_during_a_send(publication: Path) ->
     # while the clients come down it, so the two meet mid-way.
     targets = readers[GATE_AT + 1 :: 2][:TARGETS][::-1]
     assert len(targets) == TARGETS
-    issues = load_issues(config)
+    issues = load_issues(config, SAMPLE_TODAY)
     issue = next(i for i in issues if i.status == "ready")
     later_issue = next(i for i in issues if i.status == "ready" and i.slug != issue.slug)
 

@@ -25,6 +25,7 @@ def test_a_v1_database_gains_the_signups_table_and_keeps_its_readers(tmp_path: P
         store.add("kept@example.org", source="test", consent="t")
     with sqlite3.connect(path) as db:  # back to what a v1 program left
         db.execute("DROP TABLE signups")
+        db.execute("DROP TABLE issue_numbers")
         db.execute("PRAGMA user_version = 1")
     with SQLiteStore(path) as store:
         assert store.get_by_email("kept@example.org") is not None
