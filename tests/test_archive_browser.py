@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import os
 import threading
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -29,7 +30,10 @@ FLAGS = [
     "--disable-dev-shm-usage",
 ]  # fmt: skip
 TODAY = dt.date(2026, 11, 25)
+pytestmark = pytest.mark.real_clock  # Chromium does not run under libfaketime
 
+if not CHROMIUM.exists() and os.environ.get("CI") == "true":
+    raise RuntimeError("CI=true but /usr/bin/chromium is missing: `.ci/run` must install it")
 if not CHROMIUM.exists():
     pytest.skip(
         "Debian chromium is not installed at /usr/bin/chromium (`.ci/run` installs it)",
