@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import jinja2
 from markupsafe import Markup
@@ -22,6 +23,7 @@ from premailer import Premailer
 
 from newsletter import links
 from newsletter.config import Config
+from newsletter.emailbody import email_fragment
 from newsletter.errors import TemplateError
 from newsletter.issues import Issue
 from newsletter.markup import BodyLink, render_markdown
@@ -32,6 +34,9 @@ SLOTS = ("first_name", "email", "unsubscribe_url", "unsubscribe_address")
 _SLOT_TOKEN = "NLSLOT-{}-9f2c"
 _SLOT_RE = re.compile(r"NLSLOT-([a-z_]+)-9f2c")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+# Languages written right to left (BCP 47 primary subtags): the email sets dir="rtl" for them.
+_RTL_LANGUAGES = frozenset({"ar", "arc", "ckb", "dv", "fa", "he", "ks", "ku", "ps", "sd", "ug",
+                            "ur", "yi"})  # fmt: skip
 
 
 class Reader(Protocol):
@@ -190,19 +195,36 @@ def subject_for(config: Config, issue: Issue) -> str:
     return f"{config.name} #{issue.number}: {issue.title}"
 
 
+def text_direction(language: str) -> str:
+    """The text direction of `language`: "rtl" for "ar", "he-IL" and the like, else "ltr"."""
+    return "rtl" if language.split("-")[0].lower() in _RTL_LANGUAGES else "ltr"
+
+
+def forward_mailto(subject: str, web_url: str) -> str:
+    """A `mailto:` that opens a new message with the subject and the web link filled in."""
+    body = f"I thought you would like this: {web_url}"
+    return f"mailto:?subject={quote(subject, safe='')}&body={quote(body, safe='')}"
+
+
 def template_context(config: Config, issue: Issue, issues: list[Issue]) -> dict[str, Any]:
     """What email.html and email.txt see, except `content` and the per-reader `slot` values."""
+    subject = subject_for(config, issue)
+    web_url = links.issue_url(config, issue.slug)
     return {
         "config": config,
         "issue": issue,
-        "subject": subject_for(config, issue),
+        "subject": subject,
         "preheader": issue.summary,
         "recent": recent_issues(config, issue, issues),
-        "web_url": links.issue_url(config, issue.slug),
+        "web_url": web_url,
         "archive_url": config.base_url,
         "subscribe_url": config.archive_url("subscribe/"),
         "reply_to": config.reply_to,
         "year": issue.date.year,
+        "text_dir": text_direction(config.language),
+        "forward_mailto": forward_mailto(subject, web_url),
+        # the footer's wording follows what the unsubscribe link really does
+        "unsubscribe_on_web": bool(config.web.public_url),  # as links.unsubscribe_link decides
     }
 
 
@@ -212,7 +234,8 @@ def render_issue(config: Config, issue: Issue, issues: list[Issue]) -> RenderedI
     slot = {name: Markup(_SLOT_TOKEN.format(name)) for name in SLOTS}
     context = {**template_context(config, issue, issues), "slot": slot}
     html_env = template_environment(config)
-    page = render_template(html_env, "email.html", {**context, "content": Markup(body.html)})
+    fragment = email_fragment(body.html)
+    page = render_template(html_env, "email.html", {**context, "content": Markup(fragment)})
     inlined, warnings = inline_css(page)
     text_env = template_environment(config, autoescape=False)
     text = render_template(text_env, "email.txt", {**context, "content": html_to_text(body.html)})
@@ -238,9 +261,12 @@ class _Collect(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-# Client-specific properties (Outlook's mso-*, -webkit-/-ms- prefixes) are deliberate in email
-# CSS; cssutils does not know them, and a warning for each would bury real mistakes.
-_VENDOR_PROPERTY = re.compile(r"Unknown Property name\. \[[\d:]+ (-webkit-|-ms-|mso-)")
+# Client-specific properties (Outlook's mso-*, -webkit-/-ms- prefixes) and the CSS 3 line
+# breaking ones that let long addresses wrap are deliberate in email CSS; cssutils (CSS 2.1)
+# does not know them, and a warning for each would bury real mistakes.
+_VENDOR_PROPERTY = re.compile(
+    r"Unknown Property name\. \[[\d:]+ (-webkit-|-ms-|mso-|overflow-wrap|word-wrap|word-break)"
+)
 
 
 def inline_css(page: str) -> tuple[str, tuple[str, ...]]:
@@ -259,9 +285,9 @@ def inline_css(page: str) -> tuple[str, tuple[str, ...]]:
         disable_validation=False,
         cssutils_logging_handler=collector,
         cssutils_logging_level=logging.WARNING,
-        # premailer copies an inline `height:auto` (responsive images) over the pixel height
-        # attribute that Outlook needs; attributes set by markup.py must stay.
-        disable_basic_attributes=["height"],
+        # premailer copies an inline `height:auto`/`width:100%` (fluid images) over the pixel
+        # size attributes that Outlook needs; attributes set by markup.py must stay.
+        disable_basic_attributes=["height", "width"],
         # premailer's process-wide parse cache reports a stylesheet's warnings only the first
         # time it is seen, so `check` lost them for later issues and in long-running processes;
         # parsing again costs ~50 ms once per issue.
