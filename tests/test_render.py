@@ -187,8 +187,8 @@ def test_images_have_width_height_and_alt(built: Path) -> None:
 def test_image_height_follows_the_aspect_ratio(built: Path) -> None:
     root = lxml.html.document_fromstring((built / f"{FIRST}.html").read_text(encoding="utf-8"))
     (image,) = root.iter("img")
-    # content/images/service-chain.png is 1120 x 560, shown at the 560 px content width.
-    assert (image.get("width"), image.get("height")) == ("560", "280")
+    # content/images/service-chain.png is 1120 x 600, shown at the 560 px content width.
+    assert (image.get("width"), image.get("height")) == ("560", "300")
 
 
 def test_preheader_holds_the_summary(built: Path, issues: list[Issue]) -> None:
