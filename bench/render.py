@@ -25,9 +25,9 @@ from markupsafe import Markup, escape
 
 from newsletter import links
 from newsletter.config import Config, load_config
+from newsletter.emailbody import email_fragment
 from newsletter.issues import Issue, find_issue, load_issues
 from newsletter.markup import render_markdown
-from newsletter.plaintext import html_to_text
 from newsletter.render import (
     RenderedIssue,
     inline_css,
@@ -35,6 +35,7 @@ from newsletter.render import (
     render_template,
     template_context,
     template_environment,
+    text_context,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,8 +90,8 @@ class NaiveRenderer:
     def __init__(self, config: Config, issue: Issue, issues: list[Issue]) -> None:
         self.config = config
         body = render_markdown(config, issue, issues)
-        self.html_content = Markup(body.html)
-        self.text_content = html_to_text(body.html)
+        self.html_content = Markup(email_fragment(body.html))
+        self.text_context = text_context(body.html)
         self.html_env = template_environment(config)
         self.text_env = template_environment(config, autoescape=False)
         self.context: dict[str, Any] = template_context(config, issue, issues)
@@ -112,7 +113,7 @@ class NaiveRenderer:
         text = render_template(
             self.text_env,
             "email.txt",
-            {**self.context, "slot": values, "content": self.text_content},
+            {**self.context, "slot": values, **self.text_context},
         )
         return inlined, text
 

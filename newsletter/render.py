@@ -27,7 +27,7 @@ from newsletter.emailbody import email_fragment
 from newsletter.errors import TemplateError
 from newsletter.issues import Issue
 from newsletter.markup import BodyLink, render_markdown
-from newsletter.plaintext import html_to_text
+from newsletter.plaintext import text_parts
 
 RECENT_COUNT = 12
 SLOTS = ("first_name", "email", "unsubscribe_url", "unsubscribe_address")
@@ -228,6 +228,12 @@ def template_context(config: Config, issue: Issue, issues: list[Issue]) -> dict[
     }
 
 
+def text_context(body_html: str) -> dict[str, str]:
+    """email.txt's `content`, `notes` and `links`: the sign-off goes between notes and links."""
+    parts = text_parts(body_html)
+    return {"content": parts.body, "notes": parts.notes, "links": parts.links}
+
+
 def render_issue(config: Config, issue: Issue, issues: list[Issue]) -> RenderedIssue:
     """Markdown, both templates and premailer: once per issue."""
     body = render_markdown(config, issue, issues)
@@ -238,7 +244,7 @@ def render_issue(config: Config, issue: Issue, issues: list[Issue]) -> RenderedI
     page = render_template(html_env, "email.html", {**context, "content": Markup(fragment)})
     inlined, warnings = inline_css(page)
     text_env = template_environment(config, autoescape=False)
-    text = render_template(text_env, "email.txt", {**context, "content": html_to_text(body.html)})
+    text = render_template(text_env, "email.txt", {**context, **text_context(body.html)})
     return RenderedIssue(
         config=config,
         issue=issue,

@@ -170,8 +170,8 @@ def test_html_template_without_unsubscribe_address(publication: Path) -> None:
 
 def test_text_template_without_unsubscribe(publication: Path) -> None:
     template = publication / "templates" / "email.txt"
-    _edit(template, "write to {{ slot.unsubscribe_address }}, or go to\n", "")
-    _edit(template, "{{ slot.unsubscribe_url }}\n", "\n")
+    _edit(template, "{{ slot.unsubscribe_address }}", "")
+    _edit(template, "{{ slot.unsubscribe_url }}", "")
     code, _, stderr = check(publication, "2026-10-listening-rounds")
     assert code == 1
     assert stderr.startswith(f"{template}: error: no unsubscribe address or link")
