@@ -52,11 +52,13 @@ class Reader(Protocol):
 
 @dataclass(frozen=True)
 class PreviewReader:
-    """The placeholder reader for previews and the archive: no personal data."""
+    """The placeholder reader for previews and checks: no personal data, but as long as real
+    ones get, so a preview (and `check`'s size) shows what readers get: a 32-character token
+    like the store's and a long address, both of which must wrap on a phone."""
 
-    email: str = "reader@example.com"
+    email: str = "alexandra.featherstonehaugh-worthington@customer-operations.example.org"
     first_name: str | None = None
-    token: str = "preview"
+    token: str = "sampletokenofthirtytwocharacters"
 
 
 @dataclass(frozen=True)

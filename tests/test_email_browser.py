@@ -17,6 +17,7 @@ import email
 import email.policy
 import os
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,9 @@ from typing import Any
 import pytest
 from conftest import copy_sample, run_cli
 
+from newsletter import preview
 from newsletter.config import load_config
+from newsletter.render import PreviewReader
 from newsletter.store import open_store
 
 pytestmark = pytest.mark.real_clock
@@ -169,11 +172,15 @@ def luminance(css: str) -> float:
     return 0.2126 * r + 0.7152 * g + 0.0722 * b
 
 
-def serve_images(root: Path, foreign: list[str]) -> Any:
-    """A route handler: the archive's files from content/, anything else refused and noted."""
+def serve_images(root: Path, foreign: list[str], allow: str | None = None) -> Any:
+    """A route handler: the archive's files from content/, requests under `allow` passed on,
+    anything else refused and noted."""
 
     def handle(route: Any) -> None:
         url = route.request.url
+        if allow is not None and url.startswith(allow):
+            route.continue_()
+            return
         if url.startswith(BASE_URL):
             local = root / "content" / url.removeprefix(BASE_URL)
             if local.is_file():
@@ -242,3 +249,47 @@ def test_right_to_left_name_is_isolated(sent: tuple[Path, dict[str, Sent]]) -> N
     _, received = sent
     html = received["rtl"].html
     assert "<bdi>فاطمة الزهراء</bdi>," in html
+
+
+@pytest.fixture
+def preview_url(sent: tuple[Path, dict[str, Sent]]) -> Iterator[str]:
+    root, _ = sent
+    httpd = preview.make_server(load_config(root, environ={}), SLUG, 0)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=10)
+
+
+def test_preview_page_shows_every_view_without_scrolling_sideways(
+    sent: tuple[Path, dict[str, Sent]], preview_url: str, browser: Any
+) -> None:
+    root, _ = sent
+    folder = ARTIFACTS.parent / "preview"
+    folder.mkdir(parents=True, exist_ok=True)
+    for width in (375, 1280):
+        context = browser.new_context(viewport={"width": width, "height": 900})
+        foreign: list[str] = []
+        context.route("**/*", serve_images(root, foreign, allow=preview_url))
+        page = context.new_page()
+        page.goto(preview_url, wait_until="load", timeout=30_000)
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        frames = {f.url.removeprefix(preview_url): f for f in page.frames if f != page.main_frame}
+        assert set(frames) == {"email.html", "email-dark.html", "email-gmail.html"}
+        for frame in frames.values():  # the long address is printed in every view
+            assert PreviewReader().email in frame.evaluate("document.body.innerText").replace(
+                "\n", ""
+            )
+        dark = frames["email-dark.html"].evaluate(
+            "getComputedStyle(document.querySelector('.container')).backgroundColor"
+        )
+        assert luminance(dark) < 0.05
+        assert frames["email-gmail.html"].evaluate("document.querySelectorAll('style').length") == 0
+        page.screenshot(path=str(folder / f"preview-{width}.png"))
+        context.close()
+        assert foreign == []
+    assert all((folder / f"preview-{w}.png").stat().st_size > 5000 for w in (375, 1280))
