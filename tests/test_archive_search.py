@@ -10,10 +10,12 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import lxml.html
+from lunr import lunr
 from lunr.index import Index
+from lunr.lunr import get_default_builder
 
 from newsletter.archive import build_archive
-from newsletter.archive_search import plain_text
+from newsletter.archive_search import FIELDS, SearchDoc, build_index, plain_text
 from newsletter.config import load_config
 from newsletter.issues import load_issues
 
@@ -120,3 +122,29 @@ def test_subscribe_form_once_there_is_an_endpoint(publication: Path) -> None:
     (form,) = root.findall(".//form")
     assert form.get("action") == "https://news.example.com/subscribe"
     assert "Subscribe by email" not in root.text_content()
+
+
+def test_the_fast_builder_writes_exactly_the_index_lunr_writes(publication: Path) -> None:
+    """archive_search feeds lunr's builder finished terms; lunr.py's own tokenizer and
+    pipeline over the same documents give the same serialised index."""
+    out, _ = build(publication)
+    docs = [
+        SearchDoc(path, d["t"], d["n"], d["d"], d["s"], keywords, d["x"])
+        for (path, d), keywords in zip(
+            search_data(out)["docs"].items(),
+            ["a b", "handoffs operations", "", "x-y z"],
+            strict=True,
+        )
+    ]
+    ours = build_index(docs)
+    builder = get_default_builder()
+    theirs = lunr(
+        ref="ref",
+        fields=list(FIELDS),
+        documents=[
+            {"ref": d.path, "t": d.title, "k": d.keywords, "s": d.summary, "b": d.text}
+            for d in docs
+        ],
+        builder=builder,
+    ).serialize()
+    assert json.dumps(ours, sort_keys=True) == json.dumps(theirs, sort_keys=True)
