@@ -19,9 +19,9 @@ def email_fragment(fragment: str) -> str:
         return fragment
     root = lxml.html.fragment_fromstring(fragment, create_parent="div")
     for sup in root.xpath("//sup[a[contains(@class, 'footnote-ref')]]"):
-        number = sup.text_content().strip()
-        sup.clear()  # drops the id (an anchor target) and the link
-        sup.text = number
+        number, tail = sup.text_content().strip(), sup.tail
+        sup.clear()  # drops the id (an anchor target) and the link, and the tail: restored
+        sup.text, sup.tail = number, tail
     for backref in root.xpath("//a[contains(@class, 'footnote-backref')]"):
         # Python-Markdown puts a no-break space before the back-link; it would dangle.
         previous = backref.getprevious()

@@ -13,6 +13,7 @@ from conftest import copy_sample
 from newsletter.config import Config, load_config
 from newsletter.emailbody import email_fragment
 from newsletter.issues import Issue, find_issue, load_issues
+from newsletter.markup import render_markdown
 from newsletter.render import render_issue, text_direction
 
 HANDOFFS = "2026-08-handoffs-are-the-product"
@@ -50,6 +51,10 @@ def test_footnotes_need_no_in_page_anchors(config: Config, issues: list[Issue]) 
     assert root.xpath("//*[starts-with(@id, 'fn')]") == []  # no anchor targets left either
     (marker,) = root.xpath("//td[contains(@class, 'content')]/p/sup")
     assert marker.text_content() == "1" and len(marker) == 0
+    # the text after the marker stays
+    assert "under 15 percent.1 That means the fastest way" in " ".join(
+        marker.getparent().text_content().split()
+    )
     (notes,) = root.xpath("//div[contains(@class, 'footnote')]")
     heading = notes.xpath(".//p[contains(@class, 'notes-heading')]")[0]
     assert heading.text_content() == "Notes"
@@ -132,3 +137,17 @@ def test_images_are_fluid_with_their_size_for_outlook(config: Config, issues: li
     assert image.get("width") == "560"  # Outlook ignores CSS widths on images
     style = image.get("style").replace(" ", "")
     assert "width:100%;max-width:560px;height:auto" in style
+
+
+def test_the_email_fragment_loses_no_text(config: Config, issues: list[Issue]) -> None:
+    """Only the back-link arrows go (and a Notes heading comes); every word stays in order."""
+    for issue in issues:
+        body = render_markdown(config, issue, issues).html
+        if not body:
+            continue
+        before = lxml.html.fragment_fromstring(body, create_parent="div").text_content()
+        after = lxml.html.fragment_fromstring(email_fragment(body), create_parent="div")
+        for heading in after.find_class("notes-heading"):
+            heading.drop_tree()
+        expected = " ".join(before.replace("\u21a9", "").split())
+        assert " ".join(after.text_content().split()) == expected, issue.slug
