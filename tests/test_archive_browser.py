@@ -150,6 +150,10 @@ def test_browse_follow_search_and_screenshot(served: tuple[str, Path], browser: 
 
         page.locator("header nav a", has_text="All issues").click()
         page.wait_for_load_state()
+        requested: list[str] = []
+        page.on("request", lambda r, seen=requested: seen.append(r.url))
+        page.wait_for_timeout(200)  # a reader who only browses never loads the index
+        assert not [u for u in requested if u.endswith(("search-index.js", "lunr.min.js"))]
         # full text, ranked: the issue with the word in its title first
         page.fill("#search-input", "listening")
         results = page.locator("#search-results li")
@@ -173,6 +177,7 @@ def test_browse_follow_search_and_screenshot(served: tuple[str, Path], browser: 
         assert page.locator("#search-status").inner_text() == "0 issues found"
         page.fill("#search-input", "pallet")
         page.screenshot(path=str(ARTIFACTS / f"search-{width}.png"))
+        assert base + "search-index.js" in requested and base + "lunr.min.js" in requested
         page.locator("#search-results a").first.click()
         page.wait_for_load_state()
         assert page.url.startswith(base) and page.url.endswith("/index.html")

@@ -1,14 +1,16 @@
 // Archive search: lunr.js (lunr.min.js) over the index built with the archive
-// (search-index.js: window.NEWSLETTER_SEARCH = {index, docs}, loaded by <script> tags so it
-// also works from file:// and under any sub-path). Every word must match; the last one may be
-// the start of a word, for results while typing. Results are ranked by lunr (a title or topic
-// outweighs the body) and show the passage where the words occur. Without JavaScript the form
-// stays hidden and the full list below it is the archive.
+// (search-index.js: window.NEWSLETTER_SEARCH = {index, docs}). Both are loaded by <script>
+// tags, beside this file, so search works from file:// and under any sub-path, and only once
+// the reader starts to search: the index holds every issue's text, several MB for a long
+// archive, which a reader who only browses never downloads. Every word must match; the last
+// one may be the start of a word, for results while typing. Results are ranked by lunr (a
+// title or topic outweighs the body) and show the passage where the words occur. Without
+// JavaScript the form stays hidden and the full list below it is the archive.
 (function () {
   "use strict";
-  var data = window.NEWSLETTER_SEARCH, form = document.getElementById("search");
-  if (!data || !window.lunr || !form) return;
-  var index = lunr.Index.load(data.index);
+  var form = document.getElementById("search"), here = document.currentScript.src;
+  if (!form) return;
+  var data = null, index = null, loading = false;
   var input = document.getElementById("search-input");
   var results = document.getElementById("search-results");
   var status = document.getElementById("search-status");
@@ -74,7 +76,31 @@
     return p;
   }
 
+  function load(name, then) {
+    var script = document.createElement("script");
+    script.src = new URL(name, here).href;
+    script.onload = then;
+    script.onerror = function () { status.textContent = "Search could not be loaded."; };
+    document.head.appendChild(script);
+  }
+
+  // Loads lunr.js and the index on first use, then searches whatever is typed by then.
+  function ready(then) {
+    if (index) { then(); return; }
+    if (loading) return;
+    loading = true;
+    status.textContent = "Loading the search\u2026";
+    load("lunr.min.js", function () {
+      load("search-index.js", function () {
+        data = window.NEWSLETTER_SEARCH;
+        index = lunr.Index.load(data.index);
+        show();
+      });
+    });
+  }
+
   function show() {
+    if (!index) { ready(show); return; }
     var found = search(input.value);
     results.textContent = "";
     if (!found) { status.textContent = ""; return; }
@@ -99,4 +125,5 @@
   form.hidden = false;
   form.addEventListener("submit", function (event) { event.preventDefault(); show(); });
   input.addEventListener("input", show);
+  input.addEventListener("focus", function () { ready(function () {}); });
 })();
