@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 import jinja2
+import jinja2.meta
 from markupsafe import Markup
 from premailer import Premailer
 
@@ -27,7 +28,7 @@ from newsletter.emailbody import email_fragment
 from newsletter.errors import TemplateError
 from newsletter.issues import Issue
 from newsletter.markup import BodyLink, render_markdown
-from newsletter.plaintext import text_parts
+from newsletter.plaintext import html_to_text, text_parts
 
 RECENT_COUNT = 12
 SLOTS = ("first_name", "email", "unsubscribe_url", "unsubscribe_address")
@@ -230,10 +231,22 @@ def template_context(config: Config, issue: Issue, issues: list[Issue]) -> dict[
     }
 
 
-def text_context(body_html: str) -> dict[str, str]:
-    """email.txt's `content`, `notes` and `links`: the sign-off goes between notes and links."""
+def text_context(body_html: str, *, separate: bool = True) -> dict[str, str]:
+    """email.txt's `content`, `notes` and `links`: the sign-off goes between notes and links.
+
+    `separate=False` for an email.txt written before `notes` and `links` existed: then
+    `content` holds all three, so an older publication's text part loses nothing."""
+    if not separate:
+        return {"content": html_to_text(body_html), "notes": "", "links": ""}
     parts = text_parts(body_html)
     return {"content": parts.body, "notes": parts.notes, "links": parts.links}
+
+
+def _uses_links(env: jinja2.Environment, name: str) -> bool:
+    """Whether the template refers to `links` (parsed again: cheap, once per issue)."""
+    load_template(env, name)  # a missing or broken template fails here with file and line
+    source, _, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
+    return "links" in jinja2.meta.find_undeclared_variables(env.parse(source))
 
 
 def render_issue(config: Config, issue: Issue, issues: list[Issue]) -> RenderedIssue:
@@ -246,7 +259,9 @@ def render_issue(config: Config, issue: Issue, issues: list[Issue]) -> RenderedI
     page = render_template(html_env, "email.html", {**context, "content": Markup(fragment)})
     inlined, warnings = inline_css(page)
     text_env = template_environment(config, autoescape=False)
-    text = render_template(text_env, "email.txt", {**context, **text_context(body.html)})
+    separate = _uses_links(text_env, "email.txt")
+    text_vars = text_context(body.html, separate=separate)
+    text = render_template(text_env, "email.txt", {**context, **text_vars})
     return RenderedIssue(
         config=config,
         issue=issue,

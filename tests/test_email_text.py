@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import pytest
 from conftest import copy_sample
@@ -81,3 +82,15 @@ def test_unsubscribe_lines_follow_the_configuration(config: Config, issues: list
     on_web = text_for(web, issues)
     assert "go to\nhttps://news.example.com/unsubscribe/tok123\n(one click)" in on_web
     assert "news+tok123@example.com." in on_web
+
+
+def test_an_older_text_template_still_gets_notes_and_links(tmp_path: Path) -> None:
+    """A publication's own email.txt from before `notes` and `links`: all in `content`."""
+    root = copy_sample(tmp_path / "older")
+    (root / "templates" / "email.txt").write_text(
+        "{{ content }}\n\n{{ slot.unsubscribe_address }}\n", encoding="utf-8"
+    )
+    old = load_config(root, environ={})
+    text = text_for(old, load_issues(old))
+    assert "Notes\n-----\n\n1. Figures vary widely" in text
+    assert "Links\n-----\n\n[1] https://example.com/newsletter/2026-07-" in text
