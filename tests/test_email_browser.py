@@ -4,8 +4,9 @@ A real send through the file transport (outbox/*.eml, read back with the stdlib 
 package) to readers with a long address and name, a non-Latin name and a right-to-left name;
 each message opened in Debian's headless Chromium (Playwright) at 320, 375 and 600 px, light
 and dark (`prefers-color-scheme`), with its `<style>` block and without (what Gmail does with
-a style block it ignores). Images are answered from content/ for the archive's base URL; any
-other request fails the test (no tracking, nothing fetched from elsewhere).
+a style block it ignores; images blocked as well in that case). Images are answered from
+content/ for the archive's base URL; any other request fails the test (no tracking, nothing
+fetched from elsewhere).
 
 Screenshots of every case land in test-artifacts/email/ (git-ignored) for a person to look at.
 Marked `real_clock`: Chromium does not start under libfaketime.
@@ -172,14 +173,20 @@ def luminance(css: str) -> float:
     return 0.2126 * r + 0.7152 * g + 0.0722 * b
 
 
-def serve_images(root: Path, foreign: list[str], allow: str | None = None) -> Any:
-    """A route handler: the archive's files from content/, requests under `allow` passed on,
-    anything else refused and noted."""
+def serve_images(
+    root: Path, foreign: list[str], allow: str | None = None, *, blocked: bool = False
+) -> Any:
+    """A route handler: the archive's files from content/ (refused when `blocked`, as a
+    client that blocks images does), requests under `allow` passed on, anything else
+    refused and noted."""
 
     def handle(route: Any) -> None:
         url = route.request.url
         if allow is not None and url.startswith(allow):
             route.continue_()
+            return
+        if blocked and url.startswith(BASE_URL):
+            route.abort()
             return
         if url.startswith(BASE_URL):
             local = root / "content" / url.removeprefix(BASE_URL)
@@ -207,7 +214,8 @@ def test_real_messages_fit_every_phone(
                     viewport={"width": width, "height": 800}, color_scheme=scheme
                 )
                 foreign: list[str] = []
-                context.route("**/*", serve_images(root, foreign))
+                # Without <style>, images are blocked too: the narrowest the layout gets.
+                context.route("**/*", serve_images(root, foreign, blocked=styles == "gmail"))
                 page = context.new_page()
                 page.set_content(html, wait_until="load", timeout=20_000)
                 got = page.evaluate(MEASURE)
