@@ -23,7 +23,8 @@ from urllib.parse import quote, unquote, urlsplit
 
 from markupsafe import Markup
 
-from newsletter import links
+from newsletter import archive_search, links
+from newsletter.archive_search import SearchDoc
 from newsletter.archive_write import ARCHIVE_VERSION, ArchiveError, Output, digest, json_bytes
 from newsletter.config import Config
 from newsletter.errors import TemplateError
@@ -160,7 +161,8 @@ class Site:
         outputs += [
             _generated("feed.xml", self._feed()),
             _generated("sitemap.xml", self._sitemap()),
-            _generated("search-index.js", self._search_index()),
+            self._search_index(),
+            _generated(archive_search.LIBRARY, archive_search.library()),
         ]
         folder = self.config.templates_dir / "archive"
         outputs += [_copy(name, folder / name) for name in STATIC_FILES]
@@ -173,7 +175,8 @@ class Site:
 
         def produce() -> bytes:
             canonical = self.config.archive_url(path.removesuffix("index.html"))
-            recent = self._recent(context["root"])
+            # The index lists every issue already: an aside of recent ones would repeat it.
+            recent = "" if path == "index.html" else self._recent(context["root"])
             here = f'href="{context["root"]}{path}"'
             recent = Markup(recent.replace(here, f'{here} aria-current="page"', 1))
             full = {**context, "site": self.site, "canonical": canonical, "recent": recent}
@@ -201,6 +204,7 @@ class Site:
             newer=self.entries[index - 1] if index > 0 else None,
             older=self.entries[index + 1] if index + 1 < len(self.entries) else None,
             share_url=url,
+            og_image=_first_image(body),
             share_mailto=f"mailto:?subject={quote(issue.title, safe='')}"
             f"&body={quote(mail_body, safe='')}",
         )
@@ -272,21 +276,19 @@ class Site:
         ET.indent(urlset)
         return _xml(urlset)
 
-    def _search_index(self) -> bytes:
-        """A script, not a .json file: browsers refuse fetch() from file://, not <script src>."""
-        records = [
-            {
-                "u": e.path,
-                "t": e.title,
-                "n": e.number,
-                "d": _longdate(e.date),
-                "s": e.summary,
-                "k": " ".join([*(t.name for t in e.tags), *self.bodies[e.slug].headings]),
-            }
+    def _search_index(self) -> Output:
+        """search-index.js (archive_search.py), built only when a searchable field changed."""
+        docs = [
+            SearchDoc(
+                e.path, e.title, e.number, _longdate(e.date), e.summary,
+                " ".join([*(t.name for t in e.tags), *self.bodies[e.slug].headings]),
+                archive_search.plain_text(self.bodies[e.slug].html),
+            )
             for e in self.entries
-        ]
-        payload = json.dumps(records, ensure_ascii=True, separators=(",", ":"))
-        return f"window.NEWSLETTER_SEARCH = {payload};\n".encode()
+        ]  # fmt: skip
+        fields = json.dumps([archive_search.FIELDS, [d.keywords for d in docs]])
+        key = digest((ARCHIVE_VERSION + fields + archive_search.records_json(docs)).encode())
+        return Output("search-index.js", key, lambda: archive_search.search_script(docs))
 
     def _assets(self) -> list[tuple[str, Path]]:
         """Every non-Markdown file under content/ (the email links them under base_url)."""
@@ -305,6 +307,21 @@ class Site:
                     continue  # a symlink out of content/ is not published
                 found.append((source.relative_to(content).as_posix(), source))
         return found
+
+
+_IMG = re.compile(r"<img\b[^>]*>")
+_ATTR = re.compile(r'\b(src|alt)="([^"]*)"')
+
+
+def _first_image(body: str) -> dict[str, str] | None:
+    """The body's first image (absolute URL and alt text): a shared link's picture."""
+    tag = _IMG.search(body)
+    if tag is None:
+        return None
+    attrs = {name: html.unescape(value) for name, value in _ATTR.findall(tag[0])}
+    if not attrs.get("src", "").startswith(("https://", "http://")):
+        return None
+    return {"url": attrs["src"], "alt": attrs.get("alt", "")}
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:

@@ -19,6 +19,7 @@ from newsletter.issues import Issue
 from newsletter.publication import Publication
 from newsletter.render import PreviewReader, RenderedIssue, SlotTemplate, render_issue
 from newsletter.scaffold import SCAFFOLD_BODY, SCAFFOLD_SUMMARY
+from newsletter.sizecheck import size_warnings
 
 Severity = Literal["error", "warning"]
 GMAIL_CLIP_BYTES = 100 * 1024  # Gmail clips at about 102 KB; keep a margin
@@ -89,6 +90,8 @@ def check_rendered(config: Config, rendered: RenderedIssue) -> list[Problem]:
     size = len(html.html.encode("utf-8"))
     if size > GMAIL_CLIP_BYTES:
         add("error", f"HTML is {size / 1024:.0f} KB; Gmail clips emails over about 100 KB")
+    for message, written in size_warnings(rendered, clipped=size > GMAIL_CLIP_BYTES):
+        add("warning", message, _line_of(issue, lines, written) if written else None)
 
     templates = config.templates_dir
     text_slots = set(rendered.text.slots)

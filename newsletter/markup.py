@@ -105,7 +105,11 @@ def _size_image(element: lxml.html.HtmlElement, local: Path | None) -> None:
         element.set("width", str(shown))
         if natural and natural[0]:
             element.set("height", str(round(natural[1] * shown / natural[0])))
-    element.set("style", "display:block;max-width:100%;height:auto;border:0")
+        width = element.get("width")
+    # Fluid: as wide as the column and never wider than its own size, so neither a phone nor a
+    # blocked image (whose box takes the width attribute) widens the layout. The width
+    # attribute stays for Outlook, which ignores CSS widths on images.
+    element.set("style", f"display:block;width:100%;max-width:{width}px;height:auto;border:0")
 
 
 def image_size(path: Path) -> tuple[int, int] | None:

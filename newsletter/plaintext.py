@@ -1,8 +1,11 @@
 """HTML fragment -> readable plain text for the email's text/plain part.
 
-Not a tag stripper: paragraphs are wrapped, headings underlined, lists and quotes kept, tables
-laid out in columns, and every link listed under the text as `[n] URL`, the way classic
-text newsletters read.
+Not a tag stripper: paragraphs are wrapped at 72 columns, headings underlined, emphasis kept
+as `_italic_` and `*bold*`, lists and quotes kept, tables laid out in columns, footnotes
+moved under a "Notes" heading (markers are superscript digits, so they never look like the
+`[n]` of a link) and every link listed at the end as `[n] URL`, the way classic text
+newsletters read. `text_parts` keeps the three apart so the template can put the sign-off
+between the notes and the links.
 """
 
 from __future__ import annotations
@@ -18,6 +21,20 @@ _BLOCKS = {"p", "div", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "bl
 _UNDERLINE = {"h1": "=", "h2": "-", "h3": "~"}
 _SPACES = re.compile(r"\s+")
 _FOOTNOTE_REF = "#footnote-ref"
+_EMPHASIS = {"em": "_", "i": "_", "strong": "*", "b": "*"}
+_SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+NOTES_HEADING = "Notes"
+LINKS_HEADING = "Links"
+
+
+@dataclass(frozen=True)
+class TextParts:
+    """The text of a body, its footnotes ("1. ..." blocks) and its links ("[1] URL" lines);
+    notes and links are empty strings when there are none."""
+
+    body: str
+    notes: str
+    links: str
 
 
 @dataclass
@@ -46,6 +63,9 @@ class _TextBuilder(HTMLParser):
         self.table: list[list[str]] | None = None
         self.cell: list[str] | None = None
         self.skip = 0  # inside <style>/<script>/footnote back-references
+        self.in_ref = False  # inside a footnote marker: its digits become superscripts
+        self.notes_at: int | None = None  # index in `out` where the footnotes begin
+        self.in_notes = 0  # depth of <div> inside the footnotes
 
     # -- helpers -------------------------------------------------------------------------
     def _flush(self, tight: bool = False) -> None:
@@ -96,10 +116,21 @@ class _TextBuilder(HTMLParser):
             href = attr.get("href")
             if "footnote-ref" in (attr.get("class") or ""):
                 href = _FOOTNOTE_REF
-                (self.cell if self.cell is not None else self.inline).append("[^")
+                self.in_ref = True
             sink = self.cell if self.cell is not None else self.inline
             self.href_stack.append((href, len(sink)))
             return
+        if tag in _EMPHASIS and not self.pre:
+            (self.cell if self.cell is not None else self.inline).append(_EMPHASIS[tag])
+            return
+        if tag == "div" and (self.in_notes or "footnote" in (attr.get("class") or "")):
+            if not self.in_notes:
+                self._flush()
+                self.notes_at = len(self.out)
+            self.in_notes += 1
+            return
+        if tag == "hr" and self.in_notes:
+            return  # the notes get a heading instead of a rule
         if self.cell is not None and tag not in ("td", "th", "tr"):
             if tag == "br":
                 self.cell.append(" ")
@@ -148,12 +179,19 @@ class _TextBuilder(HTMLParser):
             self._emit(_layout_table(self.table))
             self.table = None
             return
+        if tag in _EMPHASIS and not self.pre:
+            (self.cell if self.cell is not None else self.inline).append(_EMPHASIS[tag])
+            return
         if self.cell is not None:
             if tag == "a":
                 self._close_link(self.cell)
             return
         if tag == "a":
             self._close_link(self.inline)
+            return
+        if tag == "div" and self.in_notes:
+            self._flush()
+            self.in_notes -= 1
             return
         if tag in _BLOCKS:
             self._flush(tight=tag in ("li", "ul", "ol"))
@@ -169,7 +207,7 @@ class _TextBuilder(HTMLParser):
     def _close_link(self, sink: list[str]) -> None:
         href, start = self.href_stack.pop() if self.href_stack else (None, len(sink))
         if href == _FOOTNOTE_REF:
-            sink.append("]")
+            self.in_ref = False
             return
         if not href or href.startswith("#"):
             return
@@ -186,7 +224,7 @@ class _TextBuilder(HTMLParser):
         if self.skip:
             return
         target = self.cell if self.cell is not None else self.inline
-        target.append(data)
+        target.append(data.translate(_SUPERSCRIPT) if self.in_ref else data)
 
 
 def _layout_table(rows: list[list[str]]) -> str:
@@ -226,18 +264,36 @@ def _layout_records(rows: list[list[str]]) -> str:
     return "\n\n".join(blocks)
 
 
-def html_to_text(html: str) -> str:
-    """Plain text of an HTML fragment, with its links listed at the end as `[n] URL`."""
+def _join(out: list[tuple[str, bool]]) -> str:
+    blocks = [(block, tight) for block, tight in out if block.strip()]
+    return "".join(
+        ("" if index == 0 else "\n" if tight and blocks[index - 1][1] else "\n\n") + block
+        for index, (block, tight) in enumerate(blocks)
+    )
+
+
+def text_parts(html: str) -> TextParts:
+    """The plain text of an HTML fragment: body, footnotes and links, kept apart."""
     builder = _TextBuilder()
     builder.feed(html)
     builder.close()
     builder._flush()
-    blocks = [(block, tight) for block, tight in builder.out if block.strip()]
-    text = "".join(
-        ("" if index == 0 else "\n" if tight and blocks[index - 1][1] else "\n\n") + block
-        for index, (block, tight) in enumerate(blocks)
-    )
-    if builder.links:
-        listed = "\n".join(f"[{n}] {url}" for n, url in enumerate(builder.links, 1))
-        text += "\n\nLinks:\n" + listed
-    return text
+    split = len(builder.out) if builder.notes_at is None else builder.notes_at
+    links = "\n".join(f"[{n}] {url}" for n, url in enumerate(builder.links, 1))
+    return TextParts(_join(builder.out[:split]), _join(builder.out[split:]), links)
+
+
+def section(heading: str, text: str) -> str:
+    """`text` under an underlined heading, or nothing when `text` is empty."""
+    return f"{heading}\n{'-' * len(heading)}\n\n{text}" if text else ""
+
+
+def html_to_text(html: str) -> str:
+    """Plain text of an HTML fragment: the body, then its Notes and its Links."""
+    parts = text_parts(html)
+    sections = [
+        parts.body,
+        section(NOTES_HEADING, parts.notes),
+        section(LINKS_HEADING, parts.links),
+    ]
+    return "\n\n".join(s for s in sections if s)

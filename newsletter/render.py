@@ -15,23 +15,29 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import jinja2
+import jinja2.meta
 from markupsafe import Markup
 from premailer import Premailer
 
 from newsletter import links
 from newsletter.config import Config
+from newsletter.emailbody import email_fragment
 from newsletter.errors import TemplateError
 from newsletter.issues import Issue
 from newsletter.markup import BodyLink, render_markdown
-from newsletter.plaintext import html_to_text
+from newsletter.plaintext import html_to_text, text_parts
 
 RECENT_COUNT = 12
 SLOTS = ("first_name", "email", "unsubscribe_url", "unsubscribe_address")
 _SLOT_TOKEN = "NLSLOT-{}-9f2c"
 _SLOT_RE = re.compile(r"NLSLOT-([a-z_]+)-9f2c")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+# Languages written right to left (BCP 47 primary subtags): the email sets dir="rtl" for them.
+_RTL_LANGUAGES = frozenset({"ar", "arc", "ckb", "dv", "fa", "he", "ks", "ku", "ps", "sd", "ug",
+                            "ur", "yi"})  # fmt: skip
 
 
 class Reader(Protocol):
@@ -47,11 +53,13 @@ class Reader(Protocol):
 
 @dataclass(frozen=True)
 class PreviewReader:
-    """The placeholder reader for previews and the archive: no personal data."""
+    """The placeholder reader for previews and checks: no personal data, but as long as real
+    ones get, so a preview (and `check`'s size) shows what readers get: a 32-character token
+    like the store's and a long address, both of which must wrap on a phone."""
 
-    email: str = "reader@example.com"
+    email: str = "alexandra.featherstonehaugh-worthington@customer-operations.example.org"
     first_name: str | None = None
-    token: str = "preview"
+    token: str = "sampletokenofthirtytwocharacters"
 
 
 @dataclass(frozen=True)
@@ -193,20 +201,55 @@ def subject_for(config: Config, issue: Issue) -> str:
     return f"{config.name} #{issue.number}: {issue.title}"
 
 
+def text_direction(language: str) -> str:
+    """The text direction of `language`: "rtl" for "ar", "he-IL" and the like, else "ltr"."""
+    return "rtl" if language.split("-")[0].lower() in _RTL_LANGUAGES else "ltr"
+
+
+def forward_mailto(subject: str, web_url: str) -> str:
+    """A `mailto:` that opens a new message with the subject and the web link filled in."""
+    body = f"I thought you would like this: {web_url}"
+    return f"mailto:?subject={quote(subject, safe='')}&body={quote(body, safe='')}"
+
+
 def template_context(config: Config, issue: Issue, issues: list[Issue]) -> dict[str, Any]:
     """What email.html and email.txt see, except `content` and the per-reader `slot` values."""
+    subject = subject_for(config, issue)
+    web_url = links.issue_url(config, issue.slug)
     return {
         "config": config,
         "issue": issue,
-        "subject": subject_for(config, issue),
+        "subject": subject,
         "preheader": issue.summary,
         "recent": recent_issues(config, issue, issues),
-        "web_url": links.issue_url(config, issue.slug),
+        "web_url": web_url,
         "archive_url": config.base_url,
         "subscribe_url": config.archive_url("subscribe/"),
         "reply_to": config.reply_to,
         "year": issue.date.year,
+        "text_dir": text_direction(config.language),
+        "forward_mailto": forward_mailto(subject, web_url),
+        # the footer's wording follows what the unsubscribe link really does
+        "unsubscribe_on_web": bool(config.web.public_url),  # as links.unsubscribe_link decides
     }
+
+
+def text_context(body_html: str, *, separate: bool = True) -> dict[str, str]:
+    """email.txt's `content`, `notes` and `links`: the sign-off goes between notes and links.
+
+    `separate=False` for an email.txt written before `notes` and `links` existed: then
+    `content` holds all three, so an older publication's text part loses nothing."""
+    if not separate:
+        return {"content": html_to_text(body_html), "notes": "", "links": ""}
+    parts = text_parts(body_html)
+    return {"content": parts.body, "notes": parts.notes, "links": parts.links}
+
+
+def _uses_links(env: jinja2.Environment, name: str) -> bool:
+    """Whether the template refers to `links` (parsed again: cheap, once per issue)."""
+    load_template(env, name)  # a missing or broken template fails here with file and line
+    source, _, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
+    return "links" in jinja2.meta.find_undeclared_variables(env.parse(source))
 
 
 def render_issue(config: Config, issue: Issue, issues: list[Issue]) -> RenderedIssue:
@@ -215,10 +258,13 @@ def render_issue(config: Config, issue: Issue, issues: list[Issue]) -> RenderedI
     slot = {name: Markup(_SLOT_TOKEN.format(name)) for name in SLOTS}
     context = {**template_context(config, issue, issues), "slot": slot}
     html_env = template_environment(config)
-    page = render_template(html_env, "email.html", {**context, "content": Markup(body.html)})
+    fragment = email_fragment(body.html)
+    page = render_template(html_env, "email.html", {**context, "content": Markup(fragment)})
     inlined, warnings = inline_css(page)
     text_env = template_environment(config, autoescape=False)
-    text = render_template(text_env, "email.txt", {**context, "content": html_to_text(body.html)})
+    separate = _uses_links(text_env, "email.txt")
+    text_vars = text_context(body.html, separate=separate)
+    text = render_template(text_env, "email.txt", {**context, **text_vars})
     return RenderedIssue(
         config=config,
         issue=issue,
@@ -241,9 +287,12 @@ class _Collect(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-# Client-specific properties (Outlook's mso-*, -webkit-/-ms- prefixes) are deliberate in email
-# CSS; cssutils does not know them, and a warning for each would bury real mistakes.
-_VENDOR_PROPERTY = re.compile(r"Unknown Property name\. \[[\d:]+ (-webkit-|-ms-|mso-)")
+# Client-specific properties (Outlook's mso-*, -webkit-/-ms- prefixes) and the CSS 3 line
+# breaking ones that let long addresses wrap are deliberate in email CSS; cssutils (CSS 2.1)
+# does not know them, and a warning for each would bury real mistakes.
+_VENDOR_PROPERTY = re.compile(
+    r"Unknown Property name\. \[[\d:]+ (-webkit-|-ms-|mso-|overflow-wrap|word-wrap|word-break)"
+)
 
 
 def inline_css(page: str) -> tuple[str, tuple[str, ...]]:
@@ -262,9 +311,9 @@ def inline_css(page: str) -> tuple[str, tuple[str, ...]]:
         disable_validation=False,
         cssutils_logging_handler=collector,
         cssutils_logging_level=logging.WARNING,
-        # premailer copies an inline `height:auto` (responsive images) over the pixel height
-        # attribute that Outlook needs; attributes set by markup.py must stay.
-        disable_basic_attributes=["height"],
+        # premailer copies an inline `height:auto`/`width:100%` (fluid images) over the pixel
+        # size attributes that Outlook needs; attributes set by markup.py must stay.
+        disable_basic_attributes=["height", "width"],
         # premailer's process-wide parse cache reports a stylesheet's warnings only the first
         # time it is seen, so `check` lost them for later issues and in long-running processes;
         # parsing again costs ~50 ms once per issue.

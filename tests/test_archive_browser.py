@@ -2,7 +2,10 @@
 
 The site is served by http.server on 127.0.0.1 under the sub-path of its base_url
 (/letters/), and opened from file://. Screenshots at 375 px and 1280 px go to
-test-artifacts/archive/ (git-ignored) for a person to look at.
+test-artifacts/archive/ (git-ignored) for a person to look at. Every page also passes the
+W3C Nu Html Checker (vnu-jar) and axe-core (no serious or critical violations), installed
+from npm by `.ci/run` into .ci/tools/. Marked `real_clock`: Chromium does not start under
+libfaketime. In CI (CI=true) a missing browser or checker fails instead of skipping.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import os
+import shutil
+import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -22,19 +27,33 @@ from newsletter.archive import build_archive
 from newsletter.config import load_config
 from newsletter.issues import load_issues
 
+pytestmark = pytest.mark.real_clock
+
+REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "archive"
+ARTIFACTS = REPO / "test-artifacts" / "archive"
+TOOLS = REPO / ".ci" / "tools" / "node_modules"  # npm install --prefix .ci/tools (.ci/run)
+VNU = TOOLS / "vnu-jar" / "build" / "dist" / "vnu.jar"
+AXE = TOOLS / "axe-core" / "axe.min.js"
+IN_CI = os.environ.get("CI") == "true"
 FLAGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--disable-dev-shm-usage",
 ]  # fmt: skip
 TODAY = dt.date(2026, 11, 25)
-pytestmark = pytest.mark.real_clock  # Chromium does not run under libfaketime
 
-if not CHROMIUM.exists() and os.environ.get("CI") == "true":
-    raise RuntimeError("CI=true but /usr/bin/chromium is missing: `.ci/run` must install it")
+
+def missing(reason: str) -> None:
+    """Skip on a developer's machine; fail in CI, which installs everything these tests use."""
+    if IN_CI:
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason)
+
+
 if not CHROMIUM.exists():
+    if IN_CI:
+        raise RuntimeError("Debian chromium is not installed at /usr/bin/chromium")
     pytest.skip(
         "Debian chromium is not installed at /usr/bin/chromium (`.ci/run` installs it)",
         allow_module_level=True,
@@ -131,15 +150,34 @@ def test_browse_follow_search_and_screenshot(served: tuple[str, Path], browser: 
 
         page.locator("header nav a", has_text="All issues").click()
         page.wait_for_load_state()
+        requested: list[str] = []
+        page.on("request", lambda r, seen=requested: seen.append(r.url))
+        page.wait_for_timeout(200)  # a reader who only browses never loads the index
+        assert not [u for u in requested if u.endswith(("search-index.js", "lunr.min.js"))]
+        # full text, ranked: the issue with the word in its title first
         page.fill("#search-input", "listening")
         results = page.locator("#search-results li")
         results.first.wait_for()
+        assert results.count() == 2
+        assert "Listening Rounds" in results.first.locator("h2").inner_text()
+        assert page.locator("#search-status").inner_text() == "2 issues found"
+        # a word only in one body: that issue, with the passage and the word marked
+        page.fill("#search-input", "pallet")
         assert results.count() == 1
-        assert "Listening Rounds" in results.first.inner_text()
-        assert page.locator("#search-status").inner_text() == "1 issue found"
-        page.fill("#search-input", "agreements")  # a tag: only in the index, not the text
-        assert page.locator("#search-results li").count() == 1
+        assert results.first.locator("h2").inner_text() == "Service Promises Between Teams"
+        passage = results.first.locator(".passage")
+        assert "requests lacked the pallet count" in passage.inner_text()
+        assert passage.locator("mark").all_inner_texts() == ["pallet"]
+        # stemmed ("handoff" finds "handoffs"), every word required, the last one a prefix
+        page.fill("#search-input", "handoff recei")
+        assert results.count() >= 1
+        assert results.first.locator("h2").inner_text() == "Handoffs Are the Product"
+        page.fill("#search-input", "handoff zebra")
+        assert results.count() == 0
+        assert page.locator("#search-status").inner_text() == "0 issues found"
+        page.fill("#search-input", "pallet")
         page.screenshot(path=str(ARTIFACTS / f"search-{width}.png"))
+        assert base + "search-index.js" in requested and base + "lunr.min.js" in requested
         page.locator("#search-results a").first.click()
         page.wait_for_load_state()
         assert page.url.startswith(base) and page.url.endswith("/index.html")
@@ -188,3 +226,44 @@ def test_not_found_page_works_at_any_depth(served: tuple[str, Path], browser: An
     page.wait_for_load_state()
     assert page.url == base + "index.html"
     assert [e for e in errors if e not in own_status] == [] and foreign == []
+
+
+def test_every_page_passes_the_nu_html_checker(served: tuple[str, Path]) -> None:
+    _, out = served
+    java = shutil.which("java")
+    if java is None or not VNU.exists():
+        missing(f"needs java and {VNU} (`npm install --prefix .ci/tools vnu-jar`)")
+    result = subprocess.run(
+        [str(java), "-jar", str(VNU), "--errors-only", "--skip-non-html", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+def test_no_serious_accessibility_violations(served: tuple[str, Path], browser: Any) -> None:
+    base, out = served
+    if not AXE.exists():
+        missing(f"needs {AXE} (`npm install --prefix .ci/tools axe-core`)")
+    pages = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.html"))
+    assert len(pages) >= 10
+    found: dict[str, list[str]] = {}
+    for scheme in ("light", "dark"):  # contrast is checked in both colour schemes
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme=scheme)
+        page = context.new_page()
+        for path in pages:
+            page.goto(base + path)
+            if path == "index.html":
+                page.fill("#search-input", "pallet")  # search results are checked too
+                page.locator("#search-results li").first.wait_for()
+            page.add_script_tag(path=str(AXE))
+            violations = page.evaluate(
+                "async () => (await axe.run(document)).violations"
+                ".filter(v => v.impact === 'serious' || v.impact === 'critical')"
+                ".map(v => v.id + ': ' + v.nodes.map(n => n.target.join(' ')).join(', '))"
+            )
+            if violations:
+                found[f"{scheme} {path}"] = violations
+        context.close()
+    assert found == {}

@@ -135,7 +135,7 @@ def test_html_template_without_unsubscribe_link(publication: Path) -> None:
     template = publication / "templates" / "email.html"
     _edit(
         template,
-        '<a href="{{ slot.unsubscribe_url }}">unsubscribe with one click</a>',
+        '<a href="{{ slot.unsubscribe_url }}">email us to unsubscribe</a>',
         "unsubscribe",
     )
     code, stdout, stderr = check(publication)
@@ -150,7 +150,7 @@ def test_unsubscribe_url_outside_a_link_is_not_enough(publication: Path) -> None
     template = publication / "templates" / "email.html"
     _edit(
         template,
-        '<a href="{{ slot.unsubscribe_url }}">unsubscribe with one click</a>',
+        '<a href="{{ slot.unsubscribe_url }}">email us to unsubscribe</a>',
         "go to {{ slot.unsubscribe_url }}",
     )
     code, _, stderr = check(publication, "2026-10-listening-rounds")
@@ -160,7 +160,7 @@ def test_unsubscribe_url_outside_a_link_is_not_enough(publication: Path) -> None
 
 def test_html_template_without_unsubscribe_address(publication: Path) -> None:
     template = publication / "templates" / "email.html"
-    _edit(template, " You can also write to {{ slot.unsubscribe_address }}.", "")
+    _edit(template, '<span class="address">{{ slot.unsubscribe_address }}</span>', "")
     code, _, stderr = check(publication, "2026-10-listening-rounds")
     assert code == 1
     assert stderr == f"{template}: error: no unsubscribe address: expected " + (
@@ -170,8 +170,8 @@ def test_html_template_without_unsubscribe_address(publication: Path) -> None:
 
 def test_text_template_without_unsubscribe(publication: Path) -> None:
     template = publication / "templates" / "email.txt"
-    _edit(template, "write to {{ slot.unsubscribe_address }}, or go to\n", "")
-    _edit(template, "{{ slot.unsubscribe_url }}\n", "\n")
+    _edit(template, "{{ slot.unsubscribe_address }}", "")
+    _edit(template, "{{ slot.unsubscribe_url }}", "")
     code, _, stderr = check(publication, "2026-10-listening-rounds")
     assert code == 1
     assert stderr.startswith(f"{template}: error: no unsubscribe address or link")

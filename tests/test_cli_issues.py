@@ -221,7 +221,7 @@ def test_preview_serves_page_email_and_text(server: ThreadingHTTPServer) -> None
     status, kind, email_html = get(server, "/email.html")
     assert (status, kind) == (200, "text/html; charset=utf-8")
     assert "<h1" in email_html and "Handoffs Are the Product" in email_html
-    assert "Hi there," in email_html
+    assert "Hi <bdi>there</bdi>," in email_html
     assert "NLSLOT" not in email_html
 
     status, kind, text = get(server, "/email.txt")

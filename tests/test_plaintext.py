@@ -8,7 +8,7 @@ import markdown
 import pytest
 
 from newsletter.markup import EXTENSIONS
-from newsletter.plaintext import WIDTH, html_to_text
+from newsletter.plaintext import WIDTH, TextParts, html_to_text, text_parts
 
 HTML_TAG = re.compile(r"</?[a-zA-Z][a-zA-Z0-9]*(?:\s[^<>]*)?/?>")
 
@@ -27,7 +27,7 @@ def test_paragraphs_are_wrapped_and_separated() -> None:
     assert all(len(line) <= WIDTH for line in first.split("\n"))
     assert first.count("\n") >= 3
     assert _SPACES_RE.sub(" ", first) == words
-    assert second == "Second paragraph with bold & an ampersand."
+    assert second == "Second _paragraph_ with *bold* & an ampersand."  # emphasis kept
 
 
 _SPACES_RE = re.compile(r"\s+")
@@ -74,7 +74,7 @@ def test_list_item_wraps_under_its_text() -> None:
 
 def test_blockquotes() -> None:
     out = text_of("> The report told us *how long*.\n>\n> > Nested.\n\nAfter.")
-    assert out == "> The report told us how long.\n\n> > Nested.\n\nAfter."
+    assert out == "> The report told us _how long_.\n\n> > Nested.\n\nAfter."
 
 
 def test_blockquote_lines_are_wrapped_inside_the_marker() -> None:
@@ -112,7 +112,7 @@ def test_wide_table_becomes_records() -> None:
 def test_table_cell_links_are_listed() -> None:
     out = text_of("| Name | Where |\n|---|---|\n| Docs | [site](https://docs.example.org/) |")
     assert "Docs | site [1]" in out
-    assert out.endswith("Links:\n[1] https://docs.example.org/")
+    assert out.endswith("Links\n-----\n\n[1] https://docs.example.org/")
 
 
 def test_code_block_is_indented_and_not_wrapped() -> None:
@@ -129,13 +129,27 @@ def test_footnotes() -> None:
         "Claim one[^a] and two[^b].\n\n[^a]: Source [here](https://a.example.org).\n"
         "[^b]: Another note."
     )
-    body, notes = out.split("\n\n", 1)
-    assert body == "Claim one[^1] and two[^2]."
-    assert "------------------------" in notes
-    assert "1. Source here [1]." in notes
-    assert "2. Another note." in notes
-    assert "↩" not in out and "#fn" not in out
-    assert out.endswith("Links:\n[1] https://a.example.org")
+    # superscript markers: never mistaken for the [n] of a link
+    assert out == (
+        "Claim one¹ and two².\n\n"
+        "Notes\n-----\n\n1. Source here [1].\n\n2. Another note.\n\n"
+        "Links\n-----\n\n[1] https://a.example.org"
+    )
+
+
+def test_notes_and_links_are_kept_apart_for_the_template() -> None:
+    source = "A *b*[^n] [c](https://c.example/).\n\n[^n]: **Note** [d](https://d.example/)."
+    parts = text_parts(markdown.markdown(source, extensions=EXTENSIONS))
+    assert parts == TextParts(
+        body="A _b_¹ c [1].",
+        notes="1. *Note* d [2].",
+        links="[1] https://c.example/\n[2] https://d.example/",
+    )
+    assert text_parts("<p>Plain.</p>") == TextParts("Plain.", "", "")
+
+
+def test_emphasis_is_not_added_inside_code() -> None:
+    assert html_to_text("<pre><em>x</em> <b>y</b></pre>") == "    x y"
 
 
 def test_links_are_numbered_once_each() -> None:
@@ -145,14 +159,14 @@ def test_links_are_numbered_once_each() -> None:
     )
     assert out == (
         "Lean [1] and gemba [2] and lean again [1] and top.\n\n"
-        "Links:\n[1] https://en.wikipedia.org/wiki/Lean\n[2] https://gemba.example/"
+        "Links\n-----\n\n[1] https://en.wikipedia.org/wiki/Lean\n[2] https://gemba.example/"
     )
 
 
 def test_a_bare_url_or_address_is_not_listed_twice() -> None:
     out = text_of("See [earlier](https://a.example/) then <https://b.example/> or <x@example.org>.")
     assert "https://b.example/ [" not in out
-    assert "Links:\n[1] https://a.example/" in out
+    assert "Links\n-----\n\n[1] https://a.example/" in out
     assert "[2]" not in out
     assert "x@example.org" in out
 

@@ -99,11 +99,12 @@ def test_every_element_carries_an_inline_style(built: Path) -> None:
 def test_no_style_block_left_for_clients_that_strip_it(built: Path) -> None:
     for slug in slugs(built):
         page = (built / f"{slug}.html").read_text(encoding="utf-8")
-        # Only the @media rules (responsive, dark mode) and the Outlook block may stay.
+        # Only the @media rules (responsive, dark mode) and Outlook's own block may stay.
+        page = re.sub(r"<!--\[if mso\]>.*?<!\[endif\]-->", "", page, flags=re.S)
         for block in re.findall(r"<style[^>]*>(.*?)</style>", page, re.S):
             outside_media = re.sub(r"@media[^{]*\{(?:[^{}]*\{[^{}]*\})*[^{}]*\}", "", block)
             rules = [r for r in re.findall(r"([^{}]+)\{", outside_media) if r.strip()]
-            assert all("[data-ogsc]" in r or "td, th, p" in r for r in rules), rules
+            assert all("[data-ogsc]" in r for r in rules), rules
 
 
 def test_text_part_has_no_html(built: Path) -> None:
@@ -113,7 +114,7 @@ def test_text_part_has_no_html(built: Path) -> None:
         assert not HTML_ENTITY.search(text), (slug, HTML_ENTITY.search(text))
         assert "NLSLOT" not in text
         assert "Hi there," in text
-        assert "Links:\n[1] https://" in text or slug == "2026-10-listening-rounds"
+        assert "Links\n-----\n\n[1] https://" in text or slug == "2026-10-listening-rounds"
 
 
 def test_every_email_is_under_100_kb(built: Path) -> None:
@@ -178,15 +179,17 @@ def test_images_have_width_height_and_alt(built: Path) -> None:
             # Outlook ignores CSS sizes: a height attribute must be a number, never "auto".
             height = image.get("height")
             assert height is None or height.isdigit(), image.attrib
-            assert "max-width:100%" in image.get("style", "").replace(" ", "")
+            # fluid: the column's width, never wider than the image itself
+            style = image.get("style", "").replace(" ", "")
+            assert f"width:100%;max-width:{image.get('width')}px" in style
     assert count >= 2
 
 
 def test_image_height_follows_the_aspect_ratio(built: Path) -> None:
     root = lxml.html.document_fromstring((built / f"{FIRST}.html").read_text(encoding="utf-8"))
     (image,) = root.iter("img")
-    # content/images/service-chain.png is 1120 x 560, shown at the 560 px content width.
-    assert (image.get("width"), image.get("height")) == ("560", "280")
+    # content/images/service-chain.png is 1120 x 600, shown at the 560 px content width.
+    assert (image.get("width"), image.get("height")) == ("560", "300")
 
 
 def test_preheader_holds_the_summary(built: Path, issues: list[Issue]) -> None:
@@ -238,7 +241,8 @@ def test_recent_issues_lists_at_most_twelve_ready_ones(tmp_path: Path) -> None:
 
 def test_slot_tokens_survive_premailer(rendered: RenderedIssue) -> None:
     assert set(rendered.html.slots) == set(SLOTS)
-    assert {"first_name", "unsubscribe_address", "unsubscribe_url"} <= set(rendered.text.slots)
+    # the text part names the unsubscribe address; the web link only once there is one
+    assert {"first_name", "unsubscribe_address"} <= set(rendered.text.slots)
     for part in rendered.html.parts[0::2] + rendered.text.parts[0::2]:
         assert "NLSLOT" not in part  # a token premailer changed would be left unsplit
     literal = "".join(rendered.html.parts[0::2])
@@ -253,14 +257,17 @@ def test_no_slot_left_after_personalise(rendered: RenderedIssue) -> None:
     for body in (personal.html, personal.text):
         assert "NLSLOT" not in body
         assert "nlslot" not in body.lower()
-        assert "%7B" not in body and "%20" not in body
+        assert "%7B" not in body
+        # a slot token lxml URL-encoded ({{%20unsubscribe_url%20}}); the forward link's own
+        # %20s are intended
+        assert not any(f"%20{name}" in body for name in SLOTS)
 
 
 def test_personalise_escapes_a_hostile_first_name(rendered: RenderedIssue) -> None:
     hostile = "<script>alert(\"x\")</script> & 'Bob'"
     personal = rendered.personalise(Reader("bob@example.org", hostile, "tok-bob"))
     assert "<script>" not in personal.html
-    assert f"Hi {html.escape(hostile, quote=True)}," in personal.html
+    assert f"Hi <bdi>{html.escape(hostile, quote=True)}</bdi>," in personal.html
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#x27;Bob&#x27;" in (
         personal.html
     )
@@ -278,8 +285,9 @@ def test_personalise_escapes_a_hostile_address(rendered: RenderedIssue) -> None:
 @pytest.mark.parametrize("name", ["Eve\r\nBcc: evil@example.com", "Eve\nBcc: evil@example.com"])
 def test_personalise_strips_cr_lf(rendered: RenderedIssue, name: str) -> None:
     personal = rendered.personalise(Reader("eve@example.org\r\nX: y", name, "tok-eve"))
+    assert "Hi <bdi>Eve Bcc: evil@example.com</bdi>," in personal.html
     for body in (personal.html, personal.text):
-        assert "Hi Eve Bcc: evil@example.com," in body
+        assert "Eve Bcc: evil@example.com" in body
         assert "Eve\r" not in body and "Eve\n" not in body
         assert "eve@example.orgX: y" in body  # controls dropped from the address
 
@@ -287,7 +295,7 @@ def test_personalise_strips_cr_lf(rendered: RenderedIssue, name: str) -> None:
 @pytest.mark.parametrize("name", [None, "", "   ", "\r\n"])
 def test_personalise_uses_the_fallback(rendered: RenderedIssue, name: str | None) -> None:
     personal = rendered.personalise(Reader("x@example.org", name, "tok"))
-    assert "Hi there," in personal.html
+    assert "Hi <bdi>there</bdi>," in personal.html
     assert "Hi there," in personal.text
 
 
@@ -295,16 +303,16 @@ def test_fallback_comes_from_the_config(config: Config, issues: list[Issue]) -> 
     friendly = replace(config, greeting_fallback="friend")
     issue = find_issue(friendly, issues, HANDOFFS)
     personal = render_issue(friendly, issue, issues).personalise(Reader("x@y.org", None, "t"))
-    assert "Hi friend," in personal.html and "Hi friend," in personal.text
+    assert "Hi <bdi>friend</bdi>," in personal.html and "Hi friend," in personal.text
 
 
 def test_footer_has_the_readers_own_unsubscribe_mailto(rendered: RenderedIssue) -> None:
     personal = rendered.personalise(Reader("ann@example.org", "Ann", "tok123"))
     assert 'href="mailto:news+tok123@example.com?subject=unsubscribe"' in personal.html
-    assert "write to news+tok123@example.com" in personal.html
+    assert "email us to unsubscribe</a>" in personal.html  # a mailto: no "one click" promise
+    assert ">news+tok123@example.com</span>" in personal.html  # printed in full, breakable
     assert "news+tok123@example.com" in personal.text
-    assert "mailto:news+tok123@example.com?subject=unsubscribe" in personal.text
-    assert "as ann@example.org" in personal.html
+    assert ">ann@example.org</span>." in personal.html
     assert "ann@example.org" in personal.text
 
 
@@ -328,7 +336,7 @@ def test_two_readers_never_see_each_others_values(rendered: RenderedIssue) -> No
     assert first_alice == again_alice
     for body in (for_bob.html, for_bob.text):
         assert "Alice" not in body and "alice@" not in body and "tokalice" not in body
-        assert "Hi Bob," in body and "tokbob" in body
+        assert "Bob" in body and "tokbob" in body
     for body in (first_alice.html, first_alice.text):
         assert "Bob" not in body and "bob@" not in body and "tokbob" not in body
 
@@ -401,7 +409,7 @@ def test_editor_text_is_escaped_in_html_and_kept_in_text(tmp_path: Path) -> None
         root_element.find_class("preheader")[0].text_content().startswith('"Quotes" & <b>tags</b>')
     )
     assert "Tips & <Tricks>\n===============" in personal.text
-    assert '"<i>Say</i> & do"' in personal.text
+    assert "“<i>Say</i> & do”" in personal.text
     assert rendered.subject == "Leader Notes #5: Tips & <Tricks>"  # 4 ready before it
 
 
