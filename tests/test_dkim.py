@@ -201,3 +201,46 @@ def test_the_web_mails_are_signed_too(config: Config, keys: KeyPair) -> None:
     message = email.message_from_bytes(mail.data)
     assert message["Bcc"] is None
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+LONG_SUBJECT = "Ünïcödé notes: " + "a very long subject that must fold over several lines " * 4
+
+
+@pytest.mark.parametrize("canonicalization", [b"relaxed/relaxed", b"simple/simple"])
+def test_both_canonicalizations_verify_with_folded_non_ascii_headers(
+    config: Config, keys: KeyPair, canonicalization: bytes
+) -> None:
+    unsigned = issue_bytes(replace(config, dkim=None), subject=LONG_SUBJECT)
+    assert b"=?utf-8?" in unsigned and b"\r\n " in unsigned.partition(b"\r\n\r\n")[0]
+    key = dkim.private_key(config.dkim)  # type: ignore[arg-type]
+    header = dkim.signature(unsigned, key, selector=b"news2026", domain=b"example.com",
+                            canonicalization=canonicalization, timestamp=1767690000)  # fmt: skip
+    signed = header + unsigned
+    assert f"c={canonicalization.decode()};".encode() in header
+    assert all(len(line) <= 78 for line in header.split(b"\r\n"))
+    assert dkimpy.verify(signed, dnsfunc=keys.dns)
+    assert not dkimpy.verify(signed.replace(b"Hello Zo=C3=AB", b"Hello Bob", 1), dnsfunc=keys.dns)
+
+
+def test_an_ed25519_or_short_key_is_a_one_line_error(
+    config: Config, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    pem = serialization.Encoding.PEM
+    plain = serialization.NoEncryption()
+    other = ed25519.Ed25519PrivateKey.generate().private_bytes(
+        pem, serialization.PrivateFormat.PKCS8, plain
+    )
+    (tmp_path / "ed.pem").write_bytes(other)
+    monkeypatch.setenv("TEST_DKIM_KEY", str(tmp_path / "ed.pem"))
+    with pytest.raises(ConfigError, match="DKIM signs with RSA"):
+        dkim.check(config)
+    if shutil.which("openssl") is None:  # cryptography refuses to make a key this weak
+        return
+    short = subprocess.run(["openssl", "genrsa", "512"], check=True, capture_output=True).stdout
+    (tmp_path / "short.pem").write_bytes(short)
+    monkeypatch.setenv("TEST_DKIM_KEY", str(tmp_path / "short.pem"))
+    with pytest.raises(ConfigError, match="512 bits"):
+        dkim.check(config)
