@@ -82,6 +82,8 @@ class ImapConfig:
     password_env: str = "NEWSLETTER_IMAP_PASSWORD"
     folder: str = "INBOX"
     processed_folder: str | None = None
+    # Messages that cannot be parsed are moved here (created when missing).
+    quarantine_folder: str = "Quarantine"
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,9 @@ class Config:
     postal_address: str = ""
     sender: str = field(default="Newsletter <news@example.com>", metadata=_key("from"))
     reply_to: str = "news@example.com"
+    # The envelope sender, VERP'd as `<local>+TOKEN@domain`: bounces and auto-replies land there
+    # and never unsubscribe anyone. null: the From address (one address doing both jobs).
+    bounce_address: str | None = None
     base_url: str = "https://example.com/newsletter/"
     language: str = "en"
     # Said to readers whose first name is unknown: "Hi there,".
@@ -348,11 +353,16 @@ def _validate(config: Config, file: Path, located: LocatedYaml) -> None:
         fail(f"expected HH:MM, got {config.schedule.time!r}", "schedule", "time")
     if config.schedule.catch_up_days < 0:
         fail("expected 0 or more days", "schedule", "catch_up_days")
-    for keypath, value in ((("from",), config.sender), (("reply_to",), config.reply_to)):
+    addresses = [(("from",), config.sender), (("reply_to",), config.reply_to)]
+    if config.bounce_address is not None:
+        addresses.append((("bounce_address",), config.bounce_address))
+    for keypath, value in addresses:
         _, address = parseaddr(value)
         local, _, domain = address.rpartition("@")
         if not local or "." not in domain or any(c.isspace() for c in address):
             fail(f"expected an address like 'Name <news@example.com>', got {value!r}", *keypath)
+        if "+" in local and keypath == ("bounce_address",):
+            fail("expected an address without '+': the token goes there", *keypath)
     if config.delivery.smtp.connections < 1:
         fail("expected at least 1", "delivery", "smtp", "connections")
     if config.web.public_url is not None and not config.web.public_url.startswith(

@@ -295,7 +295,7 @@ class _Run:
             html, text = self.bodies.encode(row)
             msgid = self.message_id(row)
             data = self.skeleton.render_encoded(row, html=html, text=text, msgid=msgid)
-            sender = self.skeleton.envelope_sender(row) if d.verp else self.skeleton.sender
+            sender = self.skeleton.envelope_sender(row) if d.verp else self.skeleton.bounce_sender
         except InvalidRecipient as exc:
             return _Result("failed", f"not sent: {exc}")
         return _Message(row, sender, d.redirect_to or row.email, data, msgid)
