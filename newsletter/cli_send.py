@@ -264,6 +264,7 @@ def status(app: AppContext, issue_ref: str | None) -> None:
         for state, count in counts.items():
             click.echo(f"  {state:<10}{count:>8}")
         rows = store.deliveries_in_state(send.id, ("failed", "unknown", "deferred"))
+        rows += store.held_back(send.id, SHOWN_FAILURES + 1)  # a paused send's (issue 13)
         for row in rows[:SHOWN_FAILURES]:
             due = f" (retry after {row.next_attempt_at:%H:%M})" if row.next_attempt_at else ""
             click.echo(f"{row.state:<9} {row.email}: {row.last_reply or 'no reply'}{due}")

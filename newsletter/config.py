@@ -71,6 +71,11 @@ class DeliveryConfig:
     # reconnect; after max_reconnects failed attempts in a row the send pauses.
     backoff: float = 5
     max_reconnects: int = 5
+    # The same 4xx for this many readers in a row (whatever their domains) is the relay's
+    # trouble: the send pauses, charging them nothing. A 5xx after "." fails one reader;
+    # this many in a row means the content is refused: the send pauses.
+    relay_pause_after: int = 10
+    refusals_pause_after: int = 3
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from typing import Literal, Protocol
 from newsletter.config import Config
 from newsletter.errors import DeliveryError, NewsletterError
 from newsletter.message import BodyEncoder, InvalidRecipient, IssueMessage
+from newsletter.relaywatch import Held, RelayWatch, describe
 from newsletter.render import RenderedIssue
 from newsletter.store import DeliveryRow, DeliveryState, SendRecord, Subscriber
 from newsletter.transport import Disconnected, Transport, TransportFailure
@@ -29,6 +30,9 @@ _BATCH = 200
 _MAX_BACKOFF = 300.0
 _HARD_BOUNCE = (550, 551, 553)
 _DEFER_AT_RCPT = (450, 451, 452, 552)  # 552 at RCPT: "too many recipients" (RFC 5321 4.5.3.1.10)
+# A held row (see newsletter.relaywatch) is not due for this long, so no other connection or
+# worker takes it meanwhile; a run settles or releases what it holds before it ends.
+_HOLD = timedelta(minutes=10)
 
 
 class SendLog(Protocol):
@@ -63,7 +67,7 @@ class SendLog(Protocol):
     ) -> bool: ...
 
 
-Action = Literal["sent", "deferred", "failed", "bounced", "unknown", "retry", "pause"]
+Action = Literal["sent", "deferred", "refused", "failed", "bounced", "unknown", "retry", "pause"]
 
 
 @dataclass(frozen=True)
@@ -104,7 +108,9 @@ def classify(failure: TransportFailure) -> Outcome:
     code = failure.code
     if code == 421 or (stage in ("connect", "mail") and code is not None and code < 500):
         return Outcome("retry", reply)
-    if stage in ("connect", "auth", "mail") or (stage in ("data", "dot") and code >= 500):
+    if stage == "dot" and code >= 500:
+        return Outcome("refused", reply)  # this reader's server; a run of them pauses
+    if stage in ("connect", "auth", "mail") or (stage == "data" and code >= 500):
         return Outcome("pause", reply)
     if stage == "rcpt" and code in _HARD_BOUNCE:
         return Outcome("bounced", reply)
@@ -147,6 +153,7 @@ class _Result:
     due: datetime | None = None
     bounce: Literal["hard", "soft"] | None = None
     pause: str | None = None  # why the whole send must stop (nobody's fault but ours)
+    hold: Literal["deferred", "refused"] | None = None  # held uncharged (newsletter.relaywatch)
 
 
 @dataclass(frozen=True)
@@ -177,12 +184,15 @@ class _Run:
     queue: list[DeliveryRow] = field(default_factory=list)
     reserved: set[int] = field(default_factory=set)  # taken from the queue, not yet claimed
     commit: _GroupCommit = field(init=False)
+    watch: RelayWatch = field(init=False)
     paused: str | None = None
     sent: int = 0
     done: int = 0
 
     def __post_init__(self) -> None:
         self.commit = _GroupCommit(self.log)
+        d = self.config.delivery
+        self.watch = RelayWatch(d.relay_pause_after, d.refusals_pause_after)
 
     def worker(self) -> None:
         transport = self.connect()
@@ -272,6 +282,15 @@ class _Run:
             self.count(Progress(result.state, row.email, result.reply, 0))
         if result.pause:
             self.pause(result.pause)
+        if result.hold is not None:
+            why, settled = self.watch.failed(Held(row, result.hold, result.reply))
+            self.charge(settled)
+            if why is not None:
+                self.pause(why)
+        elif result.state == "sent" and not self.stop.is_set():
+            # Once paused, an acceptance on another connection proves nothing about the
+            # held readers: they are released uncharged at the end of the run instead.
+            self.charge(self.watch.accepted())
         reader = self.log.get(row.subscriber_id) if result.bounce and row.subscriber_id else None
         if reader is not None:
             self.log.record_bounce(
@@ -281,6 +300,31 @@ class _Run:
                 detail=result.reply,
                 soft_limit=self.config.inbox.soft_bounce_limit,
             )
+
+    def charge(self, held: list[Held]) -> None:
+        """Held failures shown to be the readers' own: each uses up one attempt."""
+        for one in held:
+            result = self.settled(one)
+            self.log.record_delivery(
+                one.row.id, result.state, reply=result.reply, next_attempt_at=result.due
+            )
+            self.recorded(one.row, result)
+
+    def end_round(self) -> None:
+        """Before the run ends or waits: nothing may stay held. Paused: held readers go back
+        uncharged. The relay never accepted this issue: its trouble, so pause uncharged too.
+        (The send log's count, not this run's: a worker process sees only its own share.)"""
+        held = self.watch.take()
+        if not held:
+            return
+        accepted = self.sent > 0 or self.log.delivery_counts(self.send.id).get("sent", 0) > 0
+        if not self.paused and accepted:
+            self.charge(held)
+            return
+        for one in held:
+            self.log.record_delivery(one.row.id, "pending", reply=one.reply)
+        if not self.paused and not self.stop.is_set():  # else another connection said why
+            self.pause(describe(held).replace("in a row", "and no reader accepted yet"))
 
     def count(self, event: Progress) -> None:
         with self.lock:
@@ -326,6 +370,17 @@ class _Run:
                     continue
             return self.judge(message.row, outcome)
 
+    def settled(self, held: Held) -> _Result:
+        """A held failure that was the reader's own: a 4xx uses up an attempt (the last one
+        fails with a soft bounce); a 5xx after "." fails this reader, bouncing nobody."""
+        row, reply = held.row, held.reply
+        if held.kind == "refused":
+            return _Result("failed", reply)
+        if row.attempts + 1 < self.config.delivery.max_attempts:
+            delay = self.config.delivery.retry_delay * 2**row.attempts
+            return _Result("deferred", reply, due=datetime.now(UTC) + timedelta(seconds=delay))
+        return _Result("failed", reply, bounce="soft")
+
     def judge(self, row: DeliveryRow, outcome: Outcome) -> _Result:
         """Issue 5's failure policy for one failed attempt (see `classify`)."""
         action, reply = outcome.action, outcome.reply
@@ -333,11 +388,10 @@ class _Run:
             # Not this reader's fault: the row waits, unbounced, for the next run.
             why = f"the server refused the send: {reply}" if action == "pause" else None
             return _Result("pending", reply, pause=why)
-        if action == "deferred" and row.attempts + 1 < self.config.delivery.max_attempts:
-            delay = self.config.delivery.retry_delay * 2**row.attempts
-            return _Result("deferred", reply, due=datetime.now(UTC) + timedelta(seconds=delay))
-        if action == "deferred":
-            return _Result("failed", reply, bounce="soft")
+        if action in ("deferred", "refused"):
+            # Whose trouble this is shows only later (newsletter.relaywatch): wait uncharged.
+            hold: Literal["deferred", "refused"] = action
+            return _Result("pending", reply, due=datetime.now(UTC) + _HOLD, hold=hold)
         if action == "bounced":
             return _Result("failed", reply, bounce="hard")
         return _Result("unknown" if action == "unknown" else "failed", reply)
@@ -448,9 +502,11 @@ def run_send(
             run.pause("interrupted")
             for thread in threads:
                 thread.join()
+            run.end_round()
             raise
         for thread in threads:
             thread.join()
+        run.end_round()
         if run.paused:
             break
         due = next_deferred(log, send.id)

@@ -166,6 +166,7 @@ def _worker(
             )
             run.stop, run.fetch = stop, fetch
             run.worker()
+            run.end_round()
             paused = run.paused
     except BaseException as exc:  # the store could not be opened: nothing may go out
         paused = f"stopped: {type(exc).__name__}: {exc}"

@@ -367,7 +367,8 @@ def test_classify_covers_the_policy_table() -> None:
     assert [action("rcpt", c) for c in (450, 451, 452, 552)] == ["deferred"] * 4
     assert [action("rcpt", c) for c in (550, 553)] == ["bounced"] * 2
     assert action("rcpt", 554) == "failed"
-    assert action("mail", 550) == action("data", 554) == action("dot", 552) == "pause"
+    assert action("mail", 550) == action("data", 554) == "pause"
+    assert action("dot", 552) == action("dot", 554) == "refused"  # held; a run of them pauses
     assert action("dot", 451) == "deferred"
     assert action("mail", None) == action("data", None) == action("connect", None) == "retry"
     assert action("dot", None) == "unknown"
