@@ -21,6 +21,7 @@ from newsletter import delivery
 from newsletter.cli_schedule import run_send_due
 from newsletter.config import Config
 from newsletter.context import AppContext, pass_app
+from newsletter.interrupts import exit_code as interrupt_exit_code
 from newsletter.issues import Issue, find_issue, load_issues
 from newsletter.render import PreviewReader
 from newsletter.store import open_store
@@ -172,9 +173,9 @@ def send(
                     f"sending {issue.slug} via {_route(config, issue.slug)}"
                 ),
             )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         click.echo(f"interrupted: `newsletter send {issue.slug}` resumes the send", err=True)
-        sys.exit(130)
+        sys.exit(interrupt_exit_code(exc))  # 130 Ctrl-C, 143 SIGTERM
     if report.unknown_before:
         click.echo(
             f"{report.unknown_before} message(s) were in flight when an earlier run stopped: "

@@ -20,6 +20,7 @@ from typing import Literal, Protocol
 
 from newsletter.config import Config
 from newsletter.errors import DeliveryError, NewsletterError
+from newsletter.interrupts import Interrupted, stop_on_signals
 from newsletter.message import BodyEncoder, InvalidRecipient, IssueMessage
 from newsletter.relaywatch import Held, RelayWatch, describe
 from newsletter.render import RenderedIssue
@@ -469,7 +470,7 @@ def run_send(
     max_per_second: float = 0.0,
     resend_unknown: bool = False,
     on_progress: Callable[[Progress], None] = lambda progress: None,
-    wait: Callable[[float], None] = time.sleep,
+    wait: Callable[[float], None] | None = None,
 ) -> SendReport:
     """Start or resume the send of `skeleton.slug` on threads in this process. The caller
     holds `send_lock`. (`newsletter.sendworkers` runs several connections as processes.)"""
@@ -488,6 +489,22 @@ def run_send(
         _RateLimit(max_per_second),
     )
     deadline = started + config.delivery.retry_window
+    with stop_on_signals(lambda: run.pause("interrupted")) as received:
+        _rounds(run, connections, deadline, on_progress, wait)
+    if received:  # stopped cleanly: the message on the wire finished and is recorded
+        finish_send(log, report, run.sent, run.paused, started)
+        raise Interrupted(received[0])
+    return finish_send(log, report, run.sent, run.paused, started)
+
+
+def _rounds(
+    run: _Run,
+    connections: int,
+    deadline: float,
+    on_progress: Callable[[Progress], None],
+    wait: Callable[[float], None] | None,
+) -> None:
+    """Send until nothing is due, then wait for deferred readers due before `deadline`."""
     while True:
         threads = [
             threading.Thread(target=run.worker, name=f"send-{n}", daemon=True)
@@ -509,15 +526,17 @@ def run_send(
         run.end_round()
         if run.paused:
             break
-        due = next_deferred(log, send.id)
+        due = next_deferred(run.log, run.send.id)
         if due is None or due > deadline:
             break
         seconds = max(0.0, due - time.monotonic())
         on_progress(
             Progress("waiting", "", f"next retry of deferred readers in {seconds:.0f} s", run.done)
         )
-        wait(seconds)
-    return finish_send(log, report, run.sent, run.paused, started)
+        # The stop flag's wait: a signal ends the wait at once instead of after it.
+        (wait or run.stop.wait)(seconds)
+        if run.stop.is_set():
+            break
 
 
 def begin_send(log: SendLog, slug: str, resend_unknown: bool) -> SendReport:

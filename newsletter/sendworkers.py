@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from newsletter.config import Config
+from newsletter.interrupts import Interrupted
 from newsletter.message import BodyEncoder, IssueMessage
 from newsletter.render import RenderedIssue
 from newsletter.sendrun import (
@@ -263,7 +264,7 @@ def _relay(
     workers: list[tuple[multiprocessing.context.ForkProcess, Connection]],
     stop: SharedStop,
 ) -> None:
-    interrupted = False
+    interrupted: KeyboardInterrupt | None = None
     ended: set[Connection] = set()
     running = {process.sentinel: (process, reader) for process, reader in workers}
     open_pipes = {reader for _, reader in workers}
@@ -281,14 +282,14 @@ def _relay(
                         parent.pause(f"a send worker died ({why}); stopped", stop)
                 elif isinstance(ready, Connection) and _receive(parent, ready, stop, ended):
                     open_pipes.discard(ready)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             # Ctrl-C (or SIGTERM): every worker finishes and records the message it carries.
-            interrupted = True
+            interrupted = interrupted or exc  # the first says which signal (exit 130/143)
             parent.pause("interrupted", stop)
     for _, reader in workers:
         reader.close()
-    if interrupted:
-        raise KeyboardInterrupt
+    if interrupted is not None:
+        raise interrupted
 
 
 def _receive(parent: _Parent, reader: Connection, stop: SharedStop, ended: set[Connection]) -> bool:
@@ -313,10 +314,10 @@ def _drain(parent: _Parent, reader: Connection, stop: SharedStop, ended: set[Con
 
 @contextlib.contextmanager
 def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM to the parent stops the send as Ctrl-C does (exit 130, nothing lost)."""
+    """SIGTERM to the parent stops the send as Ctrl-C does (exit 143, nothing lost)."""
 
     def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
+        raise Interrupted(signum)  # exit 143: stopped by SIGTERM
 
     try:
         previous = signal.signal(signal.SIGTERM, interrupt)
