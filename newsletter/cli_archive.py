@@ -18,13 +18,21 @@ from newsletter.issues import load_issues
     default=None,
     help="Output folder. Default: build/archive/ in the publication.",
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Write into a non-empty folder no earlier build wrote (its files are kept).",
+)
 @pass_app
-def archive(app: AppContext, out: Path | None) -> None:
+def archive(app: AppContext, out: Path | None, force: bool) -> None:
     """Write the static web archive: a page per sent issue, index by year, topics, Atom feed,
     sitemap, search, subscribe and privacy pages.
 
-    Only what changed since the last build is rewritten. Issues appear once sent (per the send
-    log); before anything was sent, `ready` issues dated today or earlier. Drafts never.
+    The output folder must be new, empty or one an earlier build wrote (or --force); never
+    /, the home folder or the publication itself, and files it did not write are never
+    overwritten. Only what changed since the last build is rewritten. Issues appear once sent
+    (per the send log); before anything was sent, `ready` issues dated today or earlier.
+    Drafts never.
 
     \b
     Example:
@@ -33,5 +41,5 @@ def archive(app: AppContext, out: Path | None) -> None:
         rsync -a --delete --exclude '.archive-*' build/archive/ host:/var/www/newsletter/
     """
     config = app.config
-    report = build_archive(config, load_issues(config), out)
+    report = build_archive(config, load_issues(config), out, force=force)
     click.echo(f"archive: {report.summary()}")

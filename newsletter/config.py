@@ -156,6 +156,8 @@ class Config:
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
     # When set, every message is DKIM-signed (newsletter/dkim.py).
     dkim: DkimConfig | None = None
+    # An issue file larger than this is refused before Markdown runs on it.
+    max_issue_bytes: int = 1_000_000
 
     @property
     def content_dir(self) -> Path:
@@ -307,8 +309,11 @@ def _convert(hint: Any, value: Any, keypath: KeyPath, file: Path, located: Locat
         return float(value)
     if hint is str and isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)  # `port: 25` style numbers where text is fine (a postal code)
+    if hint is str and isinstance(value, str):
+        _refuse_control_characters(value, dotted, where, line)
     if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
-        got = "nothing" if value is None else f"{type(value).__name__} {value!r}"
+        # Never echo a huge value: the error is one short line.
+        got = "nothing" if value is None else f"{type(value).__name__} {_short(value)}"
         raise ConfigError(
             f"expected {expected.get(hint, hint.__name__)}, got {got}",
             path=where,
@@ -316,6 +321,33 @@ def _convert(hint: Any, value: Any, keypath: KeyPath, file: Path, located: Locat
             field=dotted,
         )
     return value
+
+
+# Free text that may span lines (an address block); everything else is one line.
+_MULTILINE_KEYS = frozenset({"postal_address", "tagline"})
+
+
+def _refuse_control_characters(
+    value: str, dotted: str, where: Path | str, line: int | None
+) -> None:
+    """CR/LF and other control characters: in `from`, `reply_to`, hosts, folders... they
+    would inject headers or protocol commands (SMTP, IMAP), so no setting may hold them."""
+    allowed = "\n\t" if dotted in _MULTILINE_KEYS else ""
+    for index, char in enumerate(value):
+        if (
+            char < " " or "\x7f" <= char <= "\x9f" or char in "\u2028\u2029"
+        ) and char not in allowed:
+            raise ConfigError(
+                f"control character {char!r} at position {index + 1} is not allowed here",
+                path=where,
+                line=line,
+                field=dotted,
+            )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _parse_env(raw: str, hint: Any) -> Any:
