@@ -129,6 +129,7 @@ class OwnAddresses:
     unsubscribe: tuple[str, ...]
     bounce: tuple[str, ...]
     domain: str = ""
+    titles: tuple[str, ...] = ()  # our issue titles and name, lowercase (echoed subjects)
 
     @classmethod
     def of(cls, bases: OwnAddresses | Iterable[str]) -> OwnAddresses:
@@ -204,7 +205,7 @@ def classify(
             review=True,
         )
     words = own_text(message)
-    why = unsubscribe_request(subject, words)
+    why = unsubscribe_request(subject, words, ours.titles)
     if why is not None:
         if at_unsubscribe is not None:
             why = f"at the reader's unsubscribe address, {why}"
@@ -259,17 +260,23 @@ def _proof(
     return None, None
 
 
-def unsubscribe_request(subject: str, text: str) -> str | None:
+def unsubscribe_request(subject: str, text: str, ours: Iterable[str] = ()) -> str | None:
     """Why the Subject or the reader's own text asks to unsubscribe, or None.
 
     The text rule is deliberately narrow: the phrase must not be negated ("don't unsubscribe
     me"), must not sit in a pasted footer line, and in a long letter must come early.
+    `ours`: our issue titles and publication name (lowercase): in a Subject they are our
+    words, not the reader's ("Why readers unsubscribe" echoed by a vacation responder).
     """
     bare = _strip_prefix(subject)
     # "Re: <our issue title>" repeats our words, not the reader's: an issue titled "Why
-    # customers unsubscribe" must not unsubscribe everyone who replies to it.
+    # customers unsubscribe" must not unsubscribe everyone who replies to it, nor a vacation
+    # responder that echoes the title without "Re:".
     replying = bare != subject.strip()
-    if _ALONE.match(bare) or (not replying and _asks(bare)):
+    own_words = " ".join(bare.lower().split())
+    for title in ours:  # what is left once our titles are taken out must still ask
+        own_words = own_words.replace(title, " ") if title else own_words
+    if _ALONE.match(bare) or (not replying and _asks(own_words)):
         return f"subject asks to unsubscribe: {bare[:80]!r}"
     lines = [ln for ln in text.splitlines() if ln.strip() and not _FOOTER_LINE.search(ln)]
     if len(lines) <= 3 and any(_ALONE.match(ln) for ln in lines):

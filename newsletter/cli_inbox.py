@@ -10,6 +10,7 @@ import click
 
 from newsletter.config import Config
 from newsletter.context import AppContext, pass_app
+from newsletter.errors import NewsletterError
 from newsletter.inbox import (
     Processor,
     SendConfirmation,
@@ -17,6 +18,7 @@ from newsletter.inbox import (
     feedback_entries,
     review_entries,
 )
+from newsletter.issues import load_issues
 from newsletter.mailboxes import Inbox, MaildirInbox, MboxInbox, StreamInbox, open_imap
 from newsletter.store import open_store
 from newsletter.transport import Transport, TransportFailure, open_transport
@@ -104,7 +106,7 @@ def inbox(
     confirm: SendConfirmation | None = None if no_confirm else send
     try:
         with open_store(config) as store:
-            summary = Processor(config, store, confirm).run(box, recipient)
+            summary = Processor(config, store, confirm, _titles(config)).run(box, recipient)
     finally:
         box.close()
         if transport is not None:
@@ -118,6 +120,16 @@ def inbox(
             err=True,
         )
         sys.exit(1)
+
+
+def _titles(config: Config) -> list[str]:
+    """Our issue titles, so an auto-responder echoing one is not taken for a request. A broken
+    issue file must not stop the inbox: then only the publication name is known."""
+    try:
+        return [issue.title for issue in load_issues(config)]
+    except NewsletterError as exc:
+        logging.getLogger("newsletter.inbox").warning("issue titles unknown: %s", exc)
+        return []
 
 
 def _open(config: Config, mbox: Path | None, maildir: Path | None, imap: bool) -> Inbox:

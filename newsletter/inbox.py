@@ -81,12 +81,17 @@ def message_key(raw: bytes, message: EmailMessage) -> str:
 
 class Processor:
     def __init__(
-        self, config: Config, store: Store, confirm: SendConfirmation | None = None
+        self,
+        config: Config,
+        store: Store,
+        confirm: SendConfirmation | None = None,
+        titles: Iterable[str] = (),
     ) -> None:
+        """`titles`: our issue titles, so a Subject echoing one is not read as a request."""
         self.config = config
         self.store = store
         self.confirm = confirm
-        self.ours = own_addresses(config)
+        self.ours = own_addresses(config, titles)
 
     def run(self, inbox: Inbox, recipient: str | None = None) -> Summary:
         summary = Summary()
@@ -251,14 +256,16 @@ def confirmation(config: Config, to: str, original: EmailMessage) -> EmailMessag
     return reply
 
 
-def own_addresses(config: Config) -> OwnAddresses:
+def own_addresses(config: Config, titles: Iterable[str] = ()) -> OwnAddresses:
     """Our addresses by job. Old `+token` addresses (reply_to, and the From that was the
     envelope sender before `bounce_address`) keep working as unsubscribe addresses."""
     sender = parseaddr(config.sender)[1]
+    echoed = (config.name, *titles)
     return OwnAddresses(
         unsubscribe=tuple(dict.fromkeys((config.reply_to, sender))),
         bounce=(bounce_base(config),),
         domain=sender.rpartition("@")[2].lower(),
+        titles=tuple(dict.fromkeys(" ".join(t.lower().split()) for t in echoed if t.strip())),
     )
 
 

@@ -141,11 +141,25 @@ def test_machine_mail_and_forged_reports_change_nobody(publication: Path, tmp_pa
         ),
         # 8. a DSN at a reader's *unsubscribe* address carrying nothing of ours
         dsn(unsub[r[8]], r[8]),
+        # 9. a vacation responder echoing our Subject without "Re:" (name and title)
+        mail(
+            {"From": r[9], "To": unsub[r[9]],
+             "Subject": "Leader Notes #4: Why readers unsubscribe"},
+            "I am out until Monday.",
+        ),
+        # 10. ... or just the title, which says "unsubscribe"
+        mail(
+            {"From": r[10], "To": unsub[r[10]], "Subject": "Why readers unsubscribe"},
+            "I am out until Monday.",
+        ),
     ]  # fmt: skip
+    (publication / "content" / "why-readers-unsubscribe.md").write_text(
+        "---\ntitle: Why readers unsubscribe\ndate: 2027-03-02\nstatus: draft\n---\nBody.\n"
+    )
     box = into_maildir(tmp_path / "Maildir", hostile)
     result = run_cli(publication, "inbox", "--maildir", str(box), "-v")
     assert result.code == 0, result.stderr
-    assert set(statuses(publication, *r[:9]).values()) == {"active"}, result.stdout
+    assert set(statuses(publication, *r[:11]).values()) == {"active"}, result.stdout
     assert not list((publication / "outbox").glob("unsubscribe-confirmations/*.eml"))
     review = run_cli(publication, "inbox", "--review")
     assert review.code == 0
