@@ -37,7 +37,9 @@ def exit_code(exc: KeyboardInterrupt) -> int:
 @contextlib.contextmanager
 def stop_on_signals(stop: Callable[[], None]) -> Iterator[list[int]]:
     """Within the block the first SIGINT/SIGTERM calls `stop()`; the list yielded names the
-    signals received. Off the main thread (signals cannot be caught there) it does nothing."""
+    signals received. Off the main thread (signals cannot be caught there) it does nothing,
+    and a signal someone else already handles (the scheduler lets a send run to its end) is
+    left to them."""
     received: list[int] = []
 
     def handler(signum: int, frame: object) -> None:
@@ -49,8 +51,9 @@ def stop_on_signals(stop: Callable[[], None]) -> Iterator[list[int]]:
     if threading.current_thread() is not threading.main_thread():
         yield received
         return
-    previous = {signum: signal.getsignal(signum) for signum in SIGNALS}
-    for signum in SIGNALS:
+    defaults = (signal.SIG_DFL, signal.default_int_handler)
+    previous = {s: signal.getsignal(s) for s in SIGNALS if signal.getsignal(s) in defaults}
+    for signum in previous:
         signal.signal(signum, handler)
     try:
         yield received
