@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 
+from newsletter.archive_write import MANIFEST_NAME, ArchiveError, check_out_folder
 from newsletter.config import load_config
 from newsletter.store import open_store
 
@@ -162,13 +163,15 @@ def test_archive_out_refuses_root_home_and_the_publication(
 ) -> None:
     home = tmp_path / "home"
     home.mkdir()
-    for target in ("/", str(home), str(publication), str(publication.parent)):
+    for target in (home, publication, publication.parent):
         done = newsletter(
-            publication, "archive", "--out", target, "--force", env={"HOME": str(home)}
+            publication, "archive", "--out", str(target), "--force", env={"HOME": str(home)}
         )
         one_line_error(done, "refusing to write the archive into this folder")
     assert not (home / "index.html").exists() and not (publication / "index.html").exists()
-    assert not Path("/index.html").exists()
+    # `/` through the same check, without ever running a build that could write there
+    with pytest.raises(ArchiveError, match="refusing"):
+        check_out_folder(Path("/"), publication, (MANIFEST_NAME,), force=True)
 
 
 def test_archive_out_needs_an_empty_or_own_folder_and_never_overwrites_foreign_files(
