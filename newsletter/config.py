@@ -402,6 +402,11 @@ def _validate(config: Config, file: Path, located: LocatedYaml) -> None:
             fail("expected an address without '+': the token goes there", *keypath)
     if config.delivery.smtp.connections < 1:
         fail("expected at least 1", "delivery", "smtp", "connections")
+    for key in ("relay_pause_after", "refusals_pause_after"):
+        if getattr(config.delivery, key) < 1:
+            fail("expected at least 1", "delivery", key)
+    if config.max_issue_bytes < 1:
+        fail("expected a size in bytes, at least 1", "max_issue_bytes")
     if config.web.public_url is not None and not config.web.public_url.startswith(
         ("http://", "https://")
     ):

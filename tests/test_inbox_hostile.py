@@ -295,3 +295,24 @@ def test_an_unparseable_message_is_quarantined_and_the_rest_applied(
     second = run()  # mbox: recorded by digest, so skipped unread
     assert second.returncode == 0, second.stdout + second.stderr
     assert "Traceback" not in second.stderr
+
+
+def test_an_unparseable_message_on_the_mta_pipe_exits_1_once_then_is_skipped(
+    publication: Path,
+) -> None:
+    def pipe() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [NEWSLETTER, "--root", str(publication), "inbox", "-"],
+            input=nested(1000).decode(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    first = pipe()
+    assert first.returncode == 1 and "Traceback" not in first.stderr
+    assert "quarantined 1" in first.stdout
+    again = pipe()  # recorded by digest: skipped unread, nothing to set aside
+    assert again.returncode == 0, again.stderr
+    assert "already processed 1" in again.stdout
