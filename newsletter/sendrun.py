@@ -20,6 +20,7 @@ from typing import Literal, Protocol
 
 from newsletter.config import Config
 from newsletter.errors import DeliveryError, NewsletterError
+from newsletter.groupcommit import GroupCommit, Item
 from newsletter.interrupts import Interrupted, stop_on_signals
 from newsletter.message import BodyEncoder, InvalidRecipient, IssueMessage
 from newsletter.relaywatch import Held, RelayWatch, describe
@@ -42,7 +43,7 @@ class SendLog(Protocol):
     def start_send(self, issue_slug: str) -> SendRecord: ...
     def next_deliveries(self, send_id: int, limit: int) -> list[DeliveryRow]: ...
     def mark_in_flight(self, delivery_id: int, message_id: str) -> bool: ...
-    def record_and_claim_many(self, items: Sequence[_Item]) -> list[bool]: ...
+    def record_and_claim_many(self, items: Sequence[Item]) -> list[bool]: ...
     def record_delivery(
         self,
         delivery_id: int,
@@ -184,14 +185,14 @@ class _Run:
     lock: threading.Lock = field(default_factory=threading.Lock)
     queue: list[DeliveryRow] = field(default_factory=list)
     reserved: set[int] = field(default_factory=set)  # taken from the queue, not yet claimed
-    commit: _GroupCommit = field(init=False)
+    commit: GroupCommit = field(init=False)
     watch: RelayWatch = field(init=False)
     paused: str | None = None
     sent: int = 0
     done: int = 0
 
     def __post_init__(self) -> None:
-        self.commit = _GroupCommit(self.log)
+        self.commit = GroupCommit(self.log.record_and_claim_many)
         d = self.config.delivery
         self.watch = RelayWatch(d.relay_pause_after, d.refusals_pause_after)
 
@@ -246,7 +247,8 @@ class _Run:
                 transport.begin(message.sender, message.recipient)
             try:
                 if done is not None:
-                    claimed = self.commit(done[0], done[1], claim)
+                    row, result = done
+                    claimed = self.commit((row.id, result.state, result.reply, result.due, claim))
                 else:
                     claimed = claim is not None and self.log.mark_in_flight(*claim)
             except Exception as exc:
@@ -396,67 +398,6 @@ class _Run:
         if action == "bounced":
             return _Result("failed", reply, bounce="hard")
         return _Result("unknown" if action == "unknown" else "failed", reply)
-
-
-_Item = tuple[int, DeliveryState, str | None, datetime | None, tuple[int, str] | None]
-
-
-@dataclass
-class _Request:
-    item: _Item
-    finished: bool = False
-    claimed: bool = False
-    error: Exception | None = None
-
-    def outcome(self) -> bool:
-        if self.error is not None:
-            raise self.error
-        return self.claimed
-
-
-class _GroupCommit:
-    """Record-and-claim requests of concurrent connections share a transaction: while one
-    commit runs the others queue theirs, and the next caller commits the whole queue. Each
-    caller still returns only once its own result is committed."""
-
-    def __init__(self, log: SendLog) -> None:
-        self.log = log
-        self.cond = threading.Condition()
-        self.queue: list[_Request] = []
-        self.busy = False
-
-    def __call__(self, row: DeliveryRow, result: _Result, claim: tuple[int, str] | None) -> bool:
-        request = _Request((row.id, result.state, result.reply, result.due, claim))
-        with self.cond:
-            self.queue.append(request)
-            while self.busy and not request.finished:
-                self.cond.wait()
-            if request.finished:
-                return request.outcome()
-            self.busy = True
-            batch, self.queue = self.queue, []
-        error: Exception | None = None
-        claimed: list[bool] = []
-        try:
-            claimed = _commit(self.log, [r.item for r in batch])
-        except Exception as exc:
-            error = exc
-        finally:
-            # Always wake the others, even on Ctrl-C here, or they would wait for ever.
-            if error is None and len(claimed) != len(batch):
-                error = DeliveryError("interrupted before the results were recorded")
-            with self.cond:
-                for n, done in enumerate(batch):
-                    done.finished, done.error = True, error
-                    done.claimed = claimed[n] if n < len(claimed) else False
-                self.busy = False
-                self.cond.notify_all()
-        return request.outcome()
-
-
-def _commit(log: SendLog, items: list[_Item]) -> list[bool]:
-    """One transaction (the store's record_and_claim_many)."""
-    return [bool(claimed) for claimed in log.record_and_claim_many(items)]
 
 
 def run_send(

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from newsletter.config import Config
+from newsletter.groupcommit import Item
 from newsletter.interrupts import Interrupted
 from newsletter.message import BodyEncoder, IssueMessage
 from newsletter.render import RenderedIssue
@@ -39,7 +40,6 @@ from newsletter.sendrun import (
     Progress,
     SendLog,
     SendReport,
-    _Item,
     _RateLimit,
     _Run,
     begin_send,
@@ -117,7 +117,7 @@ class _OneCommitAtATime:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.log, name)
 
-    def record_and_claim_many(self, items: Sequence[_Item]) -> list[bool]:
+    def record_and_claim_many(self, items: Sequence[Item]) -> list[bool]:
         fcntl.flock(self.lock, fcntl.LOCK_EX)
         try:
             return self.log.record_and_claim_many(items)
