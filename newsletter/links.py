@@ -86,7 +86,8 @@ def bounce_address(config: Config, token: str) -> str:
 
 
 def unsubscribe_address(config: Config, token: str) -> str:
-    """The reader's own unsubscribe mailbox: any mail to it unsubscribes that reader."""
+    """The reader's own unsubscribe mailbox (the List-Unsubscribe mailto): a person asking to
+    leave there unsubscribes that reader; machine mail there changes nothing."""
     return plus_address(config.reply_to, token)
 
 

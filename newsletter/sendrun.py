@@ -6,7 +6,9 @@ the outcome in the same transaction that claims the next row, before that row's 
 sent. So after a hard kill at most one message per connection is `in_flight`; the next run
 turns those into `unknown` (reported; `resend_unknown` re-sends them with the same
 Message-ID). The failure policy (RFC 5321, after Mailman's outgoing runner) is `classify` plus
-`_Run.judge`, tabled in the README. `newsletter.delivery` is the entry point.
+`_Run.judge`, tabled in the README; whose trouble a 4xx (or a 5xx after ".") is, the reader's or
+the relay's, `newsletter.relaywatch` decides before anyone is charged. `newsletter.delivery`
+is the entry point.
 """
 
 from __future__ import annotations
