@@ -27,6 +27,7 @@ from newsletter.archive_write import (
     ARCHIVE_VERSION,
     MANIFEST_NAME,
     ArchiveError,
+    check_out_folder,
     digest,
     json_bytes,
     load_json,
@@ -141,6 +142,7 @@ def build_archive(
     send_log: SendLog | None = None,
     rendered: Mapping[str, RenderedIssue] | None = None,
     workers: int | None = None,
+    force: bool = False,
 ) -> ArchiveReport:
     """Write (or bring up to date) the static archive in `out_dir` (default build/archive/).
 
@@ -148,11 +150,13 @@ def build_archive(
     `send_log`: default the publication's store when its database exists; the numbers of the
     issues listed are fixed there. `rendered`: issues the caller
     already rendered, by slug, so their Markdown is not run again. `workers`: processes for
-    Markdown (default: one per CPU when many bodies need rendering).
+    Markdown (default: one per CPU when many bodies need rendering). `force`: write into a
+    non-empty folder no build wrote before (its foreign files are still never overwritten).
     """
     out = (out_dir or default_out_dir(config)).resolve()
     if out.is_relative_to(config.content_dir.resolve()):
         raise ArchiveError("the archive cannot be written inside content/", path=out)
+    check_out_folder(out, config.root, (MANIFEST_NAME, CACHE_NAME), force)
     if send_log is None:
         with open_send_log(config) as log:
             chosen = _publish(issues, log, today)
@@ -167,11 +171,12 @@ def build_archive(
     cache = load_json(out / CACHE_NAME).get("bodies")
     cache = cache if isinstance(cache, dict) else {}
     bodies, fresh = _bodies(config, chosen, issues, cache, rendered or {}, workers)
+    outputs = Site(config, chosen, bodies).outputs()
+    written, removed, unchanged = sync(out, outputs)
+    # After sync: a build refused for a foreign file leaves nothing of ours in that folder.
     if fresh or _cache_stale(cache, bodies):
         entries = {slug: _cache_entry(body) for slug, body in bodies.items()}
         write_file(out / CACHE_NAME, json_bytes({"bodies": entries}))
-    outputs = Site(config, chosen, bodies).outputs()
-    written, removed, unchanged = sync(out, outputs)
     return ArchiveReport(out, tuple(i.slug for i in chosen), written, removed, unchanged, fresh)
 
 

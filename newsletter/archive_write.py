@@ -59,9 +59,12 @@ def sync(out: Path, outputs: list[Output]) -> tuple[tuple[str, ...], tuple[str, 
     unchanged = len(outputs) - len(todo)
     if not todo and not stale:
         return (), (), unchanged
-    # From here the folder changes: a build cut short leaves no manifest, so the next one
-    # compares every file instead of trusting fingerprints of files it may not have written.
-    manifest_path.unlink(missing_ok=True)
+    _refuse_foreign(out, [o for o in todo if o.path not in old])
+    # From here the folder changes: a build cut short leaves a manifest that names every file
+    # this build may write but trusts no fingerprint, so the next one compares every file and
+    # still knows which files are its own.
+    pending = {path: {"sha": None} for path in (*old, *(o.path for o in todo))}
+    write_file(manifest_path, json_bytes({"version": ARCHIVE_VERSION, "files": pending}))
     written: list[str] = []
     for output in todo:
         data = output.produce()
@@ -78,6 +81,46 @@ def sync(out: Path, outputs: list[Output]) -> tuple[tuple[str, ...], tuple[str, 
     removed = [path for path in stale if _remove(out, path)]
     write_file(manifest_path, json_bytes({"version": ARCHIVE_VERSION, "files": new}))
     return tuple(written), tuple(removed), unchanged
+
+
+def _refuse_foreign(out: Path, fresh: list[Output]) -> None:
+    """Files this archive never wrote are never overwritten (a foreign `index.html`), even
+    with --force: the whole build stops before writing anything."""
+    clashes = []
+    for output in fresh:
+        target = inside(out, output.path)
+        if target.exists() and not _same_bytes(target, output.produce()):
+            clashes.append(output.path)
+    if clashes:
+        more = f" and {len(clashes) - 1} more" if len(clashes) > 1 else ""
+        raise ArchiveError(
+            f"{clashes[0]}{more} exist(s) and were not written by `newsletter archive`; "
+            "move them away or choose another folder",
+            path=out,
+        )
+
+
+def check_out_folder(out: Path, root: Path, marks: tuple[str, ...], force: bool) -> None:
+    """The output folder must be new, empty, one an earlier build wrote (`marks`: its
+    manifest or cache), or forced; never `/`, the home folder, or the publication root or
+    any folder above it, where an index.html would land among someone's files."""
+    home = Path.home().resolve()
+    if out == home or root.resolve().is_relative_to(out) or out.parent == out:
+        raise ArchiveError(
+            "refusing to write the archive into this folder (/, home, or the publication or a "
+            "folder above it); choose a folder of its own",
+            path=out,
+        )
+    if not out.exists() or force or any((out / mark).exists() for mark in marks):
+        return
+    if not out.is_dir():
+        raise ArchiveError("not a folder", path=out)
+    if any(out.iterdir()):
+        raise ArchiveError(
+            "not empty and not an archive written by newsletter; choose an empty folder, or "
+            "use --force (files it did not write are still never overwritten)",
+            path=out,
+        )
 
 
 def inside(out: Path, path: str) -> Path:

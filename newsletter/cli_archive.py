@@ -19,13 +19,21 @@ from newsletter.store import open_store
     default=None,
     help="Output folder. Default: build/archive/ in the publication.",
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Write into a non-empty folder no earlier build wrote (its files are kept).",
+)
 @pass_app
-def archive(app: AppContext, out: Path | None) -> None:
+def archive(app: AppContext, out: Path | None, force: bool) -> None:
     """Write the static web archive: a page per sent issue, index by year, topics, Atom feed,
     sitemap, search, subscribe and privacy pages.
 
-    Only what changed since the last build is rewritten. Issues appear once sent (per the send
-    log); before anything was sent, `ready` issues dated today or earlier. Drafts never.
+    The output folder must be new, empty or one an earlier build wrote (or --force); never
+    /, the home folder or the publication itself, and files it did not write are never
+    overwritten. Only what changed since the last build is rewritten. Issues appear once sent
+    (per the send log); before anything was sent, `ready` issues dated today or earlier.
+    Drafts never.
     Listing an issue fixes its number for good (the store records it).
 
     \b
@@ -41,5 +49,7 @@ def archive(app: AppContext, out: Path | None) -> None:
         click.echo(warning, err=True)
     # Publishing fixes the numbers of the issues listed, so the store is opened (made) here.
     with open_store(config) as store:
-        report = build_archive(config, publication.issues, out, today=today, send_log=store)
+        report = build_archive(
+            config, publication.issues, out, today=today, send_log=store, force=force
+        )
     click.echo(f"archive: {report.summary()}")

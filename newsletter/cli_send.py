@@ -22,6 +22,7 @@ from newsletter.cli_schedule import run_send_due
 from newsletter.config import Config
 from newsletter.context import AppContext, pass_app
 from newsletter.errors import ConfigError, DeliveryError
+from newsletter.interrupts import exit_code as interrupt_exit_code
 from newsletter.issues import Issue
 from newsletter.message import Reader
 from newsletter.publication import load_publication
@@ -194,9 +195,9 @@ def send(
                     f"sending {issue.slug} via {_route(config, issue.slug)}"
                 ),
             )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         click.echo(f"interrupted: `newsletter send {issue.slug}` resumes the send", err=True)
-        sys.exit(130)
+        sys.exit(interrupt_exit_code(exc))  # 130 Ctrl-C, 143 SIGTERM
     if report.unknown_before:
         click.echo(
             f"{report.unknown_before} message(s) were in flight when an earlier run stopped: "
@@ -336,6 +337,7 @@ def status(app: AppContext, issue_ref: str | None) -> None:
         for state, count in counts.items():
             click.echo(f"  {state:<10}{count:>8}")
         rows = store.deliveries_in_state(send.id, ("failed", "unknown", "deferred"))
+        rows += store.held_back(send.id, SHOWN_FAILURES + 1)  # a paused send's (issue 13)
         for row in rows[:SHOWN_FAILURES]:
             due = f" (retry after {row.next_attempt_at:%H:%M})" if row.next_attempt_at else ""
             click.echo(f"{row.state:<9} {row.email}: {row.last_reply or 'no reply'}{due}")

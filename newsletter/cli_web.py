@@ -23,14 +23,20 @@ from waitress import wasyncore
 from newsletter import dkim
 from newsletter.context import AppContext, pass_app
 from newsletter.store import open_store
-from newsletter.web import WebApp, web_secret
+from newsletter.web import MAX_BODY, WebApp, web_secret
 
 
 def create_server(
     app: Any, host: str, port: int, *, trusted_proxy: str | None = None, threads: int = 8
 ) -> Any:
     """A bound (not yet running) waitress server; `.effective_port` is the real port."""
-    options: dict[str, Any] = {"threads": threads, "ident": "newsletter"}
+    # A body larger than any form is refused by waitress from its Content-Length, before a
+    # byte is buffered (its default, 1 GiB, spooled a declared 600 MiB to a temp file first).
+    options: dict[str, Any] = {
+        "threads": threads,
+        "ident": "newsletter",
+        "max_request_body_size": MAX_BODY,
+    }
     if trusted_proxy:
         options.update(
             trusted_proxy=trusted_proxy,

@@ -71,6 +71,11 @@ class DeliveryConfig:
     # reconnect; after max_reconnects failed attempts in a row the send pauses.
     backoff: float = 5
     max_reconnects: int = 5
+    # The same 4xx for this many readers in a row (whatever their domains) is the relay's
+    # trouble: the send pauses, charging them nothing. A 5xx after "." fails one reader;
+    # this many in a row means the content is refused: the send pauses.
+    relay_pause_after: int = 10
+    refusals_pause_after: int = 3
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,8 @@ class ImapConfig:
     password_env: str = "NEWSLETTER_IMAP_PASSWORD"
     folder: str = "INBOX"
     processed_folder: str | None = None
+    # Messages that cannot be parsed are moved here (created when missing).
+    quarantine_folder: str = "Quarantine"
 
 
 @dataclass(frozen=True)
@@ -134,6 +141,9 @@ class Config:
     postal_address: str = ""
     sender: str = field(default="Newsletter <news@example.com>", metadata=_key("from"))
     reply_to: str = "news@example.com"
+    # The envelope sender, VERP'd as `<local>+TOKEN@domain`: bounces and auto-replies land there
+    # and never unsubscribe anyone. null: the From address (one address doing both jobs).
+    bounce_address: str | None = None
     base_url: str = "https://example.com/newsletter/"
     language: str = "en"
     # Said to readers whose first name is unknown: "Hi there,".
@@ -148,6 +158,8 @@ class Config:
     dkim: DkimConfig | None = None
     # `newsletter send ISSUE --test` mails a [TEST] copy to each of these (the editors).
     test_recipients: tuple[str, ...] = ()
+    # An issue file larger than this is refused before Markdown runs on it.
+    max_issue_bytes: int = 1_000_000
 
     @property
     def content_dir(self) -> Path:
@@ -306,8 +318,11 @@ def _convert(hint: Any, value: Any, keypath: KeyPath, file: Path, located: Locat
         return float(value)
     if hint is str and isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)  # `port: 25` style numbers where text is fine (a postal code)
+    if hint is str and isinstance(value, str):
+        _refuse_control_characters(value, dotted, where, line)
     if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
-        got = "nothing" if value is None else f"{type(value).__name__} {value!r}"
+        # Never echo a huge value: the error is one short line.
+        got = "nothing" if value is None else f"{type(value).__name__} {_short(value)}"
         raise ConfigError(
             f"expected {expected.get(hint, hint.__name__)}, got {got}",
             path=where,
@@ -315,6 +330,33 @@ def _convert(hint: Any, value: Any, keypath: KeyPath, file: Path, located: Locat
             field=dotted,
         )
     return value
+
+
+# Free text that may span lines (an address block); everything else is one line.
+_MULTILINE_KEYS = frozenset({"postal_address", "tagline"})
+
+
+def _refuse_control_characters(
+    value: str, dotted: str, where: Path | str, line: int | None
+) -> None:
+    """CR/LF and other control characters: in `from`, `reply_to`, hosts, folders... they
+    would inject headers or protocol commands (SMTP, IMAP), so no setting may hold them."""
+    allowed = "\n\t" if dotted in _MULTILINE_KEYS else ""
+    for index, char in enumerate(value):
+        if (
+            char < " " or "\x7f" <= char <= "\x9f" or char in "\u2028\u2029"
+        ) and char not in allowed:
+            raise ConfigError(
+                f"control character {char!r} at position {index + 1} is not allowed here",
+                path=where,
+                line=line,
+                field=dotted,
+            )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _parse_env(raw: str, hint: Any) -> Any:
@@ -357,7 +399,10 @@ def _validate(config: Config, file: Path, located: LocatedYaml) -> None:
         fail(f"expected HH:MM, got {config.schedule.time!r}", "schedule", "time")
     if config.schedule.catch_up_days < 0:
         fail("expected 0 or more days", "schedule", "catch_up_days")
-    for keypath, value in ((("from",), config.sender), (("reply_to",), config.reply_to)):
+    addresses = [(("from",), config.sender), (("reply_to",), config.reply_to)]
+    if config.bounce_address is not None:
+        addresses.append((("bounce_address",), config.bounce_address))
+    for keypath, value in addresses:
         _, address = parseaddr(value)
         local, _, domain = address.rpartition("@")
         if not local or "." not in domain or any(c.isspace() for c in address):
@@ -365,8 +410,15 @@ def _validate(config: Config, file: Path, located: LocatedYaml) -> None:
     for address in config.test_recipients:
         if "@" not in address or any(c.isspace() or ord(c) < 32 for c in address):
             fail(f"expected addresses like editor@example.com, got {address!r}", "test_recipients")
+        if "+" in local and keypath == ("bounce_address",):
+            fail("expected an address without '+': the token goes there", *keypath)
     if config.delivery.smtp.connections < 1:
         fail("expected at least 1", "delivery", "smtp", "connections")
+    for key in ("relay_pause_after", "refusals_pause_after"):
+        if getattr(config.delivery, key) < 1:
+            fail("expected at least 1", "delivery", key)
+    if config.max_issue_bytes < 1:
+        fail("expected a size in bytes, at least 1", "max_issue_bytes")
     if config.web.public_url is not None and not config.web.public_url.startswith(
         ("http://", "https://")
     ):

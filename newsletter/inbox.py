@@ -1,34 +1,38 @@
 """Applying classified incoming mail to the subscriber store, once per message.
 
-Who a message is about: the `+token` in one of our addresses first (the recipient address,
-our Message-ID in a bounce or report), then the address the message names (the From of a
-reply, the failed recipient of a bounce). An unknown reader changes nothing and is logged.
+Who a message is about: the `+token` in one of our addresses first (the unsubscribe address
+it was sent to; for a bounce or report its proof: the reader's bounce address or our
+Message-ID quoted), then, for a person's reply only, its From. A bounce or complaint without
+proof changes nobody: it is kept for review (`inbox --review`), as is machine mail we cannot
+read. A message that cannot be parsed at all is quarantined (`newsletter.quarantine`).
 Each message is recorded as an `inbox` event keyed by its Message-ID (or a hash of its bytes),
 so processing it again changes nothing and sends no second confirmation.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from email import message_from_bytes, policy
+from email import policy
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 
 from newsletter.classify import (
     Classification,
+    OwnAddresses,
     auto_submitted_reason,
     classify,
     header_text,
     sender_unverified,
 )
 from newsletter.config import Config
+from newsletter.links import bounce_base
 from newsletter.mailboxes import Inbox, RawMessage
+from newsletter.quarantine import Unreadable, digest_key, parse_bounded
 from newsletter.store import Store, Subscriber
 
 log = logging.getLogger("newsletter.inbox")
@@ -45,6 +49,7 @@ class Outcome:
     action: str  # what changed: "unsubscribed", "bounced", "soft bounce", "nothing: ..."
     confirmed: bool = False
     repeat: bool = False  # this message was processed before
+    quarantined: bool = False  # could not be parsed: recorded and set aside
 
 
 @dataclass
@@ -58,6 +63,10 @@ class Summary:
         if outcome.repeat:
             self.actions["already processed"] += 1
             return
+        if outcome.quarantined:
+            self.kinds["unreadable"] += 1
+            self.actions["quarantined"] += 1
+            return
         self.kinds[outcome.classification.kind] += 1
         self.actions[outcome.action.split(":")[0]] += 1
 
@@ -67,32 +76,49 @@ def message_key(raw: bytes, message: EmailMessage) -> str:
     msgid = " ".join(str(message.get("Message-ID", "")).split())
     if re.fullmatch(r"<[^<>\s]+@[^<>\s]+>", msgid):
         return "mid:" + msgid
-    normalised = raw.replace(b"\r\n", b"\n").strip()
-    return "sha256:" + hashlib.sha256(normalised).hexdigest()
+    return digest_key(raw)
 
 
 class Processor:
     def __init__(
-        self, config: Config, store: Store, confirm: SendConfirmation | None = None
+        self,
+        config: Config,
+        store: Store,
+        confirm: SendConfirmation | None = None,
+        titles: Iterable[str] = (),
     ) -> None:
+        """`titles`: our issue titles, so a Subject echoing one is not read as a request."""
         self.config = config
         self.store = store
         self.confirm = confirm
-        self.bases = (config.reply_to, parseaddr(config.sender)[1])
+        self.ours = own_addresses(config, titles)
 
-    def run(self, inbox: Inbox) -> Summary:
+    def run(self, inbox: Inbox, recipient: str | None = None) -> Summary:
         summary = Summary()
         for raw in inbox.messages():
-            summary.add(self.process(raw))
-            inbox.processed(raw)
+            outcome = self.process(raw, recipient)
+            summary.add(outcome)
+            if outcome.quarantined:
+                inbox.quarantine(raw)
+            else:
+                inbox.processed(raw)
         return summary
 
-    def process(self, raw: RawMessage | bytes) -> Outcome:
+    def process(self, raw: RawMessage | bytes, recipient: str | None = None) -> Outcome:
+        """One message. `recipient`: the envelope recipient the MTA delivered it to."""
         data = raw.data if isinstance(raw, RawMessage) else raw
-        message = message_from_bytes(data, policy=policy.default)
-        assert isinstance(message, EmailMessage)
-        key = message_key(data, message)
-        result = classify(message, self.bases)
+        try:
+            message = parse_bounded(data)
+            key = message_key(data, message)
+            result = classify(message, self.ours, recipient)
+        except Unreadable as exc:
+            return self._quarantine(data, str(exc))
+        except RecursionError:
+            return self._quarantine(data, "too deeply nested to classify")
+        except Exception as exc:
+            # Parsing and classifying touch no store: whatever a hostile message makes them
+            # raise is that message's problem, recorded and set aside, not the inbox's.
+            return self._quarantine(data, f"cannot classify: {type(exc).__name__}: {exc}"[:300])
         if self.store.has_event("inbox", key):
             return Outcome(key, result, None, "nothing: already processed", repeat=True)
         reader = self._reader(message, result)
@@ -107,6 +133,8 @@ class Processor:
             "date": str(message.get("Date", "")),
             "subject": header_text(message, "Subject"),
             "reason": result.reason,
+            "proof": result.proof or "",
+            "named": result.recipient or "",
             "text": result.own_text[:4000] if result.kind in ("feedback", "unsubscribe") else "",
         }
         self.store.record_event(
@@ -114,18 +142,36 @@ class Processor:
         )
         who = reader.email if reader else (result.recipient or "nobody")
         # An unknown reader asking for something is worth a look; the rest is routine.
-        level = logging.WARNING if action == "nothing: unknown reader" else logging.INFO
+        worth_a_look = action == "nothing: unknown reader" or action.startswith("kept for review")
+        level = logging.WARNING if worth_a_look else logging.INFO
         log.log(level, "%s from %s: %s (%s)", result.kind, who, action, result.reason[:120])
         return Outcome(key, result, reader.email if reader else None, action, confirmed)
+
+    def _quarantine(self, data: bytes, reason: str) -> Outcome:
+        """Record an unparseable message by its digest, so no later run stumbles on it."""
+        key = digest_key(data)
+        result = Classification("feedback", reason=reason)
+        if self.store.has_event("inbox", key):
+            return Outcome(key, result, None, "nothing: already processed", repeat=True)
+        detail = {
+            "kind": "quarantined",
+            "action": f"quarantined: {reason}",
+            "reason": reason,
+            "size": str(len(data)),
+            "start": data[:200].decode("ascii", "replace"),
+        }
+        self.store.record_event(None, "inbox", json.dumps(detail), key=key, source="inbox")
+        log.warning("quarantined %s: %s", key[:23], reason)
+        return Outcome(key, result, None, f"quarantined: {reason}", quarantined=True)
 
     def _reader(self, message: EmailMessage, result: Classification) -> Subscriber | None:
         if result.kind == "auto_reply":
             return None  # never acted on, so never looked up
-        token = result.token
-        if token is None and result.kind in ("bounce", "complaint"):
-            token = self._token_in_message_ids(message)
-        if token is not None:
-            found = self.store.get_by_token(token)
+        if result.kind in ("bounce", "complaint"):
+            # Only a proven token names the reader: a report's free text can name anyone.
+            return self.store.get_by_token(result.token) if result.token else None
+        if result.token is not None:
+            found = self.store.get_by_token(result.token)
             if found is not None:
                 return found
         if result.recipient is None:
@@ -135,23 +181,20 @@ class Processor:
             return None
         return self.store.get_by_email(result.recipient)
 
-    def _token_in_message_ids(self, message: EmailMessage) -> str | None:
-        """A token from our own Message-ID (`<slug.TOKEN@domain>`) quoted by a report."""
-        domain = parseaddr(self.config.sender)[1].rpartition("@")[2].lower()
-        if not domain:
-            return None
-        pattern = re.compile(rf"<[^<>\s@]+\.([a-z2-7]{{16,64}})@{re.escape(domain)}>", re.I)
-        for match in pattern.finditer(message.as_string(policy=policy.compat32)):
-            return match.group(1).lower()
-        return None
-
     def _apply(
         self, message: EmailMessage, result: Classification, reader: Subscriber | None
     ) -> str:
+        if result.review:
+            return f"kept for review: {result.reason}"
         if result.kind == "auto_reply":
             return "nothing: auto-reply"
+        if result.kind in ("bounce", "complaint") and result.proof is None:
+            named = result.recipient or "nobody"
+            return f"kept for review: no proof it is our mail (names {named})"
         if result.kind == "feedback":
             return "kept for the editor" if reader else "kept for the editor (unknown sender)"
+        if reader is None and result.kind in ("bounce", "complaint"):
+            return f"kept for review: {result.proof}, but no reader has that token"
         if reader is None:
             return "nothing: unknown reader"
         if result.kind == "unsubscribe":
@@ -213,10 +256,37 @@ def confirmation(config: Config, to: str, original: EmailMessage) -> EmailMessag
     return reply
 
 
+def own_addresses(config: Config, titles: Iterable[str] = ()) -> OwnAddresses:
+    """Our addresses by job. Old `+token` addresses (reply_to, and the From that was the
+    envelope sender before `bounce_address`) keep working as unsubscribe addresses."""
+    sender = parseaddr(config.sender)[1]
+    echoed = (config.name, *titles)
+    return OwnAddresses(
+        unsubscribe=tuple(dict.fromkeys((config.reply_to, sender))),
+        bounce=(bounce_base(config),),
+        domain=sender.rpartition("@")[2].lower(),
+        titles=tuple(dict.fromkeys(" ".join(t.lower().split()) for t in echoed if t.strip())),
+    )
+
+
 def process_all(
     config: Config, store: Store, inbox: Inbox, confirm: SendConfirmation | None
 ) -> Summary:
     return Processor(config, store, confirm).run(inbox)
+
+
+def review_entries(details: Iterable[str]) -> list[dict[str, str]]:
+    """Recorded `inbox` events that changed nobody and need the editor's eye."""
+    entries = []
+    for detail in details:
+        try:
+            data = json.loads(detail)
+        except (TypeError, ValueError):
+            continue
+        action = str(data.get("action", "")) if isinstance(data, dict) else ""
+        if action.startswith(("kept for review", "quarantined")):
+            entries.append({k: str(v) for k, v in data.items()})
+    return entries
 
 
 def feedback_entries(details: Iterable[str]) -> list[dict[str, str]]:

@@ -78,8 +78,19 @@ def token_from_address(address: str, base: str) -> str | None:
     return token if stem == base_local and token else None
 
 
+def bounce_base(config: Config) -> str:
+    """The envelope sender before VERP: `bounce_address`, else the From address."""
+    return config.bounce_address or parseaddr(config.sender)[1]
+
+
+def bounce_address(config: Config, token: str) -> str:
+    """The reader's bounce mailbox (VERP envelope sender): bounces and auto-replies only."""
+    return plus_address(bounce_base(config), token)
+
+
 def unsubscribe_address(config: Config, token: str) -> str:
-    """The reader's own unsubscribe mailbox: any mail to it unsubscribes that reader."""
+    """The reader's own unsubscribe mailbox (the List-Unsubscribe mailto): a person asking to
+    leave there unsubscribes that reader; machine mail there changes nothing."""
     return plus_address(config.reply_to, token)
 
 

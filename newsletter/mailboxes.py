@@ -1,8 +1,10 @@
 """Where incoming mail is read from: IMAP, a Maildir, an mbox file, or one message on stdin.
 
 Every source is an `Inbox`: it yields raw messages and is told when one has been processed,
-so that IMAP can flag (or move) it and a rerun does not fetch it again. The store keeps its
-own record of processed messages, so re-reading a Maildir or mbox changes nothing either.
+so that IMAP can flag (or move) it and a rerun does not fetch it again, or quarantined (could
+not be parsed): Maildir and IMAP move it to a quarantine folder; mbox and stdin leave it be.
+The store keeps its own record of processed messages, so re-reading a Maildir or mbox changes
+nothing either.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from newsletter.errors import InboxError
 
 # Our own IMAP keyword for "processed"; servers that allow no keywords get \Seen instead.
 PROCESSED_KEYWORD = "$NewsletterProcessed"
+QUARANTINE_FOLDER = "Quarantine"  # Maildir: `.Quarantine`; IMAP: inbox.imap.quarantine_folder
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class RawMessage:
 class Inbox(Protocol):
     def messages(self) -> Iterator[RawMessage]: ...
     def processed(self, message: RawMessage) -> None: ...
+    def quarantine(self, message: RawMessage) -> None: ...
     def close(self) -> None: ...
 
 
@@ -52,6 +56,9 @@ class MboxInbox:
 
     def processed(self, message: RawMessage) -> None:
         """Nothing to mark: rewriting someone's mbox is not ours to do; the store remembers."""
+
+    def quarantine(self, message: RawMessage) -> None:
+        """Left in place: the store has its digest, so later runs skip it unread."""
 
     def close(self) -> None:
         self._box.close()
@@ -82,6 +89,15 @@ class MaildirInbox:
         except (OSError, KeyError):
             pass
 
+    def quarantine(self, message: RawMessage) -> None:
+        """Move it into the Maildir++ subfolder `.Quarantine` for a human to look at."""
+        try:
+            folder = self._box.add_folder(QUARANTINE_FOLDER)
+            folder.add(message.data)
+            self._box.remove(message.ref)
+        except (OSError, KeyError, mailbox.Error):
+            pass  # the store has its digest: skipped next time wherever it is
+
     def close(self) -> None:
         self._box.close()
 
@@ -99,6 +115,9 @@ class StreamInbox:
 
     def processed(self, message: RawMessage) -> None:
         """The MTA considers the message delivered once we exit 0."""
+
+    def quarantine(self, message: RawMessage) -> None:
+        """Recorded by digest in the store; the MTA keeps or returns it by our exit code."""
 
     def close(self) -> None:
         """stdin belongs to the caller."""
@@ -166,6 +185,20 @@ class ImapInbox:
             if typ == "OK":
                 self.conn.uid("STORE", message.ref, "+FLAGS", "(\\Deleted)")
                 self.conn.expunge()
+
+    def quarantine(self, message: RawMessage) -> None:
+        """Flag it processed (never fetched again) and move it to the quarantine folder."""
+        flags = f"({PROCESSED_KEYWORD} \\Seen)" if self.use_keyword else "(\\Seen)"
+        self.conn.uid("STORE", message.ref, "+FLAGS", flags)
+        target = _quote(self.settings.quarantine_folder)
+        self.conn.create(target)  # NO when it exists: fine
+        if self.can_move:
+            self.conn.uid("MOVE", message.ref, target)
+            return
+        typ, _ = self.conn.uid("COPY", message.ref, target)
+        if typ == "OK":
+            self.conn.uid("STORE", message.ref, "+FLAGS", "(\\Deleted)")
+            self.conn.expunge()
 
     def close(self) -> None:
         try:

@@ -33,8 +33,9 @@ from newsletter.config import Config
 from newsletter.errors import DeliveryError
 from newsletter.links import (
     ascii_address,
+    bounce_address,
+    bounce_base,
     issue_url,
-    plus_address,
     unsubscribe_mailto,
     unsubscribe_web_url,
 )
@@ -229,6 +230,8 @@ class IssueMessage:
         if not reply_to or not _ADDRESS.fullmatch(reply_to):
             raise DeliveryError(f"expected an address, got {config.reply_to!r}", field="reply_to")
         self.sender = sender
+        # Without VERP the envelope sender is still the bounce address, never the From.
+        self.bounce_sender = bounce_base(config)
         self._message_id = _PerToken(lambda token: message_id(config, slug, token))
         self._mailto = _PerToken(lambda token: unsubscribe_mailto(config, token))
         self._web = (
@@ -236,7 +239,7 @@ class IssueMessage:
             if unsubscribe_web_url(config, _TOKEN_MARK)
             else None
         )
-        self._verp = _PerToken(lambda token: plus_address(sender, token))
+        self._verp = _PerToken(lambda token: bounce_address(config, token))
         list_host = re.sub(r"[^a-z0-9]+", "-", config.name.lower()).strip("-") or "newsletter"
         self._head_from = format_mailbox("From", sender_name, sender).encode("ascii")
         self._head_middle = (
@@ -273,7 +276,8 @@ class IssueMessage:
         return self._message_id(_checked_token(reader.token))
 
     def envelope_sender(self, reader: Reader) -> str:
-        """`news+TOKEN@example.com` (VERP): a bounce to it names the reader."""
+        """`news-bounces+TOKEN@example.com` (VERP): a bounce to it names (and proves) the
+        reader; never the List-Unsubscribe address, so a machine's reply cannot unsubscribe."""
         return self._verp(_checked_token(reader.token))
 
     def reader_headers(self, reader: Reader, *, msgid: str | None = None) -> tuple[bytes, bytes]:

@@ -29,6 +29,7 @@ from newsletter.errors import TemplateError
 from newsletter.issues import Issue
 from newsletter.markup import BodyLink, render_markdown
 from newsletter.plaintext import html_to_text, text_parts
+from newsletter.templatefiles import Utf8Loader
 
 RECENT_COUNT = 12
 SLOTS = ("first_name", "email", "unsubscribe_url", "unsubscribe_address")
@@ -142,7 +143,7 @@ def recent_issues(config: Config, issue: Issue, issues: list[Issue]) -> list[Rec
 
 def template_environment(config: Config, *, autoescape: bool = True) -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(config.templates_dir),
+        loader=Utf8Loader(config.templates_dir),  # a non-UTF-8 file: one-line error
         autoescape=autoescape,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,

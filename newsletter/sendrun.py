@@ -6,7 +6,9 @@ the outcome in the same transaction that claims the next row, before that row's 
 sent. So after a hard kill at most one message per connection is `in_flight`; the next run
 turns those into `unknown` (reported; `resend_unknown` re-sends them with the same
 Message-ID). The failure policy (RFC 5321, after Mailman's outgoing runner) is `classify` plus
-`_Run.judge`, tabled in the README. `newsletter.delivery` is the entry point.
+`_Run.judge`, tabled in the README; whose trouble a 4xx (or a 5xx after ".") is, the reader's or
+the relay's, `newsletter.relaywatch` decides before anyone is charged. `newsletter.delivery`
+is the entry point.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ from typing import Literal, Protocol
 
 from newsletter.config import Config
 from newsletter.errors import DeliveryError, NewsletterError
+from newsletter.groupcommit import GroupCommit, Item
+from newsletter.interrupts import Interrupted, stop_on_signals
 from newsletter.message import BodyEncoder, InvalidRecipient, IssueMessage
+from newsletter.relaywatch import Held, RelayWatch, describe
 from newsletter.render import RenderedIssue
 from newsletter.store import DeliveryRow, DeliveryState, SendRecord, Subscriber
 from newsletter.transport import Disconnected, Transport, TransportFailure
@@ -29,6 +34,9 @@ _BATCH = 200
 _MAX_BACKOFF = 300.0
 _HARD_BOUNCE = (550, 551, 553)
 _DEFER_AT_RCPT = (450, 451, 452, 552)  # 552 at RCPT: "too many recipients" (RFC 5321 4.5.3.1.10)
+# A held row (see newsletter.relaywatch) is not due for this long, so no other connection or
+# worker takes it meanwhile; a run settles or releases what it holds before it ends.
+_HOLD = timedelta(minutes=10)
 
 
 class SendLog(Protocol):
@@ -37,7 +45,7 @@ class SendLog(Protocol):
     def start_send(self, issue_slug: str) -> SendRecord: ...
     def next_deliveries(self, send_id: int, limit: int) -> list[DeliveryRow]: ...
     def mark_in_flight(self, delivery_id: int, message_id: str) -> bool: ...
-    def record_and_claim_many(self, items: Sequence[_Item]) -> list[bool]: ...
+    def record_and_claim_many(self, items: Sequence[Item]) -> list[bool]: ...
     def record_delivery(
         self,
         delivery_id: int,
@@ -63,7 +71,7 @@ class SendLog(Protocol):
     ) -> bool: ...
 
 
-Action = Literal["sent", "deferred", "failed", "bounced", "unknown", "retry", "pause"]
+Action = Literal["sent", "deferred", "refused", "failed", "bounced", "unknown", "retry", "pause"]
 
 
 @dataclass(frozen=True)
@@ -104,7 +112,9 @@ def classify(failure: TransportFailure) -> Outcome:
     code = failure.code
     if code == 421 or (stage in ("connect", "mail") and code is not None and code < 500):
         return Outcome("retry", reply)
-    if stage in ("connect", "auth", "mail") or (stage in ("data", "dot") and code >= 500):
+    if stage == "dot" and code >= 500:
+        return Outcome("refused", reply)  # this reader's server; a run of them pauses
+    if stage in ("connect", "auth", "mail") or (stage == "data" and code >= 500):
         return Outcome("pause", reply)
     if stage == "rcpt" and code in _HARD_BOUNCE:
         return Outcome("bounced", reply)
@@ -147,6 +157,7 @@ class _Result:
     due: datetime | None = None
     bounce: Literal["hard", "soft"] | None = None
     pause: str | None = None  # why the whole send must stop (nobody's fault but ours)
+    hold: Literal["deferred", "refused"] | None = None  # held uncharged (newsletter.relaywatch)
 
 
 @dataclass(frozen=True)
@@ -176,13 +187,16 @@ class _Run:
     lock: threading.Lock = field(default_factory=threading.Lock)
     queue: list[DeliveryRow] = field(default_factory=list)
     reserved: set[int] = field(default_factory=set)  # taken from the queue, not yet claimed
-    commit: _GroupCommit = field(init=False)
+    commit: GroupCommit = field(init=False)
+    watch: RelayWatch = field(init=False)
     paused: str | None = None
     sent: int = 0
     done: int = 0
 
     def __post_init__(self) -> None:
-        self.commit = _GroupCommit(self.log)
+        self.commit = GroupCommit(self.log.record_and_claim_many)
+        d = self.config.delivery
+        self.watch = RelayWatch(d.relay_pause_after, d.refusals_pause_after)
 
     def worker(self) -> None:
         transport = self.connect()
@@ -235,7 +249,8 @@ class _Run:
                 transport.begin(message.sender, message.recipient)
             try:
                 if done is not None:
-                    claimed = self.commit(done[0], done[1], claim)
+                    row, result = done
+                    claimed = self.commit((row.id, result.state, result.reply, result.due, claim))
                 else:
                     claimed = claim is not None and self.log.mark_in_flight(*claim)
             except Exception as exc:
@@ -272,6 +287,15 @@ class _Run:
             self.count(Progress(result.state, row.email, result.reply, 0))
         if result.pause:
             self.pause(result.pause)
+        if result.hold is not None:
+            why, settled = self.watch.failed(Held(row, result.hold, result.reply))
+            self.charge(settled)
+            if why is not None:
+                self.pause(why)
+        elif result.state == "sent" and not self.stop.is_set():
+            # Once paused, an acceptance on another connection proves nothing about the
+            # held readers: they are released uncharged at the end of the run instead.
+            self.charge(self.watch.accepted())
         reader = self.log.get(row.subscriber_id) if result.bounce and row.subscriber_id else None
         if reader is not None:
             self.log.record_bounce(
@@ -281,6 +305,31 @@ class _Run:
                 detail=result.reply,
                 soft_limit=self.config.inbox.soft_bounce_limit,
             )
+
+    def charge(self, held: list[Held]) -> None:
+        """Held failures shown to be the readers' own: each uses up one attempt."""
+        for one in held:
+            result = self.settled(one)
+            self.log.record_delivery(
+                one.row.id, result.state, reply=result.reply, next_attempt_at=result.due
+            )
+            self.recorded(one.row, result)
+
+    def end_round(self) -> None:
+        """Before the run ends or waits: nothing may stay held. Paused: held readers go back
+        uncharged. The relay never accepted this issue: its trouble, so pause uncharged too.
+        (The send log's count, not this run's: a worker process sees only its own share.)"""
+        held = self.watch.take()
+        if not held:
+            return
+        accepted = self.sent > 0 or self.log.delivery_counts(self.send.id).get("sent", 0) > 0
+        if not self.paused and accepted:
+            self.charge(held)
+            return
+        for one in held:
+            self.log.record_delivery(one.row.id, "pending", reply=one.reply)
+        if not self.paused and not self.stop.is_set():  # else another connection said why
+            self.pause(describe(held).replace("in a row", "and no reader accepted yet"))
 
     def count(self, event: Progress) -> None:
         with self.lock:
@@ -295,7 +344,7 @@ class _Run:
             html, text = self.bodies.encode(row)
             msgid = self.message_id(row)
             data = self.skeleton.render_encoded(row, html=html, text=text, msgid=msgid)
-            sender = self.skeleton.envelope_sender(row) if d.verp else self.skeleton.sender
+            sender = self.skeleton.envelope_sender(row) if d.verp else self.skeleton.bounce_sender
         except InvalidRecipient as exc:
             return _Result("failed", f"not sent: {exc}")
         return _Message(row, sender, d.redirect_to or row.email, data, msgid)
@@ -326,6 +375,17 @@ class _Run:
                     continue
             return self.judge(message.row, outcome)
 
+    def settled(self, held: Held) -> _Result:
+        """A held failure that was the reader's own: a 4xx uses up an attempt (the last one
+        fails with a soft bounce); a 5xx after "." fails this reader, bouncing nobody."""
+        row, reply = held.row, held.reply
+        if held.kind == "refused":
+            return _Result("failed", reply)
+        if row.attempts + 1 < self.config.delivery.max_attempts:
+            delay = self.config.delivery.retry_delay * 2**row.attempts
+            return _Result("deferred", reply, due=datetime.now(UTC) + timedelta(seconds=delay))
+        return _Result("failed", reply, bounce="soft")
+
     def judge(self, row: DeliveryRow, outcome: Outcome) -> _Result:
         """Issue 5's failure policy for one failed attempt (see `classify`)."""
         action, reply = outcome.action, outcome.reply
@@ -333,75 +393,13 @@ class _Run:
             # Not this reader's fault: the row waits, unbounced, for the next run.
             why = f"the server refused the send: {reply}" if action == "pause" else None
             return _Result("pending", reply, pause=why)
-        if action == "deferred" and row.attempts + 1 < self.config.delivery.max_attempts:
-            delay = self.config.delivery.retry_delay * 2**row.attempts
-            return _Result("deferred", reply, due=datetime.now(UTC) + timedelta(seconds=delay))
-        if action == "deferred":
-            return _Result("failed", reply, bounce="soft")
+        if action in ("deferred", "refused"):
+            # Whose trouble this is shows only later (newsletter.relaywatch): wait uncharged.
+            hold: Literal["deferred", "refused"] = action
+            return _Result("pending", reply, due=datetime.now(UTC) + _HOLD, hold=hold)
         if action == "bounced":
             return _Result("failed", reply, bounce="hard")
         return _Result("unknown" if action == "unknown" else "failed", reply)
-
-
-_Item = tuple[int, DeliveryState, str | None, datetime | None, tuple[int, str] | None]
-
-
-@dataclass
-class _Request:
-    item: _Item
-    finished: bool = False
-    claimed: bool = False
-    error: Exception | None = None
-
-    def outcome(self) -> bool:
-        if self.error is not None:
-            raise self.error
-        return self.claimed
-
-
-class _GroupCommit:
-    """Record-and-claim requests of concurrent connections share a transaction: while one
-    commit runs the others queue theirs, and the next caller commits the whole queue. Each
-    caller still returns only once its own result is committed."""
-
-    def __init__(self, log: SendLog) -> None:
-        self.log = log
-        self.cond = threading.Condition()
-        self.queue: list[_Request] = []
-        self.busy = False
-
-    def __call__(self, row: DeliveryRow, result: _Result, claim: tuple[int, str] | None) -> bool:
-        request = _Request((row.id, result.state, result.reply, result.due, claim))
-        with self.cond:
-            self.queue.append(request)
-            while self.busy and not request.finished:
-                self.cond.wait()
-            if request.finished:
-                return request.outcome()
-            self.busy = True
-            batch, self.queue = self.queue, []
-        error: Exception | None = None
-        claimed: list[bool] = []
-        try:
-            claimed = _commit(self.log, [r.item for r in batch])
-        except Exception as exc:
-            error = exc
-        finally:
-            # Always wake the others, even on Ctrl-C here, or they would wait for ever.
-            if error is None and len(claimed) != len(batch):
-                error = DeliveryError("interrupted before the results were recorded")
-            with self.cond:
-                for n, done in enumerate(batch):
-                    done.finished, done.error = True, error
-                    done.claimed = claimed[n] if n < len(claimed) else False
-                self.busy = False
-                self.cond.notify_all()
-        return request.outcome()
-
-
-def _commit(log: SendLog, items: list[_Item]) -> list[bool]:
-    """One transaction (the store's record_and_claim_many)."""
-    return [bool(claimed) for claimed in log.record_and_claim_many(items)]
 
 
 def run_send(
@@ -415,7 +413,7 @@ def run_send(
     max_per_second: float = 0.0,
     resend_unknown: bool = False,
     on_progress: Callable[[Progress], None] = lambda progress: None,
-    wait: Callable[[float], None] = time.sleep,
+    wait: Callable[[float], None] | None = None,
 ) -> SendReport:
     """Start or resume the send of `skeleton.slug` on threads in this process. The caller
     holds `send_lock`. (`newsletter.sendworkers` runs several connections as processes.)"""
@@ -434,6 +432,22 @@ def run_send(
         _RateLimit(max_per_second),
     )
     deadline = started + config.delivery.retry_window
+    with stop_on_signals(lambda: run.pause("interrupted")) as received:
+        _rounds(run, connections, deadline, on_progress, wait)
+    if received:  # stopped cleanly: the message on the wire finished and is recorded
+        finish_send(log, report, run.sent, run.paused, started)
+        raise Interrupted(received[0])
+    return finish_send(log, report, run.sent, run.paused, started)
+
+
+def _rounds(
+    run: _Run,
+    connections: int,
+    deadline: float,
+    on_progress: Callable[[Progress], None],
+    wait: Callable[[float], None] | None,
+) -> None:
+    """Send until nothing is due, then wait for deferred readers due before `deadline`."""
     while True:
         threads = [
             threading.Thread(target=run.worker, name=f"send-{n}", daemon=True)
@@ -448,20 +462,24 @@ def run_send(
             run.pause("interrupted")
             for thread in threads:
                 thread.join()
+            run.end_round()
             raise
         for thread in threads:
             thread.join()
+        run.end_round()
         if run.paused:
             break
-        due = next_deferred(log, send.id)
+        due = next_deferred(run.log, run.send.id)
         if due is None or due > deadline:
             break
         seconds = max(0.0, due - time.monotonic())
         on_progress(
             Progress("waiting", "", f"next retry of deferred readers in {seconds:.0f} s", run.done)
         )
-        wait(seconds)
-    return finish_send(log, report, run.sent, run.paused, started)
+        # The stop flag's wait: a signal ends the wait at once instead of after it.
+        (wait or run.stop.wait)(seconds)
+        if run.stop.is_set():
+            break
 
 
 def begin_send(log: SendLog, slug: str, resend_unknown: bool) -> SendReport:

@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any, cast
 
 from newsletter.config import Config
+from newsletter.groupcommit import Item
+from newsletter.interrupts import Interrupted
 from newsletter.message import BodyEncoder, IssueMessage
 from newsletter.render import RenderedIssue
 from newsletter.sendrun import (
@@ -38,7 +40,6 @@ from newsletter.sendrun import (
     Progress,
     SendLog,
     SendReport,
-    _Item,
     _RateLimit,
     _Run,
     begin_send,
@@ -116,7 +117,7 @@ class _OneCommitAtATime:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.log, name)
 
-    def record_and_claim_many(self, items: Sequence[_Item]) -> list[bool]:
+    def record_and_claim_many(self, items: Sequence[Item]) -> list[bool]:
         fcntl.flock(self.lock, fcntl.LOCK_EX)
         try:
             return self.log.record_and_claim_many(items)
@@ -166,6 +167,7 @@ def _worker(
             )
             run.stop, run.fetch = stop, fetch
             run.worker()
+            run.end_round()
             paused = run.paused
     except BaseException as exc:  # the store could not be opened: nothing may go out
         paused = f"stopped: {type(exc).__name__}: {exc}"
@@ -262,7 +264,7 @@ def _relay(
     workers: list[tuple[multiprocessing.context.ForkProcess, Connection]],
     stop: SharedStop,
 ) -> None:
-    interrupted = False
+    interrupted: KeyboardInterrupt | None = None
     ended: set[Connection] = set()
     running = {process.sentinel: (process, reader) for process, reader in workers}
     open_pipes = {reader for _, reader in workers}
@@ -280,14 +282,14 @@ def _relay(
                         parent.pause(f"a send worker died ({why}); stopped", stop)
                 elif isinstance(ready, Connection) and _receive(parent, ready, stop, ended):
                     open_pipes.discard(ready)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             # Ctrl-C (or SIGTERM): every worker finishes and records the message it carries.
-            interrupted = True
+            interrupted = interrupted or exc  # the first says which signal (exit 130/143)
             parent.pause("interrupted", stop)
     for _, reader in workers:
         reader.close()
-    if interrupted:
-        raise KeyboardInterrupt
+    if interrupted is not None:
+        raise interrupted
 
 
 def _receive(parent: _Parent, reader: Connection, stop: SharedStop, ended: set[Connection]) -> bool:
@@ -312,10 +314,10 @@ def _drain(parent: _Parent, reader: Connection, stop: SharedStop, ended: set[Con
 
 @contextlib.contextmanager
 def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM to the parent stops the send as Ctrl-C does (exit 130, nothing lost)."""
+    """SIGTERM to the parent stops the send as Ctrl-C does (exit 143, nothing lost)."""
 
     def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
+        raise Interrupted(signum)  # exit 143: stopped by SIGTERM
 
     try:
         previous = signal.signal(signal.SIGTERM, interrupt)

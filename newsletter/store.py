@@ -379,6 +379,7 @@ class Store(Protocol):
         self, send_id: int, states: tuple[DeliveryState, ...]
     ) -> list[DeliveryRow]: ...
     def delivery_failures(self, send_id: int) -> list[DeliveryRow]: ...
+    def held_back(self, send_id: int, limit: int) -> list[DeliveryRow]: ...
     def finish_send(self, send_id: int) -> None: ...
 
 
@@ -1266,6 +1267,16 @@ class SQLiteStore:
         rows = self._rows(
             _DELIVERY_SELECT + f" WHERE d.send_id = ? AND d.state IN ({marks}) ORDER BY d.id",
             (send_id, *states),
+        )
+        return [_delivery(row) for row in rows]
+
+    def held_back(self, send_id: int, limit: int) -> list[DeliveryRow]:
+        """`pending` rows that carry a server reply: readers a paused send held back uncharged
+        (a relay's 4xx, refused content), so `status` can name them. At most `limit`."""
+        rows = self._rows(
+            _DELIVERY_SELECT + " WHERE d.send_id = ? AND d.state = 'pending'"
+            " AND d.last_reply IS NOT NULL ORDER BY d.id LIMIT ?",
+            (send_id, limit),
         )
         return [_delivery(row) for row in rows]
 

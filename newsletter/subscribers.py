@@ -257,7 +257,7 @@ class CsvReader:
         status_col: int | None,
     ) -> ImportRow | None:
         """The row as an ImportRow; None for a blank or invalid row (the latter recorded)."""
-        text = cells[email_col].strip() if email_col < len(cells) else ""
+        text = unneutralise(cells[email_col].strip()) if email_col < len(cells) else ""
         if not text and not "".join(cells).strip():
             return None  # a blank line, or a row of empty cells (Excel pads them)
         self.rows += 1
@@ -279,6 +279,7 @@ class CsvReader:
         if self.invalid and not self.skip_invalid:
             return None  # keep validating to report every bad row, but import nothing
         name = cells[name_col] if name_col is not None and name_col < len(cells) else None
+        name = unneutralise(name) if name is not None else None
         return ImportRow(line, address, clean_name(name), status)
 
 
@@ -332,12 +333,36 @@ def _columns(first: list[str], path: Path, line: int) -> tuple[int, int | None, 
 EXPORT_HEADER = ("email", "first_name", "status", "created_at", "consent_at", "consent_source")
 
 
+# A cell starting with one of these is a formula to a spreadsheet (`=HYPERLINK(...)` typed
+# into the web form as a name). OWASP's advice: prefix a single quote, which the spreadsheet
+# shows as text; `unneutralise` takes it off again on import.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(cell: str) -> str:
+    """`=1+1` -> `'=1+1`; a cell already looking neutralised (`'=x`) gets one more quote."""
+    if cell.startswith(_FORMULA_START) or cell.lstrip("'").startswith(_FORMULA_START):
+        return "'" + cell
+    return cell
+
+
+def unneutralise(cell: str) -> str:
+    """The inverse of `neutralise` for a cell of our own export."""
+    if cell.startswith("'") and cell.lstrip("'").startswith(_FORMULA_START):
+        return cell[1:]
+    return cell
+
+
 def write_csv(out: IO[str], rows: Iterable[tuple[object, ...]]) -> int:
-    """Write the export header and rows (streamed); returns the number of rows."""
+    """Write the export header and rows (streamed); returns the number of rows. Text cells a
+    spreadsheet would run as formulas are neutralised (see `neutralise`)."""
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(EXPORT_HEADER)
     count = 0
     for row in rows:
-        writer.writerow("" if cell is None else cell for cell in row)
+        writer.writerow(
+            "" if cell is None else neutralise(cell) if isinstance(cell, str) else cell
+            for cell in row
+        )
         count += 1
     return count

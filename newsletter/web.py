@@ -50,7 +50,7 @@ from newsletter.subscribers import InvalidAddress, clean_name, normalise_address
 log = logging.getLogger("newsletter.web")
 PAGES = ("unsubscribe.html", "unsubscribed.html", "subscribe.html", "confirm.html", "message.html")
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{16,128}")
-_MAX_BODY = 16 * 1024
+MAX_BODY = 16 * 1024  # also waitress's max_request_body_size: larger is refused unread
 _SECRET_MIN = 32
 _REASONS = {200: "OK", 301: "Moved Permanently", 400: "Bad Request", 404: "Not Found"}
 _REASONS |= {405: "Method Not Allowed", 409: "Conflict", 410: "Gone", 413: "Content Too Large"}
@@ -58,6 +58,13 @@ _REASONS |= {429: "Too Many Requests", 500: "Internal Server Error", 503: "Servi
 _PAGE_CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' https: data:; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+# The archive's own files: its scripts (search) and styles come from itself, its images may
+# be anywhere on https, its sign-up form may post to another https host.
+_ARCHIVE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' https: data:; object-src 'none'; form-action 'self' https:; "
+    "frame-ancestors 'none'; base-uri 'self'"
 )
 
 
@@ -217,7 +224,7 @@ class WebApp:
         parts = path.strip("/").split("/")
         if method == "POST":
             length = int(environ.get("CONTENT_LENGTH") or 0)  # waitress checked the digits
-            if length > _MAX_BODY:
+            if length > MAX_BODY:
                 return self._message(413, "Too large", "That form was too large.")
             body = environ["wsgi.input"].read(length) if length > 0 else b""
             form = _parse_form(str(environ.get("CONTENT_TYPE", "")), body)
@@ -462,7 +469,8 @@ class WebApp:
 
     def _static(self, path: str) -> Response:
         assert self.archive_dir is not None
-        if "\x00" in path:
+        if "\x00" in path or any(part.startswith(".") for part in path.split("/")):
+            # Dot-files are the build's bookkeeping (.archive-manifest.json), never pages.
             return self._not_found()
         target = (self.archive_dir / path.lstrip("/")).resolve()
         if not target.is_relative_to(self.archive_dir):
@@ -489,6 +497,7 @@ class WebApp:
             headers += [
                 ("Referrer-Policy", "strict-origin-when-cross-origin"),
                 ("Cache-Control", "public, max-age=300"),
+                ("Content-Security-Policy", _ARCHIVE_CSP),
             ]
         else:
             # Pages carry tokens in their URL: never cached, never sent on as a Referer.

@@ -458,8 +458,11 @@ def test_planted_symlink_and_manifest_cannot_reach_outside(
     out = tmp_path / "site"
     out.mkdir()
     (out / SENT_SAMPLE[0]).symlink_to(outside, target_is_directory=True)
-    with pytest.raises(ArchiveError, match="outside"):
+    # Not an archive folder (no manifest): refused, and with --force the symlink still is.
+    with pytest.raises(ArchiveError, match="not empty"):
         build_archive(config, load_issues(config, TODAY), out, today=TODAY)
+    with pytest.raises(ArchiveError, match="outside"):
+        build_archive(config, load_issues(config, TODAY), out, today=TODAY, force=True)
     assert sorted(p.name for p in outside.iterdir()) == ["keep.txt"]
     (out / SENT_SAMPLE[0]).unlink()
     manifest = {"files": {"../outside/keep.txt": {"key": "x", "sha": "y"}}}

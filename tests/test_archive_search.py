@@ -27,7 +27,7 @@ AUGUST = "2026-08-handoffs-are-the-product"
 def build(root: Path, environ: dict[str, str] | None = None) -> tuple[Path, set[str]]:
     config = load_config(root, environ=environ or {})
     out = root / "site"
-    report = build_archive(config, load_issues(config, today=TODAY), out, today=TODAY)
+    report = build_archive(config, load_issues(config, TODAY), out, today=TODAY)
     return out, set(report.written)
 
 

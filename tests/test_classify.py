@@ -124,3 +124,12 @@ def test_forged_from_is_flagged() -> None:
 )
 def test_unsubscribe_request_rules(subject: str, text: str, asks: bool) -> None:
     assert (unsubscribe_request(subject, text) is not None) is asks
+
+
+def test_a_subject_echoing_our_title_is_not_a_request_but_one_around_it_is() -> None:
+    ours = ("why readers unsubscribe", "leader notes")
+    assert unsubscribe_request("Why readers unsubscribe", "", ours) is None
+    assert unsubscribe_request("Leader Notes #4: Why readers unsubscribe", "", ours) is None
+    assert unsubscribe_request("Unsubscribe me from Leader Notes", "", ours) is not None
+    assert unsubscribe_request("Please unsubscribe (Why readers unsubscribe)", "", ours)
+    assert unsubscribe_request("unsubscribe", "", ours) is not None  # the mailto button

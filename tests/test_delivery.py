@@ -107,7 +107,13 @@ def test_every_reader_gets_one_message_with_their_own_name_token_and_message_id(
             assert (to.addr_spec, to.display_name) == (email, name or "")
             assert message["Message-ID"] == message_id(config, SLUG, token)
             assert token in message["List-Unsubscribe"]
-            assert received.mail_from == f"news+{token}@example.com"  # VERP
+            # Two addresses, two jobs (issue 13): bounces go to the VERP bounce address, the
+            # List-Unsubscribe mailto is the reply address; a machine's reply to the envelope
+            # sender can never reach the unsubscribe address.
+            assert received.mail_from == f"news-bounces+{token}@example.com"
+            assert f"<mailto:news+{token}@example.com?subject=unsubscribe>" in str(
+                message["List-Unsubscribe"]
+            )
             text = message.get_body(("plain",))
             html = message.get_body(("html",))
             assert text is not None and html is not None
@@ -303,7 +309,7 @@ def test_redirect_to_sends_every_copy_to_one_address(publication: Path) -> None:
         readers = add_readers(config, 2)
         send(config)
     assert Counter(mta.recipients()) == {"dev@example.net": len(readers)}
-    assert {m.mail_from for m in mta.messages} == {"news@example.com"}
+    assert {m.mail_from for m in mta.messages} == {"news-bounces@example.com"}
     assert {m.parse()["To"].addresses[0].addr_spec for m in mta.messages} == {
         email for email, _ in readers
     }
@@ -362,7 +368,8 @@ def test_classify_covers_the_policy_table() -> None:
     assert [action("rcpt", c) for c in (450, 451, 452, 552)] == ["deferred"] * 4
     assert [action("rcpt", c) for c in (550, 553)] == ["bounced"] * 2
     assert action("rcpt", 554) == "failed"
-    assert action("mail", 550) == action("data", 554) == action("dot", 552) == "pause"
+    assert action("mail", 550) == action("data", 554) == "pause"
+    assert action("dot", 552) == action("dot", 554) == "refused"  # held; a run of them pauses
     assert action("dot", 451) == "deferred"
     assert action("mail", None) == action("data", None) == action("connect", None) == "retry"
     assert action("dot", None) == "unknown"

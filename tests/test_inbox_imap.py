@@ -190,3 +190,25 @@ def test_wrong_password_is_a_one_line_error(dovecot: Dovecot, readers: Path) -> 
     assert result.code == 2
     assert result.stderr.startswith("error: inbox.imap: IMAP 127.0.0.1:")
     assert "Traceback" not in result.stderr
+
+
+def test_an_unparseable_message_moves_to_the_quarantine_folder(
+    dovecot: Dovecot, readers: Path
+) -> None:
+    """Issue 13: ~1,000 nested multiparts crashed the parser on every run, so the mail
+    behind it was never applied. Now it is quarantined and the rest processed."""
+    from test_inbox_hostile import nested
+
+    dovecot.deliver(nested(1000), "1759824000.M1P1.test")
+    dovecot.deliver(corpus_files()[0].read_bytes(), "1759824001.M2P1.test")
+    first = run_cli(readers, "inbox", "--imap", env=dovecot.env())
+    assert first.code == 1 and "could not be read" in first.stderr
+    assert "quarantined 1" in first.stdout and "unsubscribed 1" in first.stdout
+    conn = dovecot.client()
+    _, data = conn.select("Quarantine")
+    assert int(data[0]) == 1
+    _, data = conn.select("INBOX")
+    assert int(data[0]) == 1  # the processed one stays, flagged
+    conn.logout()
+    again = run_cli(readers, "inbox", "--imap", env=dovecot.env())
+    assert again.code == 0 and again.stdout.startswith("0 message(s)")

@@ -16,8 +16,9 @@ import pytest
 from newsletter.classify import classify
 from newsletter.config import load_config
 from newsletter.inbox import Processor
+from newsletter.links import bounce_address
 from newsletter.replytext import strip_reply
-from newsletter.store import open_store
+from newsletter.store import Subscriber, open_store
 
 
 def _peer_folder() -> Path:
@@ -47,7 +48,9 @@ EXPECTED = {"hard": "bounced", "soft": "active", "complaint": "complained", "not
 
 
 def test_bounce_labels_match_the_store_after_processing(publication: Path) -> None:
-    """Each message goes to its own store: several samples share one recipient address."""
+    """Each message goes to its own store: several samples share one recipient address.
+    The samples were sent to sisimai's addresses, so the MTA pipe's envelope recipient (the
+    reader's VERP bounce address) supplies the proof that they are about our reader."""
     labelled = [r for r in rows("bounces") if r["recipient"]]
     misses: list[str] = []
     for index, row in enumerate(labelled):
@@ -56,9 +59,10 @@ def test_bounce_labels_match_the_store_after_processing(publication: Path) -> No
         (root / "newsletter.yaml").write_bytes((publication / "newsletter.yaml").read_bytes())
         config = load_config(root)
         with open_store(config) as store:
-            store.add(row["recipient"], source="test", consent="peer corpus test")
+            added = store.add(row["recipient"], source="test", consent="peer corpus test")
             Processor(config, store, confirm=None).process(
-                (PEER / "bounces" / row["file"]).read_bytes()
+                (PEER / "bounces" / row["file"]).read_bytes(),
+                recipient=bounce_address(config, reader_token(added.subscriber)),
             )
             reader = store.get_by_email(row["recipient"])
             assert reader is not None
@@ -71,6 +75,11 @@ def test_bounce_labels_match_the_store_after_processing(publication: Path) -> No
     # record as an unsubscribe (suppressed either way), not as a spam complaint.
     assert share >= 95.0, misses
     assert set(misses) <= {"arf-26.eml: complaint -> unsubscribed"}
+
+
+def reader_token(reader: Subscriber | None) -> str:
+    assert reader is not None
+    return reader.token
 
 
 def test_every_bounce_kind_and_recipient_is_read() -> None:
@@ -110,6 +119,28 @@ def test_reply_first_line_and_no_accidental_unsubscribe(row: dict[str, str]) -> 
     msg = message_from_bytes(raw, policy=policy.default)
     assert isinstance(msg, EmailMessage)
     assert classify(msg, ("news@example.com",)).kind == "feedback"
+
+
+def test_without_proof_no_bounce_or_complaint_changes_anyone(publication: Path) -> None:
+    """The same real bounces and ARF reports, arriving at the bare address with nothing of
+    ours inside (issue 13): every named reader stays active and each is kept for review."""
+    labelled = [r for r in rows("bounces") if r["recipient"] and r["kind"] != "not-bounce"]
+    config = load_config(publication)
+    with open_store(config) as store:
+        for row in labelled:
+            if store.get_by_email(row["recipient"]) is None:
+                store.add(row["recipient"], source="test", consent="peer corpus test")
+        processor = Processor(config, store, confirm=None)
+        actions = [
+            processor.process((PEER / "bounces" / row["file"]).read_bytes()).action
+            for row in labelled
+        ]
+        statuses = {row["recipient"]: store.get_by_email(row["recipient"]) for row in labelled}
+    changed = {email: r.status for email, r in statuses.items() if r and r.status != "active"}
+    # arf-26 is Apple Mail's unsubscribe button (a person, checked by From): not a report.
+    assert changed == {"example@icloud.com": "unsubscribed"}
+    reviewed = [a for a in actions if a.startswith("kept for review")]
+    assert len(reviewed) >= len(labelled) - 2, actions
 
 
 def test_unlabelled_messages_change_nobody(publication: Path) -> None:

@@ -506,7 +506,10 @@ def test_the_archive_is_served_for_other_paths(site: Site) -> None:
     assert site.request("GET", "/2026-01-notes/").body == "<h1>January</h1>"
     css = site.request("GET", "/style.css")
     assert css.headers["Content-Type"].startswith("text/css")
-    assert "content-security-policy" not in {k.lower() for k in css.headers}
+    # issue 13: archive files carry the security headers too, with the archive's own CSP
+    assert "script-src 'self'" in css.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in home.headers["Content-Security-Policy"]
+    assert home.headers["X-Content-Type-Options"] == "nosniff"
     conn = http.client.HTTPConnection("127.0.0.1", int(site.url.rsplit(":", 1)[1].strip("/")))
     conn.request("GET", "/2026-01-notes")
     moved = conn.getresponse()
@@ -532,6 +535,31 @@ def test_an_oversized_form_is_refused(site: Site) -> None:
     reply = site.request("POST", "/subscribe", b"email=" + b"a" * 70_000)
     assert reply.status == 413
     assert site.mails() == []
+
+
+def test_a_huge_declared_body_is_refused_before_it_is_sent(site: Site) -> None:
+    """Issue 13: waitress refuses from the Content-Length (max_request_body_size), so a client
+    declaring 600 MiB gets its 413 after sending the headers alone; before, waitress spooled
+    the whole body to a temp file first and then the app said 413."""
+    host, port = site.url.split("//")[1].strip("/").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            b"POST /subscribe HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: 629145600\r\n\r\nemail=a"
+        )
+        reply = sock.recv(4096)  # within the 10 s deadline: nothing more was sent
+    assert reply.startswith(b"HTTP/1.1 413"), reply[:80]
+    assert site.mails() == []
+
+
+def test_the_archive_dot_files_are_not_served(site: Site) -> None:
+    assert site.app.archive_dir is not None
+    (site.app.archive_dir / ".archive-manifest.json").write_text('{"files": {}}')
+    (site.app.archive_dir / "2026-01-notes" / ".secret").write_text("bookkeeping")
+    for path in ("/.archive-manifest.json", "/2026-01-notes/.secret", "/%2earchive-manifest.json"):
+        reply = site.request("GET", path)
+        assert reply.status == 404 and "files" not in reply.body and "bookkeeping" not in reply.body
 
 
 # -- the command ------------------------------------------------------------------------

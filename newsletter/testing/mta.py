@@ -7,7 +7,8 @@
 It advertises PIPELINING (RFC 2920) unless `pipelining=False`.
 Faults: drop each connection after it carried K messages, chosen replies per recipient (one
 reply for every attempt, or a list used up one per attempt), a reply to MAIL FROM or to the
-final ".", a drop after the final "." (the message was received, no reply sent), a drop at
+final "." (for every message, or per recipient), a drop after the final "." (the message was
+received, no reply sent), a drop at
 QUIT, and a delay before each reply to RCPT and DATA (a slow server).
 """
 
@@ -33,6 +34,7 @@ class Faults:
     rcpt_replies: dict[str, str | list[str]] = field(default_factory=dict)
     mail_reply: str | None = None
     data_reply: str | None = None
+    dot_replies: dict[str, str] = field(default_factory=dict)  # reply after "." per recipient
     drop_after_dot: set[str] = field(default_factory=set)
     drop_at_quit: bool = False
     delay: float = 0.0
@@ -115,6 +117,9 @@ class _Handler:
             await asyncio.sleep(faults.delay)
         if faults.data_reply:
             return faults.data_reply
+        for rcpt in envelope.rcpt_tos:
+            if rcpt in faults.dot_replies:
+                return faults.dot_replies[rcpt]
         received = Received(
             self._connection(session),
             envelope.mail_from,
