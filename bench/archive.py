@@ -25,9 +25,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from newsletter.archive import ArchiveReport, build_archive
+from newsletter.archive.build import ArchiveReport, build_archive
 from newsletter.config import load_config
-from newsletter.issues import Issue, load_issues
+from newsletter.content.issues import Issue, load_issues
 
 REPO = Path(__file__).resolve().parent.parent
 TAGS = [f"topic-{n}" for n in range(40)]

@@ -26,10 +26,10 @@ from markupsafe import Markup, escape
 
 from newsletter import links
 from newsletter.config import Config, load_config
-from newsletter.emailbody import email_fragment
-from newsletter.issues import Issue, find_issue, load_issues
-from newsletter.markup import render_markdown
-from newsletter.render import (
+from newsletter.content.emailbody import email_fragment
+from newsletter.content.issues import Issue, find_issue, load_issues
+from newsletter.content.markup import render_markdown
+from newsletter.content.render import (
     RenderedIssue,
     inline_css,
     render_issue,

@@ -97,9 +97,9 @@ def child(root: Path, port: int, connections: int) -> None:
         NEWSLETTER_DELIVERY__SMTP__PORT=str(port),
         NEWSLETTER_DELIVERY__SMTP__CONNECTIONS=str(connections),
     )
-    from newsletter import delivery
     from newsletter.config import load_config
-    from newsletter.issues import find_issue, load_issues
+    from newsletter.content.issues import find_issue, load_issues
+    from newsletter.delivery import send as delivery
 
     config = load_config(root)
     issues = load_issues(config, BENCH_DAY)
@@ -126,10 +126,10 @@ def our_send(root: Path, port: int, connections: int) -> dict[str, float]:
 
 
 def sample_message(root: Path) -> bytes:
-    from newsletter import delivery
     from newsletter.config import load_config
-    from newsletter.issues import find_issue, load_issues
-    from newsletter.render import PreviewReader
+    from newsletter.content.issues import find_issue, load_issues
+    from newsletter.content.render import PreviewReader
+    from newsletter.delivery import send as delivery
 
     config = load_config(root)
     issues = load_issues(config, BENCH_DAY)

@@ -20,8 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from newsletter.store import SQLiteStore
-from newsletter.subscribers import CsvReader
+from newsletter.store.csvio import CsvReader
+from newsletter.store.sqlite import SQLiteStore
 
 TARGET_RATE = 25_000
 TARGET_RSS_MB = 150

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import pytest
 from click.testing import CliRunner
 
-from newsletter.cli import main
+from newsletter.cli.main import main
 
 REPO = Path(__file__).resolve().parent.parent
 # Tests never read the real clock: CLI calls run at this moment (`newsletter --now`) unless a

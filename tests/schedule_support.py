@@ -14,7 +14,7 @@ UTC = dt.UTC
 
 @dataclass(frozen=True)
 class FakeIssue:
-    """The shape of newsletter.issues.Issue that the schedule reads."""
+    """The shape of newsletter.content.issues.Issue that the schedule reads."""
 
     slug: str
     date: dt.date

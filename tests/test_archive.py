@@ -14,7 +14,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from conftest import run_cli
 
-from newsletter.archive import (
+from newsletter.archive.build import (
     CACHE_NAME,
     MANIFEST_NAME,
     ArchiveError,
@@ -22,10 +22,10 @@ from newsletter.archive import (
     published_issues,
 )
 from newsletter.config import Config, load_config
+from newsletter.content.issues import load_issues
+from newsletter.content.render import render_issue
 from newsletter.errors import TemplateError
-from newsletter.issues import load_issues
-from newsletter.render import render_issue
-from newsletter.store import open_store
+from newsletter.store.sqlite import open_store
 
 TODAY = dt.date(2026, 11, 25)
 ATOM = "{http://www.w3.org/2005/Atom}"

@@ -23,9 +23,9 @@ from typing import Any
 
 import pytest
 
-from newsletter.archive import build_archive
+from newsletter.archive.build import build_archive
 from newsletter.config import load_config
-from newsletter.issues import load_issues
+from newsletter.content.issues import load_issues
 
 pytestmark = pytest.mark.real_clock
 

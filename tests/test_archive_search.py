@@ -14,10 +14,10 @@ from lunr import lunr
 from lunr.index import Index
 from lunr.lunr import get_default_builder
 
-from newsletter.archive import build_archive
-from newsletter.archive_search import FIELDS, SearchDoc, build_index, plain_text
+from newsletter.archive.build import build_archive
+from newsletter.archive.search import FIELDS, SearchDoc, build_index, plain_text
 from newsletter.config import load_config
-from newsletter.issues import load_issues
+from newsletter.content.issues import load_issues
 
 TODAY = dt.date(2026, 11, 25)
 SEPTEMBER = "2026-09-service-promises-between-teams/index.html"

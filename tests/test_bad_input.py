@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 
-from newsletter.archive_write import MANIFEST_NAME, ArchiveError, check_out_folder
+from newsletter.archive.write import MANIFEST_NAME, ArchiveError, check_out_folder
 from newsletter.config import load_config
-from newsletter.store import open_store
+from newsletter.store.sqlite import open_store
 
 NEWSLETTER = str(Path(sys.executable).parent / "newsletter")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.classify import classify, sender_unverified, unsubscribe_request
+from newsletter.inbox.classify import classify, sender_unverified, unsubscribe_request
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 OURS = ("news@example.com",)

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from conftest import SAMPLE_TODAY, run_cli
 
-from newsletter import preview
 from newsletter.config import load_config
-from newsletter.issues import find_issue, load_issues
+from newsletter.content.issues import find_issue, load_issues
+from newsletter.web import preview
 
 # -- new -----------------------------------------------------------------------------------------
 

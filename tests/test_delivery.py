@@ -14,12 +14,13 @@ from typing import Any
 import pytest
 from conftest import SAMPLE_TODAY
 
-from newsletter import delivery, sendrun
 from newsletter.config import Config, load_config
+from newsletter.content.issues import find_issue, load_issues
+from newsletter.delivery import engine as sendrun
+from newsletter.delivery import send as delivery
 from newsletter.errors import DeliveryError
-from newsletter.issues import find_issue, load_issues
-from newsletter.message import message_id
-from newsletter.store import DeliveryRow, DeliveryState, SQLiteStore, open_store
+from newsletter.mail.message import message_id
+from newsletter.store.sqlite import DeliveryRow, DeliveryState, SQLiteStore, open_store
 from newsletter.testing.mta import Faults, FaultyMTA, Received
 
 SLUG = "2026-07-your-first-customer-sits-next-to-you"
@@ -298,7 +299,7 @@ def test_when_a_result_cannot_be_recorded_sending_stops(publication: Path) -> No
 
 
 def open_transport_for(config: Config) -> Any:
-    from newsletter.transport import open_transport
+    from newsletter.mail.transport import open_transport
 
     return open_transport(config, slug=SLUG)
 
@@ -357,7 +358,7 @@ def test_a_draft_is_refused(publication: Path) -> None:
 
 
 def test_classify_covers_the_policy_table() -> None:
-    from newsletter.transport import Disconnected, Rejected
+    from newsletter.mail.transport import Disconnected, Rejected
 
     def action(stage: Any, code: int | None) -> str:
         if code is None:
@@ -422,8 +423,8 @@ def test_worker_processes_share_the_log_and_never_take_the_same_row(
 ) -> None:
     """Several connections run as forked processes, each with its own store and transport;
     the claims are transactions, so every reader is sent once."""
-    from newsletter.sendworkers import run_send_workers
-    from newsletter.transport import open_transport
+    from newsletter.delivery.workers import run_send_workers
+    from newsletter.mail.transport import open_transport
 
     pids = tmp_path / "pids"
 
@@ -488,7 +489,7 @@ def test_a_killed_worker_stops_the_send_and_its_row_is_unknown_next_run(
 def test_when_a_worker_cannot_record_a_result_the_whole_send_stops(publication: Path) -> None:
     from contextlib import contextmanager
 
-    from newsletter.sendworkers import run_send_workers
+    from newsletter.delivery.workers import run_send_workers
 
     @contextmanager
     def failing_log() -> Any:

@@ -1,4 +1,4 @@
-"""newsletter.dkim: real signatures verified by dkimpy against the matching public key."""
+"""newsletter.mail.dkim: real signatures verified by dkimpy against the matching public key."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from pathlib import Path
 import dkim as dkimpy
 import pytest
 
-from newsletter import dkim
 from newsletter.config import Config, DkimConfig, WebConfig
 from newsletter.errors import ConfigError
-from newsletter.message import IssueMessage
+from newsletter.mail import dkim
+from newsletter.mail.message import IssueMessage
 
 REQUIRED = {
     b"from",
@@ -178,7 +178,7 @@ def test_missing_key_settings_are_one_line_config_errors(
 
 
 def test_the_web_mails_are_signed_too(config: Config, keys: KeyPair) -> None:
-    from newsletter import webmail
+    from newsletter.mail import webmail
 
     repo = replace(config, root=Path(__file__).resolve().parent.parent)
     web = "https://example.com/web/unsubscribe/abcdefghijklmnop"
@@ -244,3 +244,20 @@ def test_an_ed25519_or_short_key_is_a_one_line_error(
     monkeypatch.setenv("TEST_DKIM_KEY", str(tmp_path / "short.pem"))
     with pytest.raises(ConfigError, match="512 bits"):
         dkim.check(config)
+
+
+def test_editor_notices_are_signed(config: Config, keys: KeyPair, tmp_path: Path) -> None:
+    from email.message import EmailMessage
+
+    from newsletter.schedule.run import transport_notifier
+
+    notice = EmailMessage()
+    notice["From"] = config.sender
+    notice["To"] = config.reply_to
+    notice["Subject"] = "[Leader Notes] No issue ready for Tue 2027-01-05 09:00 GMT"
+    notice["Date"] = "Tue, 05 Jan 2027 09:00:00 +0000"
+    notice["Message-ID"] = "<schedule.1@example.com>"
+    notice.set_content("Nothing was sent to readers.\n")
+    transport_notifier(replace(config, root=tmp_path))(notice)
+    (written,) = (tmp_path / "outbox" / "schedule-notices").glob("*.eml")
+    assert dkimpy.verify(written.read_bytes(), dnsfunc=keys.dns)

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 import pytest
 
-from newsletter.cli import main
+from newsletter.cli.main import main
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

@@ -13,7 +13,7 @@ import pytest
 from conftest import run_cli
 
 from newsletter.config import load_config
-from newsletter.store import DB_NAME, open_store
+from newsletter.store.sqlite import DB_NAME, open_store
 from newsletter.testing.mta import FaultyMTA
 
 DRAFT = "2026-12-thanks-that-travel-upstream"

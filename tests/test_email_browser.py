@@ -27,10 +27,10 @@ from typing import Any
 import pytest
 from conftest import SAMPLE_TODAY, copy_sample, run_cli
 
-from newsletter import preview
 from newsletter.config import load_config
-from newsletter.render import PreviewReader
-from newsletter.store import open_store
+from newsletter.content.render import PreviewReader
+from newsletter.store.sqlite import open_store
+from newsletter.web import preview
 
 pytestmark = pytest.mark.real_clock
 

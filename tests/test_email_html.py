@@ -11,10 +11,10 @@ import pytest
 from conftest import SAMPLE_TODAY, copy_sample
 
 from newsletter.config import Config, load_config
-from newsletter.emailbody import email_fragment
-from newsletter.issues import Issue, find_issue, load_issues
-from newsletter.markup import render_markdown
-from newsletter.render import render_issue, text_direction
+from newsletter.content.emailbody import email_fragment
+from newsletter.content.issues import Issue, find_issue, load_issues
+from newsletter.content.markup import render_markdown
+from newsletter.content.render import render_issue, text_direction
 
 HANDOFFS = "2026-08-handoffs-are-the-product"
 

@@ -10,9 +10,9 @@ import pytest
 from conftest import SAMPLE_TODAY, copy_sample
 
 from newsletter.config import Config, load_config
-from newsletter.issues import Issue, find_issue, load_issues
-from newsletter.plaintext import WIDTH
-from newsletter.render import render_issue
+from newsletter.content.issues import Issue, find_issue, load_issues
+from newsletter.content.plaintext import WIDTH
+from newsletter.content.render import render_issue
 
 HANDOFFS = "2026-08-handoffs-are-the-product"
 # A line may pass 72 columns only when it is one URL (optionally "[n] " or indented).

@@ -18,7 +18,7 @@ import pytest
 from conftest import run_cli
 
 from newsletter.config import load_config
-from newsletter.store import open_store
+from newsletter.store.sqlite import open_store
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 
@@ -133,7 +133,7 @@ def test_corpus_through_stdin_one_message_each(readers: Path) -> None:
 def run_cli_input(root: Path, data: bytes):  # type: ignore[no-untyped-def]
     from click.testing import CliRunner
 
-    from newsletter.cli import main
+    from newsletter.cli.main import main
 
     return CliRunner().invoke(main, ["--root", str(root), "inbox", "-"], input=data)
 

@@ -9,10 +9,10 @@ import pytest
 from click.testing import CliRunner
 from test_inbox import CORPUS, subscribe_corpus_readers
 
-from newsletter.cli import main
+from newsletter.cli.main import main
 from newsletter.config import load_config
-from newsletter.inbox import Processor
-from newsletter.store import open_store
+from newsletter.inbox.processor import Processor
+from newsletter.store.sqlite import open_store
 from newsletter.testing.mta import Faults, FaultyMTA
 
 
@@ -94,3 +94,42 @@ def test_malformed_messages_are_classified_not_crashed(readers: Path, raw: bytes
         again = Processor(config, store, confirm=None).process(raw)
     assert outcome.classification.kind in ("feedback", "unsubscribe", "bounce", "auto_reply")
     assert again.repeat
+
+
+def test_a_confirmation_is_dkim_signed_and_honours_redirect_to(
+    readers: Path, tmp_path: Path
+) -> None:
+    """One-off mails take the one path every mail takes: signed, and redirected in dev mode."""
+    import base64
+
+    import dkim as dkimpy
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = tmp_path / "dkim.pem"
+    pem.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                      serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))  # fmt: skip
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    with FaultyMTA() as mta:
+        env = {
+            **smtp_env(mta),
+            "NEWSLETTER_DKIM__SELECTOR": "s1",
+            "NEWSLETTER_DKIM__DOMAIN": "example.com",
+            "NEWSLETTER_DKIM__PRIVATE_KEY_ENV": "TEST_DKIM_PEM",
+            "TEST_DKIM_PEM": str(pem),
+            "NEWSLETTER_DELIVERY__REDIRECT_TO": "dev@example.net",
+        }
+        pipe(readers, (CORPUS / "01-gmail-unsubscribe-top-post.eml").read_bytes(), env)
+    (note,) = mta.messages
+    assert note.rcpt_tos == ("dev@example.net",)  # never the real reader in dev mode
+    assert note.mail_from in ("", "<>")
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        assert name == b"s1._domainkey.example.com."
+        return b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+
+    assert dkimpy.verify(note.data, dnsfunc=dns)

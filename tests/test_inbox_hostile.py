@@ -17,8 +17,8 @@ from conftest import run_cli
 
 from newsletter.config import load_config
 from newsletter.links import bounce_address, unsubscribe_address
-from newsletter.message import message_id
-from newsletter.store import open_store
+from newsletter.mail.message import message_id
+from newsletter.store.sqlite import open_store
 
 NEWSLETTER = str(Path(sys.executable).parent / "newsletter")
 

@@ -11,9 +11,9 @@ import pytest
 from conftest import SAMPLE_TODAY, run_cli
 
 from newsletter.config import load_config
+from newsletter.content.issues import KNOWN_KEYS, Epigraph, Issue, find_issue, load_issues
 from newsletter.errors import IssueError
-from newsletter.issues import KNOWN_KEYS, Epigraph, Issue, find_issue, load_issues
-from newsletter.store import open_store
+from newsletter.store.sqlite import open_store
 
 ERROR_LINE = re.compile(r"^error: (?P<path>.+?):(?P<line>\d+): (?P<rest>.*)$")
 

@@ -1,4 +1,4 @@
-"""newsletter.message: per-issue skeleton, per-reader bytes, no header injection."""
+"""newsletter.mail.message: per-issue skeleton, per-reader bytes, no header injection."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 
 from newsletter.config import Config, WebConfig
 from newsletter.errors import DeliveryError
-from newsletter.message import (
+from newsletter.mail.message import (
     InvalidRecipient,
     IssueMessage,
     QuotedPrintableTemplate,

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.classify import classify
 from newsletter.config import load_config
-from newsletter.inbox import Processor
+from newsletter.inbox.classify import classify
+from newsletter.inbox.processor import Processor
+from newsletter.inbox.replytext import strip_reply
 from newsletter.links import bounce_address
-from newsletter.replytext import strip_reply
-from newsletter.store import Subscriber, open_store
+from newsletter.store.sqlite import Subscriber, open_store
 
 
 def _peer_folder() -> Path:

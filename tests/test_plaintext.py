@@ -7,8 +7,8 @@ import re
 import markdown
 import pytest
 
-from newsletter.markup import EXTENSIONS
-from newsletter.plaintext import WIDTH, TextParts, html_to_text, text_parts
+from newsletter.content.markup import EXTENSIONS
+from newsletter.content.plaintext import WIDTH, TextParts, html_to_text, text_parts
 
 HTML_TAG = re.compile(r"</?[a-zA-Z][a-zA-Z0-9]*(?:\s[^<>]*)?/?>")
 

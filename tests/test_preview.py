@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from conftest import SAMPLE_TODAY
 
-from newsletter import preview
 from newsletter.config import load_config
-from newsletter.render import PreviewReader
+from newsletter.content.render import PreviewReader
+from newsletter.web import preview
 
 SLUG = "2026-08-handoffs-are-the-product"
 

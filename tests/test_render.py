@@ -18,8 +18,8 @@ from conftest import SAMPLE_TODAY, copy_sample, run_cli
 
 from newsletter import links
 from newsletter.config import Config, load_config
-from newsletter.issues import Issue, find_issue, load_issues
-from newsletter.render import SLOTS, PreviewReader, RenderedIssue, render_issue, subject_for
+from newsletter.content.issues import Issue, find_issue, load_issues
+from newsletter.content.render import SLOTS, PreviewReader, RenderedIssue, render_issue, subject_for
 
 STYLED_TAGS = ("p", "a", "h1", "h2", "h3", "td", "th")
 HTML_TAG = re.compile(r"</?[a-zA-Z][a-zA-Z0-9]*(?:\s[^<>]*)?/?>")

@@ -7,7 +7,7 @@ from email.message import EmailMessage
 
 import pytest
 
-from newsletter.replytext import body_text, html_to_text, own_text, strip_reply
+from newsletter.inbox.replytext import body_text, html_to_text, own_text, strip_reply
 
 
 def test_top_post_keeps_only_the_text_above_an_on_wrote_header() -> None:

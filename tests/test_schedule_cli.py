@@ -19,11 +19,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from conftest import run_cli
 
-from newsletter.cli_schedule import echo_schedule_log
+from newsletter.cli.schedule import echo_schedule_log
 from newsletter.config import load_config
-from newsletter.issues import Issue
-from newsletter.schedule import scheduler_lock, send_due
-from newsletter.store import open_store
+from newsletter.content.issues import Issue
+from newsletter.schedule.run import scheduler_lock, send_due
+from newsletter.store.sqlite import open_store
 from newsletter.testing.mta import Faults, FaultyMTA
 
 LONDON = ZoneInfo("Europe/London")

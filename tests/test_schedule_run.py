@@ -20,7 +20,7 @@ from schedule_support import FakeIssue, at, make_config
 from newsletter.cadence import FixedClock
 from newsletter.config import Config
 from newsletter.errors import DeliveryError
-from newsletter.schedule import (
+from newsletter.schedule.run import (
     ScheduleLockedError,
     SchedulerLoop,
     SendStatus,
@@ -125,7 +125,7 @@ def test_past_the_window_it_refuses_and_tells_the_editor_once(
     issues = [FakeIssue("dec", dt.date(2026, 12, 1), path=Path("content/dec.md"))]
     outbox = Outbox()
     run, sent = runner(config, issues, outbox, JsonSendLog(tmp_path / "log.json"))
-    caplog.set_level(logging.INFO, logger="newsletter.schedule")
+    caplog.set_level(logging.INFO, logger="newsletter.schedule.run")
     results = [run(at("2026-12-09T10:00") + dt.timedelta(minutes=m)) for m in range(30)]
     assert sent == []
     assert {r.due.kind for r in results} == {"too_late"}
@@ -145,7 +145,7 @@ def test_no_ready_issue_tells_the_editor_once_not_every_minute(
     outbox = Outbox()
     log = JsonSendLog(tmp_path / "log.json")
     run, sent = runner(config, [draft], outbox, log)
-    caplog.set_level(logging.INFO, logger="newsletter.schedule")
+    caplog.set_level(logging.INFO, logger="newsletter.schedule.run")
     clock = FixedClock(at("2026-12-01T08:55"))
     kinds = set()
     while clock.now() < at("2026-12-01T12:00"):  # every minute for three hours
@@ -249,7 +249,7 @@ def test_two_runs_at_once_one_sends_the_other_names_the_holder(
 HOLD_LOCK = """
 import sys, time
 from pathlib import Path
-from newsletter.schedule import exclusive_lock
+from newsletter.schedule.run import exclusive_lock
 with exclusive_lock(Path(sys.argv[1]), "a test holder"):
     print("held", flush=True)
     time.sleep(60)
@@ -279,7 +279,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
 from newsletter.config import Config
-from newsletter.schedule import StateFileNotices, run_due, state_file
+from newsletter.schedule.run import StateFileNotices, run_due, state_file
 
 @dataclass(frozen=True)
 class Issue:

@@ -16,7 +16,7 @@ import pytest
 from conftest import run_cli
 
 from newsletter.config import load_config
-from newsletter.store import open_store
+from newsletter.store.sqlite import open_store
 from newsletter.testing.mta import Faults, FaultyMTA
 
 DECEMBER = "2026-12-thanks-that-travel-upstream"

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 
-from newsletter import delivery
 from newsletter.config import load_config
+from newsletter.delivery import send as delivery
 from newsletter.errors import DeliveryError
-from newsletter.store import open_store
+from newsletter.store.sqlite import open_store
 from newsletter.testing.mta import Faults, FaultyMTA
 
 SLUG = "2026-07-your-first-customer-sits-next-to-you"
@@ -249,7 +249,7 @@ def test_ctrl_c_stops_cleanly_and_the_send_resumes(publication: Path, signum: in
 def test_the_progress_bar_on_a_terminal(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from newsletter import cli_send
+    from newsletter.cli import send as cli_send
 
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
     monkeypatch.setenv("COLUMNS", "120")

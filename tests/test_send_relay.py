@@ -15,7 +15,7 @@ from test_delivery import add_readers, rows, send, smtp_config
 from test_send_cli import smtp_env
 
 from newsletter.config import Config
-from newsletter.store import open_store
+from newsletter.store.sqlite import open_store
 from newsletter.testing.mta import Faults, FaultyMTA
 
 SLUG = "2026-07-your-first-customer-sits-next-to-you"

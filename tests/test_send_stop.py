@@ -14,7 +14,7 @@ import pytest
 from test_send_cli import NEWSLETTER, SLUG, add_readers, smtp_env
 
 from newsletter.config import load_config
-from newsletter.store import open_store
+from newsletter.store.sqlite import open_store
 from newsletter.testing.mta import Faults, FaultyMTA
 
 

@@ -13,7 +13,8 @@ import pytest
 
 from newsletter.config import load_config
 from newsletter.errors import StoreError
-from newsletter.store import (
+from newsletter.store.csvio import Address, ImportRow
+from newsletter.store.sqlite import (
     DB_NAME,
     SCHEMA_VERSION,
     TOKEN_LENGTH,
@@ -22,7 +23,6 @@ from newsletter.store import (
     new_tokens,
     open_store,
 )
-from newsletter.subscribers import Address, ImportRow
 
 
 @pytest.fixture

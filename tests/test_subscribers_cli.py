@@ -17,10 +17,10 @@ import pytest
 from conftest import REPO, run_cli
 
 from newsletter.config import load_config
-from newsletter.store import open_store
+from newsletter.store.sqlite import open_store
 
 SAMPLE = REPO / "subscribers" / "sample.csv"
-NEWSLETTER = [sys.executable, "-c", "from newsletter.cli import main; main()"]
+NEWSLETTER = [sys.executable, "-c", "from newsletter.cli.main import main; main()"]
 
 
 def stats(root: Path) -> dict[str, int]:
@@ -280,7 +280,7 @@ UNSUBSCRIBE = """
 import sys, time
 from pathlib import Path
 from newsletter.config import load_config
-from newsletter.store import open_store
+from newsletter.store.sqlite import open_store
 root, emails = Path(sys.argv[1]), sys.argv[2:]
 with open_store(load_config(root)) as store:
     for email in emails:

@@ -9,8 +9,7 @@ import pytest
 from email_validator import EmailNotValidError, validate_email
 
 from newsletter.errors import StoreError
-from newsletter.store import SQLiteStore
-from newsletter.subscribers import (
+from newsletter.store.csvio import (
     CsvReader,
     ImportRejected,
     InvalidAddress,
@@ -18,6 +17,7 @@ from newsletter.subscribers import (
     clean_name,
     normalise_address,
 )
+from newsletter.store.sqlite import SQLiteStore
 
 TRICKY = [
     "plain@example.com",
@@ -311,7 +311,7 @@ def test_reimport_never_reactivates_suppressed_readers(store: SQLiteStore, tmp_p
 def test_export_then_import_elsewhere_keeps_suppressions(
     store: SQLiteStore, tmp_path: Path
 ) -> None:
-    from newsletter.subscribers import write_csv
+    from newsletter.store.csvio import write_csv
 
     for name in ("a", "b", "c"):
         store.add(f"{name}@example.com", name.upper(), source="command", consent=None)

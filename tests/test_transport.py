@@ -1,4 +1,4 @@
-"""newsletter.transport against a real aiosmtpd on 127.0.0.1 (the fault-injecting MTA)."""
+"""newsletter.mail.transport against a real aiosmtpd on 127.0.0.1 (the fault-injecting MTA)."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ import pytest
 
 from newsletter.config import Config, DeliveryConfig, SmtpConfig
 from newsletter.errors import DeliveryError
-from newsletter.testing.mta import Faults, FaultyMTA
-from newsletter.transport import (
+from newsletter.mail.transport import (
     Disconnected,
     FileTransport,
     Rejected,
     SmtpTransport,
     open_transport,
 )
+from newsletter.testing.mta import Faults, FaultyMTA
 
 MESSAGE = b"Subject: hi\r\nMessage-ID: <1@example.com>\r\n\r\n.leading dot\r\nbody\r\n"
 

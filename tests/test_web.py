@@ -19,13 +19,13 @@ import pytest
 from conftest import SAMPLE_TODAY
 
 from newsletter.config import Config, DeliveryConfig, SmtpConfig, WebConfig, load_config
-from newsletter.issues import load_issues
+from newsletter.content.issues import load_issues
+from newsletter.content.render import render_issue
 from newsletter.links import unsubscribe_web_url
-from newsletter.message import IssueMessage
-from newsletter.render import render_issue
-from newsletter.store import SQLiteStore, open_store
+from newsletter.mail.message import IssueMessage
+from newsletter.store.sqlite import SQLiteStore, open_store
 from newsletter.testing.mta import FaultyMTA
-from newsletter.web import WebApp
+from newsletter.web.app import WebApp
 
 SECRET = b"test-secret-" + b"x" * 32
 ONE_CLICK = b"List-Unsubscribe=One-Click"
@@ -113,7 +113,7 @@ def make_site(
     archive: Path | None = None,
     **web: object,
 ) -> Iterator[Site]:
-    from newsletter.cli_web import ServerThread
+    from newsletter.cli.web import ServerThread
 
     port = port or free_port()
     if archive is None:
@@ -457,7 +457,7 @@ def test_per_client_and_per_address_rate_limits(publication: Path, tmp_path: Pat
 def test_behind_a_trusted_proxy_the_limit_counts_forwarded_clients(
     publication: Path, tmp_path: Path
 ) -> None:
-    from newsletter.cli_web import ServerThread
+    from newsletter.cli.web import ServerThread
 
     for site in make_site(publication, tmp_path, subscribe_per_client_hour=1):
         proxied = ServerThread(site.app, trusted_proxy="127.0.0.1").start()
@@ -601,7 +601,7 @@ def test_serve_runs_waitress_and_stops_on_sigterm(publication: Path) -> None:
     }
     (publication / "site").mkdir()
     (publication / "site" / "index.html").write_text("archive index")
-    cli = "from newsletter.cli import main; main()"
+    cli = "from newsletter.cli.main import main; main()"
     command = [sys.executable, "-c", cli, "--root", str(publication), "serve"]
     process = subprocess.Popen(
         [*command, "--port", str(port), "--archive", str(publication / "site")],
@@ -642,7 +642,7 @@ def test_serve_runs_waitress_and_stops_on_sigterm(publication: Path) -> None:
 
 
 def test_the_rate_limiter_window_slides_and_its_memory_is_bounded() -> None:
-    from newsletter.web import RateLimiter
+    from newsletter.web.app import RateLimiter
 
     limiter = RateLimiter(2, 60)
     assert limiter.hit("a", now=0) is None

@@ -1,6 +1,6 @@
 """Load: 500 one-click POSTs from 20 concurrent clients while a real send runs.
 
-The send (newsletter.delivery.send_issue, 2 SMTP connections to a real aiosmtpd) and the web
+The send (newsletter.delivery.send.send_issue, 2 SMTP connections to a real aiosmtpd) and the web
 server (waitress, 8 threads) write the same SQLite database through separate connections.
 The MTA holds the send after its 100th message until half the POSTs are done, so the POSTs
 meet a send that is certainly under way, and the second half races it row by row.
@@ -25,11 +25,11 @@ from aiosmtpd.controller import Controller
 from conftest import SAMPLE_TODAY
 
 from newsletter.config import Config, SmtpConfig, WebConfig, load_config
-from newsletter.delivery import SendReport, send_issue
-from newsletter.issues import load_issues
-from newsletter.store import open_store
-from newsletter.subscribers import ImportRow, normalise_address
-from newsletter.web import WebApp
+from newsletter.content.issues import load_issues
+from newsletter.delivery.send import SendReport, send_issue
+from newsletter.store.csvio import ImportRow, normalise_address
+from newsletter.store.sqlite import open_store
+from newsletter.web.app import WebApp
 
 READERS = 1500
 TARGETS = 500
@@ -83,7 +83,7 @@ def one_click(url: str) -> int:
 
 @pytest.mark.timeout(240)
 def test_500_one_click_posts_from_20_clients_during_a_send(publication: Path) -> None:
-    from newsletter.cli_web import ServerThread
+    from newsletter.cli.web import ServerThread
 
     handler = GatedMTA()
     mta = Controller(handler, hostname="127.0.0.1", port=free_port())

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from newsletter.errors import StoreError
-from newsletter.store import SCHEMA_VERSION, SQLiteStore
+from newsletter.store.sqlite import SCHEMA_VERSION, SQLiteStore
 
 SOON = datetime.now(UTC) + timedelta(hours=48)
 

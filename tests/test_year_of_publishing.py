@@ -20,7 +20,7 @@ from conftest import run_cli
 
 from newsletter.cadence import is_scheduled_day
 from newsletter.config import load_config
-from newsletter.store import open_store
+from newsletter.store.sqlite import open_store
 from newsletter.testing.mta import Faults, FaultyMTA
 
 LONDON = ZoneInfo("Europe/London")

@@ -1,0 +1,345 @@
+"""`newsletter send ISSUE` and `newsletter status [ISSUE]`."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import click
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
+
+from newsletter.cli.context import AppContext, pass_app
+from newsletter.cli.schedule import run_send_due
+from newsletter.config import Config
+from newsletter.content.issues import Issue
+from newsletter.content.publication import load_publication
+from newsletter.content.render import PreviewReader
+from newsletter.delivery import send as delivery
+from newsletter.delivery.interrupts import exit_code as interrupt_exit_code
+from newsletter.errors import ConfigError, DeliveryError
+from newsletter.mail.message import Reader
+from newsletter.store.sqlite import open_store
+
+PLAIN_EVERY = 5.0  # seconds between progress lines when stdout is not a terminal
+SHOWN_FAILURES = 50
+_NEEDS_ATTENTION = ("pending", "in_flight", "deferred", "unknown")
+
+
+def _route(config: Config, slug: str) -> str:
+    d = config.delivery
+    if d.transport == "file":
+        where = f"files in {config.outbox_dir / slug}/"
+    else:
+        s = d.smtp
+        rate = f", at most {s.max_per_second:g}/s" if s.max_per_second else ""
+        where = f"smtp {s.host}:{s.port} ({s.security}), {s.connections} connection(s){rate}"
+    if d.redirect_to:
+        where += f"; every message redirected to {d.redirect_to} (delivery.redirect_to)"
+    return where
+
+
+@contextmanager
+def _reporter(total: int) -> Iterator[Callable[[delivery.Progress], None]]:
+    """A rich progress bar with rate and ETA on a terminal; plain lines otherwise."""
+    if sys.stdout.isatty():
+        columns = (
+            TextColumn("[bold]sending"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns) as bar:
+            task = bar.add_task("send", total=total, rate="")
+            started = time.monotonic()
+
+            def show(event: delivery.Progress) -> None:
+                if event.state == "waiting":
+                    bar.console.print(event.reply, markup=False, highlight=False)
+                    return
+                if event.state not in ("sent", "deferred"):
+                    line = f"{event.state}: {event.email}: {event.reply}"
+                    bar.console.print(line, markup=False, highlight=False)  # replies hold "["
+                rate = event.done / max(time.monotonic() - started, 1e-6)
+                bar.update(task, completed=event.done, rate=f"{rate:,.0f} msg/s")
+
+            yield show
+        return
+    last = [time.monotonic(), time.monotonic()]
+
+    def log(event: delivery.Progress) -> None:
+        now = time.monotonic()
+        if event.state not in ("sent",):
+            click.echo(f"{event.state}: {event.email}: {event.reply}".replace(": : ", ": "))
+        if now - last[1] >= PLAIN_EVERY:
+            rate = event.done / max(now - last[0], 1e-6)
+            click.echo(f"progress: {event.done}/{total} ({rate:,.0f} msg/s)")
+            last[1] = now
+
+    yield log
+
+
+@click.command()
+@click.argument("issue_ref", metavar="[ISSUE]", required=False)
+@click.option(
+    "--to",
+    "to",
+    metavar="EMAIL",
+    multiple=True,
+    help="Send a [TEST] copy to EMAIL instead, outside the send log (repeatable; drafts too).",
+)
+@click.option("--test", is_flag=True, help="Send a [TEST] copy to each of test_recipients.")
+@click.option("--dry-run", is_flag=True, help="Show the recipient count and a sample message.")
+@click.option(
+    "--resend-unknown",
+    is_flag=True,
+    help="Re-send messages whose fate is unknown (line lost after the final '.', or a crash), "
+    "with the same Message-ID.",
+)
+@click.option("--due", is_flag=True, help="Send whatever the schedule says is due now (for cron).")
+@click.option(
+    "--now",
+    "now_text",
+    metavar="ISO-DATETIME",
+    help="With --due: judge the schedule at this moment (local time unless it has an offset).",
+)
+@click.option(
+    "--yes", is_flag=True, help="Send an issue dated more than a day ahead without asking."
+)
+@pass_app
+def send(
+    app: AppContext,
+    issue_ref: str | None,
+    to: tuple[str, ...],
+    test: bool,
+    dry_run: bool,
+    resend_unknown: bool,
+    due: bool,
+    now_text: str | None,
+    yes: bool,
+) -> None:
+    """Send ISSUE (a slug or path) to every active subscriber, or resume its send.
+
+    Every recipient is a row in the send log: a second run never re-sends a `sent` row, and
+    a crash leaves at most one message per connection `unknown`. An issue dated more than a
+    day ahead is sent only after a yes on the terminal, or with --yes. Exit status 1 when
+    readers are left deferred, unknown or pending, or the server refused the send.
+
+    \b
+    Example:
+        newsletter send 2026-07-your-first-customer-sits-next-to-you --dry-run
+        newsletter send 2026-12-thanks-that-travel-upstream --to me@example.com --to you@example.com
+        newsletter send 2026-12-thanks-that-travel-upstream --test
+        newsletter send 2026-07-your-first-customer-sits-next-to-you
+        newsletter send 2027-01-looking-back --yes   # dated ahead: send it now anyway
+        newsletter send --due        # what the schedule says is due now (README: Schedule)
+    """
+    if due or now_text is not None:
+        if not due:
+            raise click.UsageError("--now goes with --due")
+        if issue_ref is not None or to or test:
+            raise click.UsageError("either ISSUE or --due, not both (no --to/--test with --due)")
+        ctx = click.get_current_context()
+        args = {"to": (), "test": False, "resend_unknown": resend_unknown, "due": False,
+                "now_text": None, "yes": True}  # fmt: skip
+        run_send_due(
+            app,
+            app.now(now_text),
+            lambda issue: ctx.invoke(send, issue_ref=issue.slug, dry_run=False, **args),
+            dry_run=dry_run,
+            preview=lambda issue: ctx.invoke(send, issue_ref=issue.slug, dry_run=True, **args),
+        )
+        return
+    if issue_ref is None:
+        raise click.UsageError("expected ISSUE (a slug or path), or --due")
+    if to and test:
+        raise click.UsageError("either --to EMAIL... or --test (which mails test_recipients)")
+    config = app.config
+    publication = load_publication(config, app.today())
+    issue = publication.find(config, issue_ref)
+    issues = publication.issues
+    if to or test:
+        _send_test(config, issue, issues, to or config.test_recipients)
+        return
+    if dry_run:
+        _dry_run(config, issue, issues)
+        return
+    for warning in publication.warnings():
+        click.echo(warning, err=True)
+    _confirm_early(app, issue, yes)
+    with open_store(config) as store:
+        existing = store.get_send(issue.slug)
+        todo = store.counts()["active"]
+        if existing is not None:
+            counts = store.delivery_counts(existing.id)
+            todo = sum(counts[s] for s in _NEEDS_ATTENTION if s != "unknown" or resend_unknown)
+    try:
+        with _reporter(todo) as show:
+            report = delivery.send_issue(
+                config,
+                issue,
+                issues,
+                resend_unknown=resend_unknown,
+                on_progress=show,
+                on_start=lambda: click.echo(
+                    f"sending {issue.slug} via {_route(config, issue.slug)}"
+                ),
+            )
+    except KeyboardInterrupt as exc:
+        click.echo(f"interrupted: `newsletter send {issue.slug}` resumes the send", err=True)
+        sys.exit(interrupt_exit_code(exc))  # 130 Ctrl-C, 143 SIGTERM
+    if report.unknown_before:
+        click.echo(
+            f"{report.unknown_before} message(s) were in flight when an earlier run stopped: "
+            "now `unknown`"
+        )
+    counts = report.counts
+    summary = ", ".join(f"{counts[s]} {s}" for s in counts if counts[s])
+    click.echo(
+        f"{issue.slug}: {report.sent_now} sent by this run in {report.elapsed:.1f} s; "
+        f"of {report.send.total}: {summary or 'nothing'}"
+    )
+    if report.paused:
+        click.echo(f"paused: {report.paused}", err=True)
+        click.echo(
+            "nobody was marked bounced; fix the cause and run the same command again", err=True
+        )
+    if counts.get("unknown"):
+        click.echo(
+            f"{counts['unknown']} message(s) may or may not have arrived (`newsletter status "
+            f"{issue.slug}` lists them); `--resend-unknown` re-sends them with the same Message-ID"
+        )
+    if counts.get("deferred") or counts.get("pending"):
+        click.echo("deferred or pending readers remain: run the same command again later")
+    if report.paused or any(counts.get(s) for s in _NEEDS_ATTENTION):
+        sys.exit(1)
+
+
+def _send_test(
+    config: Config, issue: Issue, issues: list[Issue], addresses: tuple[str, ...]
+) -> None:
+    """[TEST] copies: each personalised as that reader when subscribed, else as a sample
+    reader whose unsubscribe link is no real reader's; never recorded in the send log."""
+    if not addresses:
+        raise ConfigError(
+            "no test_recipients set; add e.g. `test_recipients: [you@example.com]` or use --to",
+            path=config.root / "newsletter.yaml",
+            field="test_recipients",
+        )
+    readers: list[Reader] = []
+    with open_store(config) as store:
+        for address in addresses:
+            known = store.get_by_email(address) if "@" in address else None
+            readers.append(known or PreviewReader(email=address, first_name=None, token="test"))
+    replies = delivery.send_test(config, issue, issues, readers)
+    route = _route(config, issue.slug)
+    for address, reply in replies:
+        click.echo(f"test copy of {issue.slug} to {address} via {route}: {reply}")
+
+
+def _confirm_early(app: AppContext, issue: Issue, yes: bool) -> None:
+    """An issue dated more than a day ahead goes out now only when someone says so."""
+    days = (issue.date - app.today()).days
+    if days <= 1 or yes or not issue.is_ready:  # a draft is refused by the send itself
+        return
+    with open_store(app.config) as store:
+        if store.get_send(issue.slug) is not None:
+            return  # resuming a send someone already started
+    question = (
+        f"{issue.slug} is dated {issue.date:%a %Y-%m-%d}, {days} days from now; "
+        "send it to every reader now?"
+    )
+    if sys.stdin.isatty() and sys.stdout.isatty():
+        if not click.confirm(question, default=False):
+            click.echo("not sent")
+            sys.exit(1)
+        return
+    raise DeliveryError(
+        f"dated {issue.date:%a %Y-%m-%d}, {days} days from now; to send it now anyway, add "
+        "--yes (`newsletter send --due` sends it on its day)",
+        path=issue.path,
+        field="date",
+    )
+
+
+def _dry_run(config: Config, issue: Issue, issues: list[Issue]) -> None:
+    rendered, skeleton = delivery.prepare(config, issue, issues)
+    with open_store(config) as store:
+        existing = store.get_send(issue.slug)
+        sample = next(store.iter_active(batch_size=1), None)
+        if existing is None:
+            click.echo(f"would send {issue.slug} to {store.counts()['active']} active subscribers")
+        else:
+            counts = store.delivery_counts(existing.id)
+            left = counts["pending"] + counts["deferred"] + counts["in_flight"]
+            states = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
+            click.echo(f"would resume {issue.slug}: {left} left of {existing.total} ({states})")
+    click.echo(f"via {_route(config, issue.slug)}; nothing sent")
+    reader = sample or PreviewReader()
+    body = rendered.personalise(reader)
+    data = skeleton.render(reader, html=body.html, text=body.text)
+    head, _, _ = data.partition(b"\r\n\r\n")
+    click.echo(f"sample message for {reader.email} ({len(data):,} bytes):")
+    click.echo(head.decode("ascii").replace("\r\n", "\n"))
+    click.echo()
+    click.echo(body.text)
+
+
+@click.command()
+@click.argument("issue_ref", metavar="[ISSUE]", required=False)
+@pass_app
+def status(app: AppContext, issue_ref: str | None) -> None:
+    """Delivery counts per state; with ISSUE, each failure with the server's reply.
+
+    \b
+    Example:
+        newsletter status
+        newsletter status 2026-07-your-first-customer-sits-next-to-you
+    """
+    config = app.config
+    publication = load_publication(config, app.today())
+    issues = publication.issues
+    for warning in publication.warnings():
+        click.echo(warning, err=True)
+    with open_store(config) as store:
+        if issue_ref is None:
+            any_send = False
+            for issue in issues:
+                send = store.get_send(issue.slug)
+                if send is None:
+                    continue
+                any_send = True
+                counts = store.delivery_counts(send.id)
+                state = "finished" if send.finished_at else "open"
+                summary = ", ".join(f"{counts[s]} {s}" for s in counts if counts[s])
+                click.echo(f"{issue.slug}: {state}, {send.total} recipients: {summary}")
+            if not any_send:
+                click.echo("no issue has been sent yet")
+            return
+        issue = publication.find(config, issue_ref)
+        send = store.get_send(issue.slug)
+        if send is None:
+            click.echo(f"{issue.slug}: not sent yet")
+            return
+        counts = store.delivery_counts(send.id)
+        finished = f", finished {send.finished_at:%Y-%m-%d %H:%M}" if send.finished_at else ""
+        click.echo(f"{issue.slug}: started {send.started_at:%Y-%m-%d %H:%M} UTC{finished}")
+        for state, count in counts.items():
+            click.echo(f"  {state:<10}{count:>8}")
+        rows = store.deliveries_in_state(send.id, ("failed", "unknown", "deferred"))
+        rows += store.held_back(send.id, SHOWN_FAILURES + 1)  # a paused send's (issue 13)
+        for row in rows[:SHOWN_FAILURES]:
+            due = f" (retry after {row.next_attempt_at:%H:%M})" if row.next_attempt_at else ""
+            click.echo(f"{row.state:<9} {row.email}: {row.last_reply or 'no reply'}{due}")
+        if len(rows) > SHOWN_FAILURES:
+            click.echo(f"... and {len(rows) - SHOWN_FAILURES} more")

@@ -1,0 +1,1 @@
+"""Reading issues and rendering them: front-matter, Markdown, templates, numbers, checks."""

@@ -1,0 +1,520 @@
+"""The send engine: the send log in the store, not memory, drives delivery.
+
+`run_send` snapshots the recipients once (`start_send`), then N threads, one connection each,
+claim due rows one at a time (in_flight, refusing anyone who left meanwhile), send, and record
+the outcome in the same transaction that claims the next row, before that row's final "." is
+sent. So after a hard kill at most one message per connection is `in_flight`; the next run
+turns those into `unknown` (reported; `resend_unknown` re-sends them with the same
+Message-ID). The failure policy (RFC 5321, after Mailman's outgoing runner) is `classify` plus
+`_Run.judge`, tabled in the README; whose trouble a 4xx (or a 5xx after ".") is, the reader's or
+the relay's, `newsletter.delivery.relaywatch` decides before anyone is charged.
+`newsletter.delivery.send` is the entry point.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Literal, Protocol
+
+from newsletter.config import Config
+from newsletter.content.render import RenderedIssue
+from newsletter.delivery.groupcommit import GroupCommit, Item
+from newsletter.delivery.interrupts import Interrupted, stop_on_signals
+from newsletter.delivery.relaywatch import Held, RelayWatch, describe
+from newsletter.errors import DeliveryError, NewsletterError
+from newsletter.mail.message import BodyEncoder, InvalidRecipient, IssueMessage
+from newsletter.mail.transport import Disconnected, Transport, TransportFailure
+from newsletter.store.sqlite import DeliveryRow, DeliveryState, SendRecord, Subscriber
+
+_BATCH = 200
+_MAX_BACKOFF = 300.0
+_HARD_BOUNCE = (550, 551, 553)
+_DEFER_AT_RCPT = (450, 451, 452, 552)  # 552 at RCPT: "too many recipients" (RFC 5321 4.5.3.1.10)
+# A held row (see newsletter.delivery.relaywatch) is not due for this long, so no other
+# connection or worker takes it meanwhile; a run settles or releases what it holds before it ends.
+_HOLD = timedelta(minutes=10)
+
+
+class SendLog(Protocol):
+    """The store's send-log methods this runner needs (newsletter.store.sqlite.SQLiteStore)."""
+
+    def start_send(self, issue_slug: str) -> SendRecord: ...
+    def next_deliveries(self, send_id: int, limit: int) -> list[DeliveryRow]: ...
+    def mark_in_flight(self, delivery_id: int, message_id: str) -> bool: ...
+    def record_and_claim_many(self, items: Sequence[Item]) -> list[bool]: ...
+    def record_delivery(
+        self,
+        delivery_id: int,
+        state: DeliveryState,
+        *,
+        reply: str | None,
+        next_attempt_at: datetime | None = None,
+    ) -> None: ...
+    def deliveries_in_state(
+        self, send_id: int, states: tuple[DeliveryState, ...]
+    ) -> list[DeliveryRow]: ...
+    def delivery_counts(self, send_id: int) -> dict[str, int]: ...
+    def finish_send(self, send_id: int) -> None: ...
+    def get(self, subscriber_id: int) -> Subscriber | None: ...
+    def record_bounce(
+        self,
+        subscriber: Subscriber,
+        *,
+        hard: bool,
+        issue_slug: str | None,
+        detail: str | None,
+        soft_limit: int,
+    ) -> bool: ...
+
+
+Action = Literal["sent", "deferred", "refused", "failed", "bounced", "unknown", "retry", "pause"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    action: Action
+    reply: str
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One recorded result, for the CLI's progress display."""
+
+    state: str
+    email: str
+    reply: str
+    done: int  # rows settled since the run began (sent, failed, unknown, skipped, deferred)
+
+
+@dataclass
+class SendReport:
+    send: SendRecord
+    counts: dict[str, int]
+    sent_now: int = 0
+    unknown_before: int = 0  # in flight when an earlier run stopped: now `unknown`
+    paused: str | None = None
+    elapsed: float = 0.0
+
+    @property
+    def complete(self) -> bool:
+        return not any(self.counts.get(s, 0) for s in ("pending", "deferred", "in_flight"))
+
+
+def classify(failure: TransportFailure) -> Outcome:
+    """What one failed attempt means for this reader and for the send (issue 5's policy)."""
+    stage, reply = failure.stage, failure.reply
+    if isinstance(failure, Disconnected) or failure.code is None:
+        return Outcome("unknown" if stage == "dot" else "retry", reply)
+    code = failure.code
+    if code == 421 or (stage in ("connect", "mail") and code is not None and code < 500):
+        return Outcome("retry", reply)
+    if stage == "dot" and code >= 500:
+        return Outcome("refused", reply)  # this reader's server; a run of them pauses
+    if stage in ("connect", "auth", "mail") or (stage == "data" and code >= 500):
+        return Outcome("pause", reply)
+    if stage == "rcpt" and code in _HARD_BOUNCE:
+        return Outcome("bounced", reply)
+    if code in _DEFER_AT_RCPT or 400 <= code < 500:
+        return Outcome("deferred", reply)
+    return Outcome("failed", reply)
+
+
+class Stop(Protocol):
+    """A stop flag the connections watch: a threading.Event, or sendworkers' shared flag."""
+
+    def is_set(self) -> bool: ...
+    def set(self) -> None: ...
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
+class _RateLimit:
+    def __init__(self, per_second: float) -> None:
+        self.interval = 1.0 / per_second if per_second > 0 else 0.0
+        self.next = time.monotonic()
+        self.lock = threading.Lock()
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        with self.lock:
+            now = time.monotonic()
+            slot = max(now, self.next)
+            self.next = slot + self.interval
+        if slot > now:
+            time.sleep(slot - now)
+
+
+@dataclass(frozen=True)
+class _Result:
+    """What to record for one row after its attempt."""
+
+    state: DeliveryState
+    reply: str
+    due: datetime | None = None
+    bounce: Literal["hard", "soft"] | None = None
+    pause: str | None = None  # why the whole send must stop (nobody's fault but ours)
+    # held uncharged (newsletter.delivery.relaywatch)
+    hold: Literal["deferred", "refused"] | None = None
+
+
+@dataclass(frozen=True)
+class _Message:
+    """One reader's bytes and envelope, built before the row is claimed."""
+
+    row: DeliveryRow
+    sender: str
+    recipient: str
+    data: bytes
+    msgid: str
+
+
+@dataclass
+class _Run:
+    config: Config
+    log: SendLog
+    send: SendRecord
+    skeleton: IssueMessage
+    bodies: BodyEncoder
+    connect: Callable[[], Transport]
+    on_progress: Callable[[Progress], None]
+    limiter: _RateLimit
+    stop: Stop = field(default_factory=threading.Event)
+    # Where due rows come from: the store, or (in a worker process) the parent's share-out.
+    fetch: Callable[[], list[DeliveryRow]] | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    queue: list[DeliveryRow] = field(default_factory=list)
+    reserved: set[int] = field(default_factory=set)  # taken from the queue, not yet claimed
+    commit: GroupCommit = field(init=False)
+    watch: RelayWatch = field(init=False)
+    paused: str | None = None
+    sent: int = 0
+    done: int = 0
+
+    def __post_init__(self) -> None:
+        self.commit = GroupCommit(self.log.record_and_claim_many)
+        d = self.config.delivery
+        self.watch = RelayWatch(d.relay_pause_after, d.refusals_pause_after)
+
+    def worker(self) -> None:
+        transport = self.connect()
+        try:
+            row, message = self.advance(transport, None)
+            while row is not None and message is not None:
+                row, message = self.advance(transport, (row, self.deliver(transport, message)))
+        except NewsletterError as exc:
+            self.pause(str(exc))
+        except Exception as exc:
+            # The database could not claim or record a row: stop rather than send unrecorded.
+            self.pause(f"stopped: {type(exc).__name__}: {exc}")
+        finally:
+            transport.close()
+
+    def pause(self, reason: str) -> None:
+        with self.lock:
+            self.paused = self.paused or reason
+        self.stop.set()
+
+    def reserve(self) -> DeliveryRow | None:
+        """The next due row, held for this connection until it is claimed."""
+        with self.lock:
+            if self.stop.is_set():
+                return None
+            if not self.queue:
+                batch = (
+                    self.fetch() if self.fetch else self.log.next_deliveries(self.send.id, _BATCH)
+                )
+                self.queue = [row for row in reversed(batch) if row.id not in self.reserved]
+            if not self.queue:
+                return None
+            row = self.queue.pop()
+            self.reserved.add(row.id)
+            return row
+
+    def advance(
+        self, transport: Transport, done: tuple[DeliveryRow, _Result] | None
+    ) -> tuple[DeliveryRow | None, _Message | _Result | None]:
+        """Record the finished row and claim (in_flight) the next one in one transaction: one
+        commit per message, and the next message's final "." only after it. The next one's
+        envelope goes out before the commit, so the server's reply overlaps it; if the claim
+        fails (the reader left), the transport drops that envelope."""
+        while True:
+            following = None if done is not None and done[1].pause else self.reserve()
+            claim = (following.id, self.message_id(following)) if following else None
+            message = self.prepare(following) if following else None
+            if isinstance(message, _Message):
+                self.limiter.wait()
+                transport.begin(message.sender, message.recipient)
+            try:
+                if done is not None:
+                    row, result = done
+                    claimed = self.commit((row.id, result.state, result.reply, result.due, claim))
+                else:
+                    claimed = claim is not None and self.log.mark_in_flight(*claim)
+            except Exception as exc:
+                transport.abort()
+                what = f"the result for {done[0].email}" if done else "the next reader"
+                self.pause(f"cannot record {what} ({exc}); stopped")
+                raise DeliveryError(f"cannot record a delivery: {exc}") from exc
+            finally:
+                if following is not None:
+                    with self.lock:
+                        self.reserved.discard(following.id)
+            if done is not None:
+                self.recorded(*done)
+                done = None
+            if following is None:
+                return None, None
+            if claimed and not self.stop.is_set():
+                return following, message
+            transport.abort()
+            if claimed:
+                # Another connection paused the send meanwhile: give the row back.
+                self.log.record_delivery(following.id, "pending", reply=following.last_reply)
+                return None, None
+            self.count(Progress("skipped", following.email, "no longer active", 0))
+
+    def message_id(self, row: DeliveryRow) -> str:
+        try:
+            return row.message_id or self.skeleton.message_id(row)
+        except InvalidRecipient:
+            return f"<invalid-token.{row.id}@newsletter.invalid>"  # deliver() fails it
+
+    def recorded(self, row: DeliveryRow, result: _Result) -> None:
+        if result.state != "pending":
+            self.count(Progress(result.state, row.email, result.reply, 0))
+        if result.pause:
+            self.pause(result.pause)
+        if result.hold is not None:
+            why, settled = self.watch.failed(Held(row, result.hold, result.reply))
+            self.charge(settled)
+            if why is not None:
+                self.pause(why)
+        elif result.state == "sent" and not self.stop.is_set():
+            # Once paused, an acceptance on another connection proves nothing about the
+            # held readers: they are released uncharged at the end of the run instead.
+            self.charge(self.watch.accepted())
+        reader = self.log.get(row.subscriber_id) if result.bounce and row.subscriber_id else None
+        if reader is not None:
+            self.log.record_bounce(
+                reader,
+                hard=result.bounce == "hard",
+                issue_slug=self.send.issue_slug,
+                detail=result.reply,
+                soft_limit=self.config.inbox.soft_bounce_limit,
+            )
+
+    def charge(self, held: list[Held]) -> None:
+        """Held failures shown to be the readers' own: each uses up one attempt."""
+        for one in held:
+            result = self.settled(one)
+            self.log.record_delivery(
+                one.row.id, result.state, reply=result.reply, next_attempt_at=result.due
+            )
+            self.recorded(one.row, result)
+
+    def end_round(self) -> None:
+        """Before the run ends or waits: nothing may stay held. Paused: held readers go back
+        uncharged. The relay never accepted this issue: its trouble, so pause uncharged too.
+        (The send log's count, not this run's: a worker process sees only its own share.)"""
+        held = self.watch.take()
+        if not held:
+            return
+        accepted = self.sent > 0 or self.log.delivery_counts(self.send.id).get("sent", 0) > 0
+        if not self.paused and accepted:
+            self.charge(held)
+            return
+        for one in held:
+            self.log.record_delivery(one.row.id, "pending", reply=one.reply)
+        if not self.paused and not self.stop.is_set():  # else another connection said why
+            self.pause(describe(held).replace("in a row", "and no reader accepted yet"))
+
+    def count(self, event: Progress) -> None:
+        with self.lock:
+            self.done += 1
+            self.sent += event.state == "sent"
+            self.on_progress(replace(event, done=self.done))
+
+    def prepare(self, row: DeliveryRow) -> _Message | _Result:
+        """The reader's message bytes and envelope, or why there can be none."""
+        d = self.config.delivery
+        try:
+            html, text = self.bodies.encode(row)
+            msgid = self.message_id(row)
+            data = self.skeleton.render_encoded(row, html=html, text=text, msgid=msgid)
+            sender = self.skeleton.envelope_sender(row) if d.verp else self.skeleton.bounce_sender
+        except InvalidRecipient as exc:
+            return _Result("failed", f"not sent: {exc}")
+        return _Message(row, sender, d.redirect_to or row.email, data, msgid)
+
+    def deliver(self, transport: Transport, message: _Message | _Result) -> _Result:
+        if isinstance(message, _Result):
+            return message
+        d = self.config.delivery
+        failures = 0
+        while True:
+            try:
+                reply = transport.send(
+                    message.sender, message.recipient, message.data, message_id=message.msgid
+                )
+            except TransportFailure as exc:
+                outcome = classify(exc)
+            except DeliveryError as exc:  # the outbox cannot be written: nothing went out
+                return _Result("pending", f"not sent: {exc}", pause=f"stopped: {exc}")
+            else:
+                return _Result("sent", reply)
+            if outcome.action == "retry" and not self.stop.is_set():
+                failures += 1
+                if failures > d.max_reconnects:
+                    reply = f"gave up after {failures} attempts: {outcome.reply}"
+                    outcome = Outcome("pause", reply)
+                elif not self.stop.wait(min(d.backoff * 2 ** (failures - 1), _MAX_BACKOFF)):
+                    self.limiter.wait()
+                    continue
+            return self.judge(message.row, outcome)
+
+    def settled(self, held: Held) -> _Result:
+        """A held failure that was the reader's own: a 4xx uses up an attempt (the last one
+        fails with a soft bounce); a 5xx after "." fails this reader, bouncing nobody."""
+        row, reply = held.row, held.reply
+        if held.kind == "refused":
+            return _Result("failed", reply)
+        if row.attempts + 1 < self.config.delivery.max_attempts:
+            delay = self.config.delivery.retry_delay * 2**row.attempts
+            return _Result("deferred", reply, due=datetime.now(UTC) + timedelta(seconds=delay))
+        return _Result("failed", reply, bounce="soft")
+
+    def judge(self, row: DeliveryRow, outcome: Outcome) -> _Result:
+        """Issue 5's failure policy for one failed attempt (see `classify`)."""
+        action, reply = outcome.action, outcome.reply
+        if action in ("pause", "retry"):
+            # Not this reader's fault: the row waits, unbounced, for the next run.
+            why = f"the server refused the send: {reply}" if action == "pause" else None
+            return _Result("pending", reply, pause=why)
+        if action in ("deferred", "refused"):
+            # Whose trouble this is shows only later (delivery.relaywatch): wait uncharged.
+            hold: Literal["deferred", "refused"] = action
+            return _Result("pending", reply, due=datetime.now(UTC) + _HOLD, hold=hold)
+        if action == "bounced":
+            return _Result("failed", reply, bounce="hard")
+        return _Result("unknown" if action == "unknown" else "failed", reply)
+
+
+def run_send(
+    config: Config,
+    log: SendLog,
+    rendered: RenderedIssue,
+    skeleton: IssueMessage,
+    *,
+    connect: Callable[[], Transport],
+    connections: int = 1,
+    max_per_second: float = 0.0,
+    resend_unknown: bool = False,
+    on_progress: Callable[[Progress], None] = lambda progress: None,
+    wait: Callable[[float], None] | None = None,
+) -> SendReport:
+    """Start or resume the send of `skeleton.slug` on threads in this process. The caller
+    holds `send_lock`. (`newsletter.delivery.workers` runs several connections as processes.)"""
+    started = time.monotonic()
+    report = begin_send(log, skeleton.slug, resend_unknown)
+    send = report.send
+    connections = max(1, connections)
+    run = _Run(
+        config,
+        log,
+        send,
+        skeleton,
+        BodyEncoder(rendered),
+        connect,
+        on_progress,
+        _RateLimit(max_per_second),
+    )
+    deadline = started + config.delivery.retry_window
+    with stop_on_signals(lambda: run.pause("interrupted")) as received:
+        _rounds(run, connections, deadline, on_progress, wait)
+    if received:  # stopped cleanly: the message on the wire finished and is recorded
+        finish_send(log, report, run.sent, run.paused, started)
+        raise Interrupted(received[0])
+    return finish_send(log, report, run.sent, run.paused, started)
+
+
+def _rounds(
+    run: _Run,
+    connections: int,
+    deadline: float,
+    on_progress: Callable[[Progress], None],
+    wait: Callable[[float], None] | None,
+) -> None:
+    """Send until nothing is due, then wait for deferred readers due before `deadline`."""
+    while True:
+        threads = [
+            threading.Thread(target=run.worker, name=f"send-{n}", daemon=True)
+            for n in range(connections - 1)
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            run.worker()  # the last connection works on this thread
+        except KeyboardInterrupt:
+            # Ctrl-C: the other connections finish and record the message they carry.
+            run.pause("interrupted")
+            for thread in threads:
+                thread.join()
+            run.end_round()
+            raise
+        for thread in threads:
+            thread.join()
+        run.end_round()
+        if run.paused:
+            break
+        due = next_deferred(run.log, run.send.id)
+        if due is None or due > deadline:
+            break
+        seconds = max(0.0, due - time.monotonic())
+        on_progress(
+            Progress("waiting", "", f"next retry of deferred readers in {seconds:.0f} s", run.done)
+        )
+        # The stop flag's wait: a signal ends the wait at once instead of after it.
+        (wait or run.stop.wait)(seconds)
+        if run.stop.is_set():
+            break
+
+
+def begin_send(log: SendLog, slug: str, resend_unknown: bool) -> SendReport:
+    """Snapshot (or find) the send; rows a dead run left in flight become `unknown`."""
+    send = log.start_send(slug)
+    report = SendReport(send, {})
+    for row in log.deliveries_in_state(send.id, ("in_flight",)):
+        # A previous run died between handing this to the server and hearing back.
+        log.record_delivery(row.id, "unknown", reply="in flight when an earlier run stopped")
+        report.unknown_before += 1
+    if resend_unknown:
+        for row in log.deliveries_in_state(send.id, ("unknown",)):
+            log.record_delivery(row.id, "pending", reply=f"re-sent after: {row.last_reply}")
+    return report
+
+
+def finish_send(
+    log: SendLog, report: SendReport, sent: int, paused: str | None, started: float
+) -> SendReport:
+    report.counts = log.delivery_counts(report.send.id)
+    report.sent_now, report.paused = sent, paused
+    report.elapsed = time.monotonic() - started
+    if report.complete and not paused:
+        log.finish_send(report.send.id)
+    return report
+
+
+def next_deferred(log: SendLog, send_id: int) -> float | None:
+    """When (time.monotonic) the earliest deferred row is due, or None if there is none."""
+    rows = log.deliveries_in_state(send_id, ("deferred",))
+    dues = [row.next_attempt_at for row in rows if row.next_attempt_at is not None]
+    if not rows:
+        return None
+    if not dues:
+        return time.monotonic()
+    wait = (min(dues) - datetime.now(UTC)).total_seconds()
+    return time.monotonic() + max(0.0, wait)

@@ -1,0 +1,173 @@
+"""Sending an issue: refuse what must not go out, then run the send log (delivery.engine).
+
+`send_issue` is what `newsletter send` and the scheduler call: it renders once, checks, builds
+the per-issue message skeleton, takes the per-issue lock and runs the send: in this process
+with one connection, as worker processes (newsletter.delivery.workers) with several.
+`send_test` sends one proof copy outside the log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import secrets
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+
+from newsletter.config import Config
+from newsletter.content.checks import check_rendered
+from newsletter.content.issues import Issue
+from newsletter.content.render import RenderedIssue, render_issue
+from newsletter.delivery.engine import (
+    Outcome,
+    Progress,
+    SendLog,
+    SendReport,
+    classify,
+    run_send,
+)
+from newsletter.delivery.workers import run_send_workers
+from newsletter.errors import DeliveryError
+from newsletter.mail import dkim
+from newsletter.mail.message import BodyEncoder, IssueMessage, Reader, message_id
+from newsletter.mail.oneoff import OneOffSender, OutgoingMail, recipient_for
+from newsletter.mail.transport import TransportFailure, open_transport
+from newsletter.store.sqlite import open_store
+
+__all__ = [
+    "BodyEncoder",
+    "Issue",
+    "Outcome",
+    "Progress",
+    "SendLog",
+    "SendReport",
+    "classify",
+    "prepare",
+    "run_send",
+    "send_issue",
+    "send_lock",
+    "send_test",
+]
+
+
+@contextlib.contextmanager
+def send_lock(config: Config, slug: str) -> Iterator[None]:
+    """One `send` per issue at a time; a second one is told who holds the lock."""
+    path = config.subscribers_dir / f".send-{slug}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise DeliveryError(
+                f"another `newsletter send {slug}` is running ({holder}); wait for it to finish",
+                path=path,
+            ) from None
+        handle.truncate(0)
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        yield
+
+
+TEST_PREFIX = "[TEST] "
+
+
+def prepare(
+    config: Config, issue: Issue, issues: list[Issue], *, test: bool = False
+) -> tuple[RenderedIssue, IssueMessage]:
+    """Render once and build the skeleton; refuse a draft and an issue `check` rejects.
+
+    `test`: a proof copy, so a draft is fine and the subject starts with "[TEST] "."""
+    if issue.status != "ready" and not test:
+        raise DeliveryError(
+            "is a draft; set `status: ready` in its front-matter to send it",
+            path=issue.path,
+            field="status",
+        )
+    dkim.check(config)  # a missing key is one error now, not a paused send at message one
+    rendered = render_issue(config, issue, issues)
+    errors = [p for p in check_rendered(config, rendered) if p.severity == "error"]
+    if errors:
+        raise DeliveryError(
+            f"`newsletter check` finds {len(errors)} error(s), the first: {errors[0]}",
+            path=issue.path,
+        )
+    subject = TEST_PREFIX + rendered.subject if test else rendered.subject
+    skeleton = IssueMessage(config, slug=issue.slug, subject=subject, date=datetime.now(config.tz))
+    return rendered, skeleton
+
+
+def send_issue(
+    config: Config,
+    issue: Issue,
+    issues: list[Issue],
+    *,
+    resend_unknown: bool = False,
+    on_progress: Callable[[Progress], None] = lambda progress: None,
+    on_start: Callable[[], None] = lambda: None,
+) -> SendReport:
+    """Start or resume the send of one issue to every active subscriber (the `send` command
+    and the scheduler call this). Raises DeliveryError when another send of it is running.
+    `on_start` runs once the issue is accepted (not a draft, checks clean, transport usable)."""
+    rendered, skeleton = prepare(config, issue, issues)
+    smtp = config.delivery.transport == "smtp"
+    open_transport(config, slug=issue.slug)  # a missing password fails here, not per thread
+    # Readers see this number from now on, and those of the earlier issues the email lists:
+    # fix them all, so no later issue (backdated, a draft made ready) renumbers them.
+    shown = {i.slug: i.number for i in issues if i.number and i.is_ready and i.date <= issue.date}
+    if issue.number is not None:
+        shown[issue.slug] = issue.number
+    with open_store(config) as store:
+        store.fix_numbers(shown, how="sent")
+    on_start()
+    connections = config.delivery.smtp.connections if smtp else 1
+    max_per_second = config.delivery.smtp.max_per_second if smtp else 0.0
+    with send_lock(config, issue.slug):
+        if connections > 1:  # worker processes: each opens its own store after the fork
+            return run_send_workers(
+                config,
+                lambda: open_store(config),
+                rendered,
+                skeleton,
+                connect=lambda: open_transport(config, slug=issue.slug),
+                connections=connections,
+                max_per_second=max_per_second,
+                resend_unknown=resend_unknown,
+                on_progress=on_progress,
+            )
+        with open_store(config) as store:
+            return run_send(
+                config,
+                store,
+                rendered,
+                skeleton,
+                connect=lambda: open_transport(config, slug=issue.slug),
+                max_per_second=max_per_second,
+                resend_unknown=resend_unknown,
+                on_progress=on_progress,
+            )
+
+
+def send_test(
+    config: Config, issue: Issue, issues: list[Issue], readers: Sequence[Reader]
+) -> list[tuple[str, str]]:
+    """One "[TEST] " copy to each reader, outside the send log (never counted as sent):
+    a proof to the editor, drafts included. Returns (address, the server's reply) pairs."""
+    rendered, skeleton = prepare(config, issue, issues, test=True)
+    replies: list[tuple[str, str]] = []
+    with OneOffSender(config, slug=issue.slug) as mailer:
+        for reader in readers:
+            body = rendered.personalise(reader)
+            msgid = message_id(config, issue.slug, f"test-{secrets.token_hex(6)}")
+            # Issue messages are DKIM-signed as they are rendered, test copies included.
+            data = skeleton.render(reader, html=body.html, text=body.text, msgid=msgid)
+            to = recipient_for(config, reader.email)
+            try:
+                reply = mailer.send(OutgoingMail(skeleton.sender, to, msgid, data))
+            except TransportFailure as exc:
+                raise DeliveryError(f"the test message to {to} failed: {exc}") from None
+            replies.append((reader.email, reply))
+    return replies

@@ -1,0 +1,1 @@
+"""Replies, bounces, complaints and auto-replies back into the store."""

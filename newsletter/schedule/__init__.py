@@ -1,0 +1,1 @@
+"""The publication's calendar at work: what is due now, the scheduler loop, notices."""

@@ -1,0 +1,1 @@
+"""The subscriber store: the database, its migrations, addresses and CSV files."""

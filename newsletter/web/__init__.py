@@ -1,0 +1,1 @@
+"""HTTP: the public endpoints (one-click unsubscribe, sign-up) and the editor's preview."""
