@@ -109,8 +109,16 @@ class Processor:
             "reason": result.reason,
             "text": result.own_text[:4000] if result.kind in ("feedback", "unsubscribe") else "",
         }
+        # The issue it answers, when it quotes our Message-ID: `newsletter report` counts
+        # feedback, unsubscribes and complaints per issue from this.
+        slug = _issue_slug(message, reader.token) if reader else None
         self.store.record_event(
-            reader, "inbox", json.dumps(detail, ensure_ascii=False), key=key, source="inbox"
+            reader,
+            "inbox",
+            json.dumps(detail, ensure_ascii=False),
+            key=key,
+            source="inbox",
+            issue_slug=slug,
         )
         who = reader.email if reader else (result.recipient or "nobody")
         # An unknown reader asking for something is worth a look; the rest is routine.

@@ -39,7 +39,7 @@ from newsletter.subscribers import (
 )
 
 DB_NAME = "subscribers.db"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 DeliveryState = Literal["pending", "in_flight", "sent", "deferred", "failed", "unknown", "skipped"]
 DELIVERY_STATES: tuple[DeliveryState, ...] = (
     "pending",
@@ -150,7 +150,14 @@ CREATE TABLE issue_numbers (
     fixed_at TEXT NOT NULL
 );
 """
-MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
+# -- issue 19 (report) -----------------------------------------------------------------
+# `newsletter report` counts events per kind, source and month, and fetches the few kinds it
+# attributes to issues, without reading the table: a covering index over (kind, source, at).
+_SCHEMA_V4 = """
+CREATE INDEX events_kind_source_at ON events (kind, source, at);
+"""
+# -- end issue 19 ----------------------------------------------------------------------
+MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4}
 
 _SUBSCRIBER_COLUMNS = (
     "id, email, first_name, status, token, created_at, updated_at, email_key,"
@@ -1284,6 +1291,96 @@ class SQLiteStore:
                 "UPDATE sends SET finished_at = ? WHERE id = ? AND finished_at IS NULL",
                 (_now(), send_id),
             )
+
+    # -- issue 19: read-only queries for `newsletter report` ------------------------------
+    # Each is one indexed read; the report (newsletter/report.py) does the arithmetic.
+
+    def report_sends(self) -> list[tuple[int, str, int, str, str | None, int | None]]:
+        """(id, slug, total, started_at, finished_at, fixed number) of every send, in order."""
+        return self._rows(
+            "SELECT s.id, s.issue_slug, s.total, s.started_at, s.finished_at, n.number"
+            " FROM sends s LEFT JOIN issue_numbers n ON n.issue_slug = s.issue_slug"
+            " ORDER BY s.started_at, s.id"
+        )
+
+    def report_delivery_counts(self) -> list[tuple[int, str, int]]:
+        """(send id, state, count) over every send: one pass over `deliveries_due`."""
+        return self._rows(
+            "SELECT send_id, state, count(*) FROM deliveries GROUP BY send_id, state"
+        )
+
+    def report_monthly(self, kinds: Sequence[str]) -> list[tuple[str, str | None, str, int]]:
+        """(kind, source, UTC month YYYY-MM, count) of events of these kinds (index only)."""
+        marks = ",".join("?" * len(kinds))
+        return self._rows(
+            "SELECT kind, source, substr(at, 1, 7), count(*) FROM events"
+            f" WHERE kind IN ({marks}) GROUP BY kind, source, substr(at, 1, 7)",
+            tuple(kinds),
+        )
+
+    def report_events(
+        self, kinds: Sequence[str]
+    ) -> list[tuple[int, str, str, str | None, int | None, str | None, str | None]]:
+        """(id, at, kind, source, subscriber id, issue slug, detail) of events of these kinds,
+        oldest first. For `inbox` events the detail is only the message's kind (JSON)."""
+        marks = ",".join("?" * len(kinds))
+        return self._rows(
+            "SELECT id, at, kind, source, subscriber_id, issue_slug,"
+            " CASE kind WHEN 'inbox' THEN json_extract(detail, '$.kind') ELSE detail END"
+            f" FROM events WHERE kind IN ({marks}) ORDER BY id",
+            tuple(kinds),
+        )
+
+    def report_feedback(self) -> list[tuple[int, str, int | None, str | None, str]]:
+        """(id, at, subscriber id, issue slug, JSON detail) of every feedback reply kept."""
+        return self._rows(
+            "SELECT id, at, subscriber_id, issue_slug, detail FROM events"
+            " WHERE kind = 'inbox' AND json_extract(detail, '$.kind') = 'feedback' ORDER BY id"
+        )
+
+    def report_delivery_states(
+        self, send_id: int, subscriber_ids: Sequence[int]
+    ) -> dict[int, str]:
+        """Reader id -> delivery state in one send, for these readers (unique index probes)."""
+        found: dict[int, str] = {}
+        ids = list(subscriber_ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            found.update(
+                self._rows(
+                    "SELECT subscriber_id, state FROM deliveries WHERE send_id = ?"
+                    f" AND subscriber_id IN ({','.join('?' * len(chunk))})",
+                    (send_id, *chunk),
+                )
+            )
+        return found
+
+    def report_last_attempted(self, subscriber_id: int, before: str) -> int | None:
+        """The id of the last send begun at or before `before` that tried to reach the reader."""
+        found: int | None = self._one(
+            "SELECT d.send_id FROM deliveries d JOIN sends s ON s.id = d.send_id"
+            " WHERE d.subscriber_id = ? AND s.started_at <= ?"
+            " AND d.state IN ('sent', 'deferred', 'failed', 'unknown')"
+            " ORDER BY s.started_at DESC, s.id DESC LIMIT 1",
+            (subscriber_id, before),
+        )
+        return found
+
+    def report_emails(self, subscriber_ids: Iterable[int]) -> dict[int, str]:
+        """Reader id -> address, for `report --detail` only."""
+        found: dict[int, str] = {}
+        ids = list(set(subscriber_ids))
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            found.update(
+                self._rows(
+                    f"SELECT id, email FROM subscribers WHERE id IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                )
+            )
+        return found
+
+    # -- end issue 19 ---------------------------------------------------------------------
 
 
 # Errors a user can cause or fix (disk full, read-only file, locked): a message, not a traceback.
