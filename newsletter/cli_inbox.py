@@ -8,9 +8,10 @@ from pathlib import Path
 
 import click
 
+from newsletter.cli_feedback import list_feedback
 from newsletter.config import Config
 from newsletter.context import AppContext, pass_app
-from newsletter.inbox import Processor, SendConfirmation, Summary, feedback_entries
+from newsletter.inbox import Processor, SendConfirmation, Summary
 from newsletter.mailboxes import Inbox, MaildirInbox, MboxInbox, StreamInbox, open_imap
 from newsletter.store import open_store
 from newsletter.transport import Transport, TransportFailure, open_transport
@@ -21,7 +22,10 @@ from newsletter.transport import Transport, TransportFailure, open_transport
 @click.option("--mbox", type=click.Path(path_type=Path), help="Read an mbox file.")
 @click.option("--maildir", type=click.Path(path_type=Path), help="Read a Maildir folder.")
 @click.option("--imap", is_flag=True, help="Read the IMAP folder set in newsletter.yaml.")
-@click.option("--feedback", is_flag=True, help="List the readers' feedback kept so far.")
+@click.option(
+    "--feedback", is_flag=True, help="List the readers' feedback by issue, newest first."
+)
+@click.option("--json", "as_json", is_flag=True, help="With --feedback: print it as JSON.")
 @click.option("--no-confirm", is_flag=True, help="Send no unsubscribe confirmations.")
 @click.option("-v", "--verbose", is_flag=True, help="One line per message.")
 @pass_app
@@ -32,6 +36,7 @@ def inbox(
     maildir: Path | None,
     imap: bool,
     feedback: bool,
+    as_json: bool,
     no_confirm: bool,
     verbose: bool,
 ) -> None:
@@ -48,11 +53,14 @@ def inbox(
         newsletter inbox --mbox replies.mbox -v
         newsletter inbox - < message.eml
         newsletter inbox --feedback
+        newsletter inbox --feedback --json > feedback.json
     """
     config = app.config
     if feedback:
-        _list_feedback(config)
+        list_feedback(app, as_json=as_json)
         return
+    if as_json:
+        raise click.UsageError("--json goes with --feedback")
     chosen = [s for s in (source, mbox, maildir, imap or None) if s]
     if len(chosen) != 1:
         raise click.UsageError("choose one source: --mbox FILE, --maildir DIR, --imap or -")
@@ -104,19 +112,3 @@ def _print_summary(summary: Summary, verbose: bool) -> None:
     actions = ", ".join(f"{a} {n}" for a, n in sorted(summary.actions.items())) or "none"
     click.echo(f"{total} message(s): {kinds}")
     click.echo(f"changes: {actions}")
-
-
-def _list_feedback(config: Config) -> None:
-    with open_store(config) as store:
-        details = [detail for _, detail in store.events_of_kind("inbox") if detail]
-    entries = feedback_entries(details)
-    if not entries:
-        click.echo("no feedback yet")
-        return
-    for entry in entries:
-        click.echo(f"From:    {entry.get('from', '')}")
-        click.echo(f"Date:    {entry.get('date', '')}")
-        click.echo(f"Subject: {entry.get('subject', '')}")
-        text = entry.get("text", "").strip() or "(no text of their own)"
-        click.echo("\n".join("  " + line for line in text.splitlines()))
-        click.echo("")

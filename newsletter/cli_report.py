@@ -63,7 +63,10 @@ def report(
         click.echo(NOTHING_YET)
         return
     if issue_ref is not None:
-        slug = publication.find(config, issue_ref).slug
+        # A sent issue is in the send log even when its file was renamed or removed since.
+        slug = Path(issue_ref).stem if issue_ref.endswith(".md") else issue_ref
+        if slug not in {i.slug for i in figures.issues}:
+            slug = publication.find(config, issue_ref).slug
         figures = only_issue(figures, slug)
         if figures.empty:
             click.echo(f"{slug}: not sent yet, nothing to report")
