@@ -95,15 +95,27 @@ def render_html(config: Config, report: Report) -> str:
 
 
 def _label(issue: IssueFigures) -> str:
-    return f"#{issue.number}" if issue.number is not None else issue.started_at.strftime("%b %y")
+    return f"#{issue.number}" if issue.number is not None else issue.started_at.strftime("%Y-%m")
+
+
+def _ticks(top: int) -> list[int]:
+    """Whole-number axis labels, about five: pygal's own scale puts 0.1 steps under a 1."""
+    step = max(1, -(-top // 5))
+    magnitude = 10 ** (len(str(step)) - 1)
+    step = -(-step // magnitude) * magnitude  # 1, 2, ... 10, 20, ... 100, 200 ...
+    return list(range(0, top + step, step))
 
 
 def _percent(value: float | None) -> str:
     return "–" if value is None else f"{value * 100:.2f} %"
 
 
-def _chart(kind: type[pygal.graph.graph.Graph], title: str, labels: list[str]) -> pygal.Graph:
+def _chart(
+    kind: type[pygal.graph.graph.Graph], title: str, labels: list[str], top: int
+) -> pygal.Graph:
     chart = kind(
+        y_labels=_ticks(top),
+        value_formatter=lambda value: f"{value:,.0f}",
         js=[],  # pygal links a tooltip script by default: no script, no request
         style=_STYLE,
         disable_xml_declaration=True,
@@ -131,7 +143,8 @@ def _svg(chart: pygal.Graph) -> str:
 
 def _list_chart(report: Report) -> str:
     labels = [p.at.strftime("%Y-%m-%d") for p in report.list_size]
-    chart = _chart(pygal.Line, "Active readers at each send", labels)
+    top = max((p.active for p in report.list_size), default=0)
+    chart = _chart(pygal.Line, "Active readers at each send", labels, top)
     chart.add("readers", [p.active for p in report.list_size])
     chart.show_legend = False
     return _svg(chart)
@@ -139,7 +152,8 @@ def _list_chart(report: Report) -> str:
 
 def _outcomes_chart(report: Report) -> str:
     issues = report.issues
-    chart = _chart(pygal.StackedBar, "Deliveries per issue", [_label(i) for i in issues])
+    top = max((i.targeted for i in issues), default=0)
+    chart = _chart(pygal.StackedBar, "Deliveries per issue", [_label(i) for i in issues], top)
     for name in ("sent", "deferred", "failed", "unknown", "skipped"):
         chart.add(name, [getattr(i, name) or None for i in issues])
     return _svg(chart)
@@ -147,7 +161,9 @@ def _outcomes_chart(report: Report) -> str:
 
 def _sources_chart(report: Report) -> str:
     issues = report.issues
-    chart = _chart(pygal.StackedBar, "Unsubscribes by source", [_label(i) for i in issues])
+    top = max((i.unsubscribes.total for i in issues), default=0)
+    labels = [_label(i) for i in issues]
+    chart = _chart(pygal.StackedBar, "Unsubscribes by source", labels, top)
     for source in SOURCES:
         values = [getattr(i.unsubscribes, source) or None for i in issues]
         if any(values) or source != "other":
@@ -204,7 +220,8 @@ out at the time.</p>
 <th>Duration</th><th>Rate</th></tr></thead>
 <tbody>
 {% for i in report.issues %}
-<tr><td>{{ label(i) }} {{ i.title or i.slug }}</td><td>{{ i.started_at.strftime("%Y-%m-%d") }}</td>
+<tr><td>{% if i.number is not none %}#{{ i.number }} {% endif %}{{ i.title or i.slug }}</td>
+<td>{{ i.started_at.strftime("%Y-%m-%d") }}</td>
 <td>{{ i.targeted }}</td><td>{{ i.sent }}</td><td>{{ i.deferred }}</td><td>{{ i.failed }}</td>
 <td>{{ i.unknown }}</td><td>{{ i.hard_bounces }}</td><td>{{ i.soft_bounces }}</td>
 <td>{{ i.complaints }}</td>
