@@ -1,7 +1,7 @@
 """The readers' feedback replies, grouped by the issue they answer, newest first.
 
 The inbox keeps each reply's own words only (newsletter.replytext cut the quote and the
-signature when it classified the message); the issue comes from newsletter.attribution, the
+signature when it classified the message); the issue comes from the store, the
 same rule the report counts by.
 """
 
@@ -13,15 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from newsletter.attribution import AttributionStore, Attributor, Event, SendPoint
 
-
-class FeedbackStore(AttributionStore, Protocol):
+class FeedbackStore(Protocol):
     def report_sends(self) -> list[tuple[int, str, int, str, str | None, int | None]]: ...
-    def report_feedback(self) -> list[tuple[int, str, int | None, str | None, str]]: ...
-    def report_events(
-        self, kinds: list[str]
-    ) -> list[tuple[int, str, str, str | None, int | None, str | None, str | None]]: ...
+    def report_feedback(self) -> list[tuple[int, str, int | None, str]]: ...
 
 
 @dataclass(frozen=True)
@@ -45,26 +40,18 @@ def feedback_by_issue(
 ) -> tuple[FeedbackGroup, ...]:
     """Every feedback reply kept, grouped by issue; the newest issue first."""
     titles = titles or {}
-    sends = store.report_sends()
-    points = [SendPoint(sid, slug, started) for sid, slug, _, started, _, _ in sends]
-    inbox = [Event(*row) for row in store.report_events(["inbox"])]
-    replies = store.report_feedback()
-    events = [
-        Event(eid, at, "inbox", "inbox", reader, slug, None) for eid, at, reader, slug, _ in replies
-    ]
-    owner = Attributor(store, points, inbox).attribute(events)
+    sends = {row[0]: row for row in store.report_sends()}  # in order, oldest first
+    order = {send_id: index for index, send_id in enumerate(sends)}
     grouped: dict[int | None, list[FeedbackEntry]] = {}
-    for eid, at, _, _, detail in replies:
-        grouped.setdefault(owner[eid], []).append(_entry(at, detail))
-    order = {sid: index for index, (sid, *_) in enumerate(sends)}
+    for _, at, owner, detail in store.report_feedback():
+        grouped.setdefault(owner, []).append(_entry(at, detail))
     groups = []
-    for send_id in sorted(grouped, key=lambda s: -1 if s is None else order[s], reverse=True):
-        row = next((r for r in sends if r[0] == send_id), None)
+    for owner in sorted(grouped, key=lambda s: -1 if s is None else order[s], reverse=True):
+        row = sends.get(owner) if owner is not None else None
         slug = row[1] if row else None
-        entries = sorted(grouped[send_id], key=lambda e: e.at, reverse=True)
-        groups.append(
-            FeedbackGroup(slug, row[5] if row else None, titles.get(slug or ""), tuple(entries))
-        )
+        entries = sorted(grouped[owner], key=lambda e: e.at, reverse=True)
+        number = row[5] if row else None
+        groups.append(FeedbackGroup(slug, number, titles.get(slug or ""), tuple(entries)))
     return tuple(groups)
 
 

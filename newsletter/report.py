@@ -4,7 +4,9 @@ No opens and no clicks, by design: nothing we send carries a pixel or a rewritte
 the store knows honestly is the send log (who was targeted, what each server answered) and
 the events table (sign-ups, imports, unsubscribes with their source, bounces, complaints,
 feedback replies). Every figure here is a count from indexed queries (store.py, `report_*`);
-events are given to issues by newsletter.attribution. Addresses only with `detail=True`.
+each change is given to an issue by the rule beside `_ATTRIBUTED` in store.py (the Message-ID
+it quotes, else the last issue the reader was sent, else the issue out at the time).
+Addresses only with `detail=True`.
 
 What is not counted: imported statuses (a CSV marking someone unsubscribed is no reaction to
 an issue), web-link unsubscribes undone on the spot, and the history of forgotten readers
@@ -20,26 +22,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from newsletter.attribution import AttributionStore, Attributor, Event, SendPoint
-
 SOURCES = ("reply", "mailto", "link", "admin", "other")
 # The store's event sources -> the report's names (`command` is `subscribers remove`).
 _SOURCE_NAMES = {"reply": "reply", "mailto": "mailto", "link": "link", "command": "admin"}
-_STREAK = "soft bounces on "  # store.record_bounce's detail when soft bounces add up
-_EVENT_KINDS = ("unsubscribed", "bounced", "soft_bounce", "complained", "resubscribed", "inbox")
 _MONTH_COLUMNS = ("signups", "imports", "unsubscribes", "bounces", "complaints")
 _MONTH_COLUMN_OF = {"unsubscribed": "unsubscribes", "bounced": "bounces", "complaint": "complaints"}
 
 
-class ReportStore(AttributionStore, Protocol):
+class ReportStore(Protocol):
     def report_sends(self) -> list[tuple[int, str, int, str, str | None, int | None]]: ...
-    def report_delivery_counts(self) -> list[tuple[int, str, int]]: ...
-    def report_monthly(self, kinds: list[str]) -> list[tuple[str, str | None, str, int]]: ...
-    def report_events(
-        self, kinds: list[str]
-    ) -> list[tuple[int, str, str, str | None, int | None, str | None, str | None]]: ...
+    def report_delivery_counts(self) -> dict[int, dict[str, int]]: ...
+    def report_joins(self) -> list[tuple[str, str | None, str, int]]: ...
+    def report_reactions(self) -> list[tuple[int | None, str, str, str | None, int, int]]: ...
+    def report_reaction_readers(
+        self,
+    ) -> list[tuple[int | None, str, str, str | None, int, int | None]]: ...
     def report_emails(self, subscriber_ids: list[int]) -> dict[int, str]: ...
-    def counts(self) -> dict[str, int]: ...
+    def report_active(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -123,38 +122,15 @@ def _time(stamp: str) -> dt.datetime:
     return dt.datetime.fromisoformat(stamp)
 
 
-def _label(event: Event) -> str | None:
-    """What an event counts as, or None when it is not a reaction to an issue."""
-    source = event.source or ""
-    if event.kind == "inbox":
-        return "feedback" if event.detail == "feedback" else None
-    if source.startswith("import "):
-        return None
-    if event.kind == "unsubscribed":
-        return "unsubscribed:" + _SOURCE_NAMES.get(source, "other")
-    if event.kind == "bounced":
-        return "bounced:soft" if (event.detail or "").startswith(_STREAK) else "bounced:hard"
-    if event.kind == "soft_bounce":
-        return "soft bounce"
-    if event.kind == "complained":
-        return "complaint"
-    return None
-
-
-def _undone(events: list[Event]) -> set[int]:
-    """Link unsubscribes undone on the page (the store's undo_unsubscribe): not departures."""
-    last: dict[int, Event] = {}
-    undone: set[int] = set()
-    for event in events:
-        if event.reader is None:
-            continue
-        if event.kind == "unsubscribed":
-            last[event.reader] = event
-        elif event.kind == "resubscribed" and event.source == "link":
-            before = last.pop(event.reader, None)
-            if before is not None and before.source == "link":
-                undone.add(before.id)
-    return undone
+def _label(kind: str, source: str | None, streak: int) -> str:
+    """What a counted change is: "unsubscribed:reply", "bounced:hard", "feedback"..."""
+    if kind == "inbox":
+        return "feedback"
+    if kind == "unsubscribed":
+        return "unsubscribed:" + _SOURCE_NAMES.get(source or "", "other")
+    if kind == "bounced":
+        return "bounced:soft" if streak else "bounced:hard"
+    return {"soft_bounce": "soft bounce", "complained": "complaint"}.get(kind, kind)
 
 
 def build_report(
@@ -167,45 +143,46 @@ def build_report(
     """Every figure, from a handful of indexed reads. `titles`: slug -> title, for display."""
     titles = titles or {}
     sends = store.report_sends()
-    points = [SendPoint(sid, slug, started) for sid, slug, _, started, _, _ in sends]
-    rows = store.report_events(list(_EVENT_KINDS))
-    events = [Event(*row) for row in rows]
-    inbox = [e for e in events if e.kind == "inbox"]
-    undone = _undone(events)
-    counted = [
-        (event, label)
-        for event in events
-        if event.id not in undone and (label := _label(event)) is not None
-    ]
-    owner = Attributor(store, points, inbox).attribute(e for e, _ in counted)
     per_send: dict[int | None, Counter[str]] = {}
-    for event, label in counted:
-        per_send.setdefault(owner[event.id], Counter())[label] += 1
-    states: dict[int, Counter[str]] = {}
-    for send_id, state, count in store.report_delivery_counts():
-        states.setdefault(send_id, Counter())[state] = count
+    per_month: dict[str, Counter[str]] = {}
+    details: tuple[Detail, ...] = ()
+    if detail:  # one row per change: the same figures, and who
+        rows = store.report_reaction_readers()
+        tally = [
+            (owner, month, _label(kind, source, streak), 1)
+            for owner, month, kind, source, streak, _ in rows
+        ]
+        emails = store.report_emails([row[5] for row in rows if row[5] is not None])
+        slug_of = {row[0]: row[1] for row in sends}
+        details = tuple(
+            Detail(
+                slug_of.get(owner) if owner is not None else None,
+                _describe(_label(kind, source, streak)),
+                emails.get(reader, "(forgotten)") if reader else "(unknown sender)",
+            )
+            for owner, _, kind, source, streak, reader in rows
+        )
+    else:
+        tally = [
+            (owner, month, _label(kind, source, streak), count)
+            for owner, month, kind, source, streak, count in store.report_reactions()
+        ]
+    for owner, month, label, count in tally:
+        per_send.setdefault(owner, Counter())[label] += count
+        column = _MONTH_COLUMN_OF.get(label.partition(":")[0])
+        if column is not None:
+            per_month.setdefault(month, Counter())[column] += count
+    states = store.report_delivery_counts()
     issues = tuple(
-        _issue(row, states.get(row[0], Counter()), per_send.get(row[0], Counter()), titles)
+        _issue(row, Counter(states.get(row[0], {})), per_send.get(row[0], Counter()), titles)
         for row in sends
     )
     ranked = sorted((i for i in issues if i.feedback), key=lambda i: (-i.feedback, i.started_at))
-    slug_of: dict[int | None, str] = {p.id: p.slug for p in points}
-    details: tuple[Detail, ...] = ()
-    if detail:
-        emails = store.report_emails([e.reader for e, _ in counted if e.reader is not None])
-        details = tuple(
-            Detail(
-                slug_of.get(owner[e.id]),
-                _describe(label),
-                emails.get(e.reader, "(forgotten)") if e.reader else "(unknown sender)",
-            )
-            for e, label in counted
-        )
     return Report(
         as_of=as_of,
-        active_now=store.counts()["active"],
+        active_now=store.report_active(),
         issues=issues,
-        months=_months(store, counted, as_of),
+        months=_months(store, per_month, as_of),
         list_size=tuple(ListPoint(slug, _time(at), total) for _, slug, total, at, _, _ in sends),
         most_feedback=tuple((i.slug, i.feedback) for i in ranked[:5]),
         before_first_issue=sum(per_send.get(None, Counter()).values()),
@@ -259,19 +236,14 @@ def _issue(
 
 
 def _months(
-    store: ReportStore, counted: list[tuple[Event, str]], as_of: dt.datetime
+    store: ReportStore, tally: dict[str, Counter[str]], as_of: dt.datetime
 ) -> tuple[Month, ...]:
     """Per UTC month, from the first recorded change to `as_of`; quiet months are zeros."""
-    tally: dict[str, Counter[str]] = {}
-    for kind, source, stamp, count in store.report_monthly(["subscribed", "resubscribed"]):
+    for kind, source, stamp, count in store.report_joins():
         if kind == "resubscribed" and source == "link":
             continue  # an undo on the unsubscribe page, not a new reader
         column = "imports" if (source or "").startswith("import ") else "signups"
         tally.setdefault(stamp, Counter())[column] += count
-    for event, label in counted:
-        name = _MONTH_COLUMN_OF.get(label.partition(":")[0])
-        if name is not None:
-            tally.setdefault(event.at[:7], Counter())[name] += 1
     if not tally:
         return ()
     last = max(max(tally), as_of.astimezone(dt.UTC).strftime("%Y-%m"))
