@@ -141,7 +141,6 @@ def build(root: Path, readers: int, issues: int) -> None:
     )
     db.execute("CREATE INDEX deliveries_subscriber ON deliveries (subscriber_id)")
     db.execute("COMMIT")
-    db.execute("ANALYZE")
     db.close()
 
 

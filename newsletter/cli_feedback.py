@@ -28,10 +28,11 @@ def list_feedback(app: AppContext, *, as_json: bool) -> None:
         return
     for group in groups:
         number = f"#{group.number} " if group.number is not None else ""
-        name = f"{number}{group.title or group.slug}" if group.slug else "before the first issue"
+        title = f"{group.title} ({group.slug})" if group.title else group.slug
+        name = f"{number}{title}" if group.slug else "before the first issue"
         count = len(group.entries)
         replies = f"{count} repl{'y' if count == 1 else 'ies'}"
-        click.echo(f"== {name} ({group.slug or '-'}): {replies}")
+        click.echo(f"== {name}: {replies}")
         for entry in group.entries:
             click.echo(f"{entry.at:%Y-%m-%d %H:%M} UTC  {entry.sender}")
             text = entry.text or "(no words of their own)"

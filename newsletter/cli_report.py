@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -11,7 +12,14 @@ from rich.table import Table
 
 from newsletter.context import AppContext, pass_app
 from newsletter.publication import load_publication
-from newsletter.report import SOURCES, Report, as_json, build_report, only_issue
+from newsletter.report import (
+    SOURCES,
+    IssueFigures,
+    Report,
+    as_json,
+    build_report,
+    only_issue,
+)
 from newsletter.report_html import check_out_dir, write_html
 from newsletter.store import DB_NAME, open_store
 
@@ -80,29 +88,53 @@ def report(
         _print(figures, whole=issue_ref is None)
 
 
+def _rate(rate: float | None) -> str:
+    if rate is None:
+        return "–"
+    return f"{rate:,.0f}/s" if rate >= 10 else f"{rate:.2f}/s"
+
+
+def _key(issue: IssueFigures) -> str:
+    return f"#{issue.number}" if issue.number is not None else f"{issue.started_at:%Y-%m}"
+
+
 def _print(figures: Report, *, whole: bool) -> None:
-    console = Console(highlight=False, soft_wrap=False)
-    issues = Table(title="Per issue", title_justify="left")
-    for name in ("issue", "date", "targeted", "sent", "deferred", "failed", "unknown"):
-        issues.add_column(name, justify="left" if name in ("issue", "date") else "right")
-    for name in ("hard b.", "soft b.", "compl.", *(f"uns. {s}" for s in SOURCES)):
-        issues.add_column(name, justify="right")
-    for name in ("churn", "feedback", "time", "rate"):
-        issues.add_column(name, justify="right")
+    # Two narrow tables rather than one of 19 columns: each fits an 80-column terminal.
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 110)
+    sends = Table(title="Per issue: the send", title_justify="left")
+    sends.add_column("issue", no_wrap=True)
+    sends.add_column("date", no_wrap=True)
+    sends.add_column("slug", no_wrap=True, overflow="ellipsis", max_width=24)
+    for name in ("targeted", "sent", "deferred", "failed", "unknown", "time", "rate"):
+        sends.add_column(name, justify="right")
+    readers = Table(title="Per issue: what readers did", title_justify="left")
+    readers.add_column("issue", no_wrap=True)
+    for name in ("hard b.", "soft b.", "compl.", *(f"unsub {s}" for s in SOURCES[:3])):
+        readers.add_column(name, justify="right")
+    for name in ("unsub admin",):
+        readers.add_column(name, justify="right")
+    for name in ("churn", "feedback"):
+        readers.add_column(name, justify="right")
     for i in figures.issues:
         u = i.unsubscribes
-        issues.add_row(
-            f"#{i.number} {i.slug}" if i.number is not None else i.slug,
+        sends.add_row(
+            _key(i),
             f"{i.started_at:%Y-%m-%d}",
-            *(str(n) for n in (i.targeted, i.sent, i.deferred, i.failed, i.unknown)),
-            *(str(n) for n in (i.hard_bounces, i.soft_bounces, i.complaints)),
-            *(str(getattr(u, s)) for s in SOURCES),
-            "–" if i.churn is None else f"{i.churn:.2%}",
-            str(i.feedback),
+            i.slug,
+            *(f"{n:,}" for n in (i.targeted, i.sent, i.deferred, i.failed, i.unknown)),
             "–" if i.duration_seconds is None else f"{i.duration_seconds:,.0f} s",
-            "–" if i.rate_per_second is None else f"{i.rate_per_second:,.1f}/s",
+            _rate(i.rate_per_second),
         )
-    console.print(issues)
+        readers.add_row(
+            _key(i),
+            *(f"{n:,}" for n in (i.hard_bounces, i.soft_bounces, i.complaints)),
+            *(f"{getattr(u, s):,}" for s in SOURCES[:3]),
+            f"{u.admin + u.other:,}",  # (`other`: sources a later version may add)
+            "–" if i.churn is None else f"{i.churn:.2%}",
+            f"{i.feedback:,}",
+        )
+    console.print(sends)
+    console.print(readers)
     if whole:
         months = Table(title="Per month (UTC)", title_justify="left")
         for name in ("month", "sign-ups", "imported", "unsubscribes", "bounced", "complaints"):
