@@ -34,7 +34,9 @@ def list_feedback(app: AppContext, *, as_json: bool) -> None:
         replies = f"{count} repl{'y' if count == 1 else 'ies'}"
         click.echo(f"== {name}: {replies}")
         for entry in group.entries:
-            click.echo(f"{entry.at:%Y-%m-%d %H:%M} UTC  {entry.sender}")
+            click.echo(f"From:    {entry.sender}")
+            click.echo(f"Date:    {entry.date or f'{entry.at:%Y-%m-%d %H:%M} UTC'}")
+            click.echo(f"Subject: {entry.subject}")
             text = entry.text or "(no words of their own)"
             click.echo("\n".join("  " + line for line in text.splitlines()))
-        click.echo("")
+            click.echo("")

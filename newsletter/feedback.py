@@ -23,6 +23,7 @@ class FeedbackStore(Protocol):
 class FeedbackEntry:
     at: dt.datetime  # when the inbox processed it
     sender: str  # the From header, as the reader wrote it
+    date: str  # the message's Date header, as sent
     subject: str
     text: str  # the reader's own words (may be empty)
 
@@ -65,6 +66,7 @@ def _entry(at: str, detail: str) -> FeedbackEntry:
     return FeedbackEntry(
         at=dt.datetime.fromisoformat(at),
         sender=str(data.get("from", "")),
+        date=str(data.get("date", "")),
         subject=str(data.get("subject", "")),
         text=str(data.get("text", "")).strip(),
     )
@@ -80,6 +82,7 @@ def as_json(groups: tuple[FeedbackGroup, ...]) -> list[dict[str, Any]]:
                 {
                     "at": entry.at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
                     "from": entry.sender,
+                    "date": entry.date,
                     "subject": entry.subject,
                     "text": entry.text,
                 }
