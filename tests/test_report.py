@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -166,9 +167,19 @@ def test_nothing_sent_yet(publication: Path) -> None:
     assert code == 0 and "nothing to report yet" in out
 
 
-def test_unknown_issue_is_one_line_exit_2(year: Path) -> None:
+def test_unknown_issue_is_one_line_exit_2_and_an_unsent_one_says_so(year: Path) -> None:
     code, _, err = run_cli(year, "report", "no-such-issue")
     assert code == 2 and err.startswith("error:") and len(err.strip().splitlines()) == 1
+    unsent = sorted((year / "content").glob("*.md"))[0]
+    code, out, err = run_cli(year, "report", str(unsent))
+    assert (code, err) == (0, "") and f"{unsent.stem}: not sent yet" in out
+
+
+def test_the_migration_adds_the_report_indexes(year: Path) -> None:
+    db = sqlite3.connect(year / "subscribers" / "subscribers.db")
+    names = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    db.close()
+    assert {"events_kind_source_at", "sends_started", "subscribers_status"} <= names
 
 
 def test_feedback_grouped_by_issue_newest_first(year: Path) -> None:
