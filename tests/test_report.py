@@ -98,8 +98,11 @@ def test_over_time_figures_of_a_year(year: Path) -> None:
 
 
 def test_addresses_only_with_detail(year: Path) -> None:
-    assert figures(year).details == ()
-    who = {(d.slug, d.what, d.email) for d in figures(year, detail=True).details}
+    plain, detailed = figures(year), figures(year, detail=True)
+    assert plain.details == ()
+    assert (detailed.issues, detailed.months) == (plain.issues, plain.months)  # same figures
+    who = {(d.slug, d.what, d.email) for d in detailed.details}
+    assert len(detailed.details) == 18  # 7 unsubscribes, 2 bounced, 3 soft, 1 complaint, 5 replies
     assert (slug(1), "unsubscribed (reply)", "r1@example.org") in who
     assert (slug(2), "unsubscribed (mailto)", "r2@example.org") in who
     assert (slug(5), "hard bounce", "w1@example.org") in who
