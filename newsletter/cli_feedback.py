@@ -37,6 +37,6 @@ def list_feedback(app: AppContext, *, as_json: bool) -> None:
             click.echo(f"From:    {entry.sender}")
             click.echo(f"Date:    {entry.date or f'{entry.at:%Y-%m-%d %H:%M} UTC'}")
             click.echo(f"Subject: {entry.subject}")
-            text = entry.text or "(no words of their own)"
+            text = entry.text or "(no text of their own)"
             click.echo("\n".join("  " + line for line in text.splitlines()))
             click.echo("")
