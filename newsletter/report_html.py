@@ -164,6 +164,7 @@ def _sources_chart(report: Report) -> str:
     top = max((i.unsubscribes.total for i in issues), default=0)
     labels = [_label(i) for i in issues]
     chart = _chart(pygal.StackedBar, "Unsubscribes by source", labels, top)
+    chart.no_data_text = "No unsubscribes"
     for source in SOURCES:
         values = [getattr(i.unsubscribes, source) or None for i in issues]
         if any(values) or source != "other":
