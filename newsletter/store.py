@@ -154,10 +154,11 @@ CREATE TABLE issue_numbers (
 # `newsletter report` counts events per kind, source and month, and fetches the few kinds it
 # attributes to issues, without reading the table: a covering index over (kind, source, at).
 # The latest send begun before a moment, and the active readers, are looked up per report.
+# (IF NOT EXISTS: indexes only, so re-applying it over a hand-downgraded file is harmless.)
 _SCHEMA_V4 = """
-CREATE INDEX events_kind_source_at ON events (kind, source, at);
-CREATE INDEX sends_started ON sends (started_at, id);
-CREATE INDEX subscribers_status ON subscribers (status);
+CREATE INDEX IF NOT EXISTS events_kind_source_at ON events (kind, source, at);
+CREATE INDEX IF NOT EXISTS sends_started ON sends (started_at, id);
+CREATE INDEX IF NOT EXISTS subscribers_status ON subscribers (status);
 """
 # -- end issue 19 ----------------------------------------------------------------------
 MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4}
