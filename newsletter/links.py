@@ -20,11 +20,6 @@ def issue_url(config: Config, slug: str) -> str:
     return config.archive_url(f"{slug}/")
 
 
-def tag_url(config: Config, tag: str) -> str:
-    """A tag's archive page; "Customer Service" -> `tags/customer-service/`."""
-    return config.archive_url(f"tags/{slugify(tag)}/")
-
-
 def slugify(text: str, *, max_length: int = 0) -> str:
     """Lowercase ASCII letters, digits and single hyphens: safe in URLs and as a file name.
 

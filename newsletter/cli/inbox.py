@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from newsletter.cli.context import AppContext, pass_app
+from newsletter.cli.feedback import list_feedback
 from newsletter.config import Config
 from newsletter.content.issues import parse_issues
 from newsletter.inbox.mailboxes import Inbox, MaildirInbox, MboxInbox, StreamInbox, open_imap
@@ -17,7 +18,6 @@ from newsletter.inbox.processor import (
     Processor,
     SendConfirmation,
     Summary,
-    feedback_entries,
     review_entries,
 )
 from newsletter.mail.oneoff import OneOffSender, outgoing
@@ -35,7 +35,10 @@ from newsletter.store.sqlite import open_store
     metavar="ADDR",
     help="With -: the envelope recipient the MTA delivered to (Postfix ${original_recipient}).",
 )
-@click.option("--feedback", is_flag=True, help="List the readers' feedback kept so far.")
+@click.option(
+    "--feedback", is_flag=True, help="List the readers' feedback by issue, newest first."
+)
+@click.option("--json", "as_json", is_flag=True, help="With --feedback: print it as JSON.")
 @click.option(
     "--review", is_flag=True, help="List what was kept for review or quarantined, with why."
 )
@@ -51,6 +54,7 @@ def inbox(
     recipient: str | None,
     feedback: bool,
     review: bool,
+    as_json: bool,
     no_confirm: bool,
     verbose: bool,
 ) -> None:
@@ -70,14 +74,17 @@ def inbox(
         newsletter inbox - --recipient news-bounces+TOKEN@example.com < message.eml
         newsletter inbox --feedback
         newsletter inbox --review
+        newsletter inbox --feedback --json > feedback.json
     """
     config = app.config
     if feedback:
-        _list_feedback(config)
+        list_feedback(app, as_json=as_json)
         return
     if review:
         _list_review(config)
         return
+    if as_json:
+        raise click.UsageError("--json goes with --feedback")
     chosen = [s for s in (source, mbox, maildir, imap or None) if s]
     if len(chosen) != 1:
         raise click.UsageError("choose one source: --mbox FILE, --maildir DIR, --imap or -")
@@ -170,18 +177,3 @@ def _list_review(config: Config) -> None:
             click.echo(f"  Why: {entry['reason']}")
         click.echo("")
 
-
-def _list_feedback(config: Config) -> None:
-    with open_store(config) as store:
-        details = [detail for _, detail in store.events_of_kind("inbox") if detail]
-    entries = feedback_entries(details)
-    if not entries:
-        click.echo("no feedback yet")
-        return
-    for entry in entries:
-        click.echo(f"From:    {entry.get('from', '')}")
-        click.echo(f"Date:    {entry.get('date', '')}")
-        click.echo(f"Subject: {entry.get('subject', '')}")
-        text = entry.get("text", "").strip() or "(no text of their own)"
-        click.echo("\n".join("  " + line for line in text.splitlines()))
-        click.echo("")

@@ -16,6 +16,7 @@ from newsletter.cli import issues as cli_issues
 from newsletter.cli.archive import archive
 from newsletter.cli.context import AppContext
 from newsletter.cli.inbox import inbox
+from newsletter.cli.report import report
 from newsletter.cli.schedule import schedule_command
 from newsletter.cli.send import send, status
 from newsletter.cli.subscribers import subscribers
@@ -74,6 +75,7 @@ for command in (cli_issues.new, cli_issues.check, cli_issues.build, cli_issues.p
     main.add_command(command)
 main.add_command(archive)
 main.add_command(inbox)
+main.add_command(report)
 main.add_command(schedule_command)
 main.add_command(send)
 main.add_command(status)

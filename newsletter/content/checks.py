@@ -17,7 +17,7 @@ from newsletter.cadence import first_scheduled_on_or_after, is_scheduled_day
 from newsletter.config import WEEKDAYS, Config
 from newsletter.content.issues import Issue
 from newsletter.content.publication import Publication
-from newsletter.content.render import PreviewReader, RenderedIssue, SlotTemplate, render_issue
+from newsletter.content.render import PreviewReader, RenderedIssue, SlotTemplate
 from newsletter.content.scaffold import SCAFFOLD_BODY, SCAFFOLD_SUMMARY
 from newsletter.content.sizecheck import size_warnings
 
@@ -37,11 +37,6 @@ class Problem:
     def __str__(self) -> str:
         where = f"{self.path}:{self.line}" if self.line else str(self.path)
         return f"{where}: {self.severity}: {self.message}"
-
-
-def check_issue(config: Config, issue: Issue, issues: list[Issue]) -> list[Problem]:
-    """Render the issue and check it (see `check_rendered`)."""
-    return check_rendered(config, render_issue(config, issue, issues))
 
 
 def has_errors(problems: list[Problem]) -> bool:

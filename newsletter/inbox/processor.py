@@ -137,8 +137,16 @@ class Processor:
             "named": result.recipient or "",
             "text": result.own_text[:4000] if result.kind in ("feedback", "unsubscribe") else "",
         }
+        # The issue it answers, when it quotes our Message-ID: `newsletter report` counts
+        # feedback, unsubscribes and complaints per issue from this.
+        slug = _issue_slug(message, reader.token) if reader else None
         self.store.record_event(
-            reader, "inbox", json.dumps(detail, ensure_ascii=False), key=key, source="inbox"
+            reader,
+            "inbox",
+            json.dumps(detail, ensure_ascii=False),
+            key=key,
+            source="inbox",
+            issue_slug=slug,
         )
         who = reader.email if reader else (result.recipient or "nobody")
         # An unknown reader asking for something is worth a look; the rest is routine.
@@ -269,12 +277,6 @@ def own_addresses(config: Config, titles: Iterable[str] = ()) -> OwnAddresses:
     )
 
 
-def process_all(
-    config: Config, store: Store, inbox: Inbox, confirm: SendConfirmation | None
-) -> Summary:
-    return Processor(config, store, confirm).run(inbox)
-
-
 def review_entries(details: Iterable[str]) -> list[dict[str, str]]:
     """Recorded `inbox` events that changed nobody and need the editor's eye."""
     entries = []
@@ -285,18 +287,5 @@ def review_entries(details: Iterable[str]) -> list[dict[str, str]]:
             continue
         action = str(data.get("action", "")) if isinstance(data, dict) else ""
         if action.startswith(("kept for review", "quarantined")):
-            entries.append({k: str(v) for k, v in data.items()})
-    return entries
-
-
-def feedback_entries(details: Iterable[str]) -> list[dict[str, str]]:
-    """The reader feedback among recorded `inbox` events (their JSON details)."""
-    entries = []
-    for detail in details:
-        try:
-            data = json.loads(detail)
-        except (TypeError, ValueError):
-            continue
-        if isinstance(data, dict) and data.get("kind") == "feedback":
             entries.append({k: str(v) for k, v in data.items()})
     return entries
