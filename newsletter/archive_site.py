@@ -31,6 +31,7 @@ from newsletter.errors import TemplateError
 from newsletter.issues import Issue
 from newsletter.links import slugify
 from newsletter.render import RECENT_COUNT, render_template, template_environment
+from newsletter.templatesource import template_file, template_names
 
 FEED_ENTRIES = 20
 STATIC_FILES = ("style.css", "search.js")
@@ -112,8 +113,7 @@ class Site:
             "recent": self.entries[:RECENT_COUNT],
             "year": chosen[0].date.year if chosen else dt.date.today().year,
         }
-        folder = config.templates_dir / "archive"
-        sources = sorted(folder.glob("*.html")) if folder.is_dir() else []
+        sources = [template_file(config, n) for n in template_names(config, "archive", "*.html")]
         self.site_key = digest(
             json_bytes([ARCHIVE_VERSION, config.base_url, self.site])
             + b"".join(p.name.encode() + p.read_bytes() for p in sources)
@@ -164,8 +164,9 @@ class Site:
             self._search_index(),
             _generated(archive_search.LIBRARY, archive_search.library()),
         ]
-        folder = self.config.templates_dir / "archive"
-        outputs += [_copy(name, folder / name) for name in STATIC_FILES]
+        outputs += [
+            _copy(name, template_file(self.config, f"archive/{name}")) for name in STATIC_FILES
+        ]
         outputs += [_copy(rel, source) for rel, source in assets]
         return _unique(outputs, self.config)
 
@@ -356,7 +357,7 @@ def _copy(path: str, source: Path) -> Output:
         info = source.stat()
     except OSError:
         raise TemplateError(
-            "missing; the archive needs it (copy templates/archive/ from the sample publication)",
+            "missing; the archive needs it (`newsletter init --templates` copies the defaults)",
             path=source,
         ) from None
     return Output(path, f"{source}:{info.st_size}:{info.st_mtime_ns}", source.read_bytes)

@@ -15,6 +15,7 @@ import click
 from newsletter import cli_issues
 from newsletter.cli_archive import archive
 from newsletter.cli_inbox import inbox
+from newsletter.cli_init import init
 from newsletter.cli_schedule import schedule_command
 from newsletter.cli_send import send, status
 from newsletter.cli_subscribers import subscribers
@@ -74,6 +75,7 @@ for command in (cli_issues.new, cli_issues.check, cli_issues.build, cli_issues.p
     main.add_command(command)
 main.add_command(archive)
 main.add_command(inbox)
+main.add_command(init)
 main.add_command(schedule_command)
 main.add_command(send)
 main.add_command(status)
