@@ -150,22 +150,54 @@ def stats(app: AppContext) -> None:
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--skip-invalid", is_flag=True, help="Import the valid rows, report the others.")
 @click.option("--consent", help="How these readers agreed (default: 'listed in FILE').")
+@click.option(
+    "--status",
+    "force_status",
+    type=click.Choice([s for s in STATUSES if s != "active"]),
+    default=None,
+    help="Import every row with this status: a whole file of suppressions.",
+)
+@click.option("--dry-run", is_flag=True, help="Read and classify the file; write nothing.")
 @pass_app
-def import_(app: AppContext, file: Path, skip_invalid: bool, consent: str | None) -> None:
+def import_(
+    app: AppContext,
+    file: Path,
+    skip_invalid: bool,
+    consent: str | None,
+    force_status: str | None,
+    dry_run: bool,
+) -> None:
     """Import a CSV export (one transaction: all rows or none).
 
     Header optional (email / e-mail / Email Address, name / first_name, status); UTF-8 with
-    or without BOM; comma, semicolon or tab separated. Unsubscribed, bounced and forgotten
+    or without BOM; comma, semicolon or tab separated. Exports of Mailchimp (subscribed,
+    unsubscribed, cleaned), Substack, Buttondown, listmonk, Ghost and Kit are recognised by
+    their columns: their unsubscribed, cleaned/bounced, disabled and complained readers arrive
+    suppressed, never-confirmed ones are left out. Unsubscribed, bounced and forgotten
     addresses stay suppressed and are reported.
 
     \b
     Example:
         newsletter subscribers import subscribers/sample.csv
         newsletter subscribers import old-list.csv --skip-invalid
+        newsletter subscribers import unsubscribed_members_export.csv --dry-run
+        newsletter subscribers import do-not-mail.csv --status unsubscribed
     """
     if not file.exists() or file.is_dir():  # a named pipe is fine: the file is streamed
         raise StoreError("no such file", path=file)
-    reader = CsvReader(file, skip_invalid=skip_invalid)
+    forced = _status(force_status) if force_status else None
+    reader = CsvReader(file, skip_invalid=skip_invalid, force_status=forced)
+    if dry_run:
+        try:
+            rows = sum(1 for _ in reader)
+        except ImportRejected as exc:
+            _print_problems(exc.problems, exc.total, "error")
+            click.echo(f"error: {file}: {exc.total} invalid rows", err=True)
+            sys.exit(2)
+        _print_problems(reader.problems, reader.invalid, "skipped")
+        _print_outcomes(file, reader)
+        click.echo(f"{file}: dry run: {rows} rows would be imported; nothing written")
+        return
     with _store(app) as store:
         try:
             report = store.import_subscribers(
@@ -196,7 +228,17 @@ def import_(app: AppContext, file: Path, skip_invalid: bool, consent: str | None
         parts.append(f"{report.status_applied} marked as the file says")
     if reader.invalid:
         parts.append(f"{reader.invalid} invalid rows skipped")
+    _print_outcomes(file, reader)
     click.echo(f"{file}: " + ", ".join(parts))
+
+
+def _print_outcomes(file: Path, reader: CsvReader) -> None:
+    """Per status in the file, what it became: `Mailchimp export: 3 cleaned -> bounced`."""
+    if reader.service is None and reader.force_status is None:
+        return
+    kind = f"{reader.service} export" if reader.service else "file"
+    for (word, became), count in sorted(reader.outcomes.items()):
+        click.echo(f"{file}: {kind}: {count} {word} -> {became}")
 
 
 def _print_problems(problems: list[RowProblem], total: int, prefix: str) -> None:
