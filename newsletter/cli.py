@@ -49,8 +49,9 @@ class NewsletterGroup(click.Group):
     "now_text",
     metavar="ISO-DATETIME",
     default=None,
+    envvar="NEWSLETTER_NOW",
     help="Act as if it were this moment (local time unless it has an offset): rehearse a "
-    "send day, or pin the clock in tests. Default: the system clock.",
+    "send day, or pin the clock in tests. Also $NEWSLETTER_NOW. Default: the system clock.",
 )
 @click.version_option(package_name="newsletter")
 @click.pass_context
