@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import click
 from rich.progress import (
@@ -27,7 +29,7 @@ from newsletter.issues import Issue
 from newsletter.message import Reader
 from newsletter.publication import load_publication
 from newsletter.render import PreviewReader
-from newsletter.store import open_store
+from newsletter.store import Store, open_store
 
 PLAIN_EVERY = 5.0  # seconds between progress lines when stdout is not a terminal
 SHOWN_FAILURES = 50
@@ -295,16 +297,39 @@ def _dry_run(config: Config, issue: Issue, issues: list[Issue]) -> None:
     click.echo(body.text)
 
 
+def status_json(store: Store, issues: list[Issue]) -> list[dict[str, Any]]:
+    """One object per issue that has a send: state, recipients, counts, failures."""
+    out = []
+    for issue in issues:
+        send = store.get_send(issue.slug)
+        if send is None:
+            continue
+        failures = store.deliveries_in_state(send.id, ("failed", "unknown", "deferred"))
+        out.append({
+            "issue": issue.slug,
+            "state": "finished" if send.finished_at else "open",
+            "started_at": send.started_at.isoformat(),
+            "finished_at": send.finished_at.isoformat() if send.finished_at else None,
+            "recipients": send.total,
+            "counts": store.delivery_counts(send.id),
+            "failures": [{"email": r.email, "state": r.state, "reply": r.last_reply}
+                         for r in failures[:SHOWN_FAILURES]],
+        })  # fmt: skip
+    return out
+
+
 @click.command()
 @click.argument("issue_ref", metavar="[ISSUE]", required=False)
+@click.option("--json", "as_json", is_flag=True, help="The sends as a JSON list, for scripts.")
 @pass_app
-def status(app: AppContext, issue_ref: str | None) -> None:
+def status(app: AppContext, issue_ref: str | None, as_json: bool) -> None:
     """Delivery counts per state; with ISSUE, each failure with the server's reply.
 
     \b
     Example:
         newsletter status
         newsletter status 2026-07-your-first-customer-sits-next-to-you
+        newsletter status --json | jq '.[] | select(.state == "open") | .issue'
     """
     config = app.config
     publication = load_publication(config, app.today())
@@ -312,6 +337,10 @@ def status(app: AppContext, issue_ref: str | None) -> None:
     for warning in publication.warnings():
         click.echo(warning, err=True)
     with open_store(config) as store:
+        if as_json:
+            chosen = issues if issue_ref is None else [publication.find(config, issue_ref)]
+            click.echo(json.dumps(status_json(store, chosen), indent=2))
+            return
         if issue_ref is None:
             any_send = False
             for issue in issues:

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
 from newsletter.context import AppContext, pass_app
 from newsletter.errors import StoreError
-from newsletter.store import SQLiteStore, open_store
+from newsletter.store import SQLiteStore, Subscriber, open_store
 from newsletter.subscribers import (
     STATUSES,
     CsvReader,
@@ -115,30 +117,104 @@ def remove(app: AppContext, email: str, forget: bool, reason: str | None) -> Non
 
 @subscribers.command(name="list")
 @click.option("--status", type=STATUS_CHOICE, default="all", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line (JSON Lines).")
 @pass_app
-def list_(app: AppContext, status: str) -> None:
+def list_(app: AppContext, status: str, as_json: bool) -> None:
     """Print readers, one per line: email, status, first name (tab-separated, streamed).
+
+    With --json each line is a JSON object (email, status, first_name, created_at,
+    consent_at, consent_source): streamed like the text, for `jq` and scripts.
 
     \b
     Example:
         newsletter subscribers list --status active | wc -l
+        newsletter subscribers list --json | jq -r 'select(.first_name == null) | .email'
     """
     with _store(app) as store:
         for reader in store.iter_subscribers(_status(status)):
-            click.echo(f"{reader.email}\t{reader.status}\t{reader.first_name or ''}")
+            if as_json:
+                click.echo(json.dumps(reader_json(reader), ensure_ascii=False))
+            else:
+                click.echo(f"{reader.email}\t{reader.status}\t{reader.first_name or ''}")
 
 
 @subscribers.command()
+@click.argument("email")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object, events included.")
 @pass_app
-def stats(app: AppContext) -> None:
+def show(app: AppContext, email: str, as_json: bool) -> None:
+    """One reader: status, first name, consent (how, when, by whom) and every event.
+
+    \b
+    Example:
+        newsletter subscribers show jane@example.com
+        newsletter subscribers show jane@example.com --json
+    """
+    with _store(app) as store:
+        reader = store.get_by_email(email)
+        if reader is None:
+            forgotten = store.is_forgotten(email)
+            why = (
+                "forgotten: erased on request, kept only as a hash"
+                if forgotten
+                else "not on the list"
+            )
+            raise StoreError(why, path=email.strip())
+        events = store.events(reader)
+    if as_json:
+        record = reader_json(reader)
+        record["events"] = [
+            {"at": at.isoformat(), "kind": kind, "source": source, "detail": detail}
+            for at, kind, source, detail in events
+        ]
+        click.echo(json.dumps(record, ensure_ascii=False, indent=2))
+        return
+    click.echo(f"email       {reader.email}")
+    click.echo(f"status      {reader.status}")
+    click.echo(f"first name  {reader.first_name or '(none)'}")
+    when = f"{reader.consent_at:%Y-%m-%d %H:%M} UTC" if reader.consent_at else "unknown date"
+    how = reader.consent_source or "unknown"
+    note = f"; {reader.consent_note}" if reader.consent_note else ""
+    by = f", recorded by {reader.consent_by}" if reader.consent_by else ""
+    click.echo(f"consent     {how}, {when}{by}{note}")
+    click.echo(f"added       {reader.created_at:%Y-%m-%d %H:%M} UTC")
+    click.echo(f"events      {len(events)}")
+    for at, kind, source, detail in events:
+        extra = " ".join(part for part in (source and f"[{source}]", detail) if part)
+        click.echo(f"  {at:%Y-%m-%d %H:%M}  {kind:<14}{extra}".rstrip())
+
+
+def reader_json(reader: Subscriber) -> dict[str, Any]:
+    """A reader as JSON-ready fields (never the token: it unsubscribes them)."""
+    stamp = reader.consent_at.isoformat() if reader.consent_at else None
+    return {
+        "email": reader.email,
+        "status": reader.status,
+        "first_name": reader.first_name,
+        "created_at": reader.created_at.isoformat(),
+        "consent_at": stamp,
+        "consent_source": reader.consent_source,
+        "consent_note": reader.consent_note,
+    }
+
+
+@subscribers.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object of counts.")
+@pass_app
+def stats(app: AppContext, as_json: bool) -> None:
     """Count readers per status.
 
     \b
     Example:
         newsletter subscribers stats
+        newsletter subscribers stats --json | jq .active
     """
     with _store(app) as store:
         counts = store.counts()
+    if as_json:
+        total = sum(v for k, v in counts.items() if k != "forgotten")
+        click.echo(json.dumps({**counts, "total": total}))
+        return
     forgotten = counts.pop("forgotten")
     for status, count in counts.items():
         click.echo(f"{status:<13}{count:>9}")
