@@ -165,7 +165,16 @@ def _example_settings(config: Config) -> list[Problem]:
     if config.postal_address.strip() == SAMPLE_POSTAL_ADDRESS:
         found.append("postal_address is still the sample's")
     path = config.root / "newsletter.yaml"
-    return [Problem("warning", path, None, f"{text}; set your own") for text in found]
+    problems = [Problem("warning", path, None, f"{text}; set your own") for text in found]
+    # Gmail, Yahoo and Microsoft's bulk-sender rules: signed mail and one-click unsubscribe.
+    if config.dkim is None:
+        problems.append(Problem("warning", path, None, "dkim: not configured; Gmail, Yahoo "
+                                "and Microsoft junk or refuse unsigned bulk mail"))  # fmt: skip
+    if config.web.public_url is None:
+        problems.append(Problem("warning", path, None, "web.public_url: not configured; bulk "
+                                "senders must offer one-click unsubscribe (`newsletter serve`, "
+                                "RFC 8058)"))  # fmt: skip
+    return problems
 
 
 def _slot_in_href(template: SlotTemplate, slot: str) -> bool:
