@@ -30,6 +30,7 @@ from newsletter.message import Reader
 from newsletter.publication import load_publication
 from newsletter.render import PreviewReader
 from newsletter.store import Store, open_store
+from newsletter.webversion import publish_before_send
 
 PLAIN_EVERY = 5.0  # seconds between progress lines when stdout is not a terminal
 SHOWN_FAILURES = 50
@@ -180,6 +181,8 @@ def send(
         click.echo(warning, err=True)
     _confirm_early(app, issue, yes)
     with open_store(config) as store:
+        # The web version first: the mail links it (archive.out / archive.publish_command).
+        publish_before_send(config, issue, issues, store, app.today(), click.echo)
         existing = store.get_send(issue.slug)
         todo = store.counts()["active"]
         if existing is not None:

@@ -133,6 +133,11 @@ class DkimConfig:
 
 @dataclass(frozen=True)
 class ArchiveConfig:
+    # When set, `send` first builds the archive (with the issue being sent) here, relative to
+    # the publication, then runs publish_command (a command line, no shell): the mail's "read
+    # it on the web" link works when it arrives.
+    out: str | None = None
+    publish_command: str | None = None
     # Where the archive's subscribe form posts (email, first_name, honeypot `website`);
     # null: `web.public_url` + "/subscribe" when that is set, else the page offers a mailto.
     subscribe_action: str | None = None

@@ -85,6 +85,11 @@ delivery:
   outbox: outbox
   smtp: {{host: localhost, port: 587, security: starttls, username: null,
          password_env: NEWSLETTER_SMTP_PASSWORD, connections: 4, max_per_second: 0}}
+# `send` first builds the web archive into `out` and runs `publish_command` (a command line,
+# no shell), so the mail's "read it on the web" link works when it arrives.
+archive:
+  out: build/site
+  publish_command: null                   # e.g. rsync -a --delete build/site/ host:/var/www/letter/
 inbox:                                    # `newsletter inbox --imap`: replies and bounces
   imap: {{host: localhost, port: 993, security: ssl, username: null,
          password_env: NEWSLETTER_IMAP_PASSWORD, folder: INBOX}}
