@@ -32,6 +32,11 @@ _FLAGS = {
 }
 
 
+def on_terminal() -> bool:
+    """Ask questions only when a person can answer them (not cron, not a pipe)."""
+    return sys.stdin.isatty()
+
+
 def _parse_schedule(text: str) -> tuple[int, str, str]:
     parts = text.lower().split()
     try:
@@ -79,7 +84,7 @@ def init(
         newsletter init my-letter --name "My Letter" --from "My Letter <news@example.org>" \\
             --base-url https://example.org/letter/ --postal-address "1 High St, Town"
     """
-    interactive = sys.stdin.isatty()
+    interactive = on_terminal()
     answers: dict[str, str | None] = {}
     for key, question, required in _QUESTIONS:
         value = given.get(key)

@@ -151,3 +151,34 @@ def test_deploy_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "send --due" in (root / "deploy" / "newsletter-send.service").read_text()
+
+
+def test_init_asks_on_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from newsletter import cli_init
+    from newsletter.cli import main
+
+    monkeypatch.setattr(cli_init, "on_terminal", lambda: True)
+    answers = "\n".join([
+        "Asked Letter",                      # name
+        "Asked <hello@asked.test>",          # from
+        "",                                  # reply address: the From address
+        "https://asked.test/letter/",        # base URL
+        "2 Quay Road, Harbour",              # postal address
+        "Europe/Dublin",                     # time zone
+        "",                                  # schedule: the default
+        "",                                  # DKIM selector: none
+        "",                                  # one-click URL: none
+    ]) + "\n"  # fmt: skip
+    result = CliRunner().invoke(
+        main, ["--root", str(tmp_path), "--now", "2026-11-20T12:00", "init",
+               str(tmp_path / "pub")], input=answers, catch_exceptions=False,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "Publication name" in result.output and "Time zone [UTC]" in result.output
+    config = load_config(tmp_path / "pub")
+    assert (config.name, config.reply_to, config.timezone) == (
+        "Asked Letter", "hello@asked.test", "Europe/Dublin"
+    )  # fmt: skip
+    assert config.postal_address == "2 Quay Road, Harbour" and config.dkim is None
