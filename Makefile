@@ -22,11 +22,14 @@ run: $(STAMP)
 	$(BIN)/newsletter build
 	$(BIN)/newsletter status
 
-## The whole test suite, then the linters.
+## The whole test suite, then the linters: all three run even when one fails, and the
+## target fails if any did.
 test: $(STAMP)
-	$(BIN)/pytest -q
-	$(BIN)/ruff check newsletter tests bench
-	$(BIN)/mypy
+	@status=0; \
+	$(BIN)/pytest -q || status=1; \
+	$(BIN)/ruff check newsletter tests bench || status=1; \
+	$(BIN)/mypy || status=1; \
+	exit $$status
 
 ## The suite minus what cannot run under libfaketime (`-m "not real_clock"`), at two instants
 ## where clock bugs show: a first Tuesday after 09:00 that is a sample issue's date, and

@@ -17,6 +17,12 @@ from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Literal
 
+from newsletter.configcheck import (
+    NO_PUBLICATION,
+    check_variables,
+    require_settings,
+    setting_variables,
+)
 from newsletter.errors import ConfigError
 from newsletter.yamlio import KeyPath, LocatedYaml, load_located
 
@@ -127,6 +133,11 @@ class DkimConfig:
 
 @dataclass(frozen=True)
 class ArchiveConfig:
+    # When set, `send` first builds the archive (with the issue being sent) here, relative to
+    # the publication, then runs publish_command (a command line, no shell): the mail's "read
+    # it on the web" link works when it arrives.
+    out: str | None = None
+    publish_command: str | None = None
     # Where the archive's subscribe form posts (email, first_name, honeypot `website`);
     # null: `web.public_url` + "/subscribe" when that is set, else the page offers a mailto.
     subscribe_action: str | None = None
@@ -186,20 +197,29 @@ class Config:
 
 
 def load_config(root: Path, environ: Mapping[str, str] | None = None) -> Config:
-    """Read `root/newsletter.yaml` (optional: every key has a default) plus the environment."""
+    """Read `root/newsletter.yaml` plus the environment.
+
+    The file must exist and name `from`, `postal_address` and `base_url`; every other key has
+    a default. A NEWSLETTER_* variable that is neither a setting nor a secret the config names
+    is an error naming the closest known one.
+    """
     environ = os.environ if environ is None else environ
     path = root / CONFIG_FILE
-    located = LocatedYaml({}, {})
-    if path.exists():
-        text = _read_text(path)
-        located = load_located(text, path=path, error=ConfigError)
-        if located.data is None:
-            located = LocatedYaml({}, {})
-        elif not isinstance(located.data, dict):
-            raise ConfigError("expected a mapping of settings at the top level", path=path, line=1)
+    if not path.exists():
+        raise ConfigError(NO_PUBLICATION, path=root)
+    text = _read_text(path)
+    located = load_located(text, path=path, error=ConfigError)
+    if located.data is None:
+        located = LocatedYaml({}, {})
+    elif not isinstance(located.data, dict):
+        raise ConfigError("expected a mapping of settings at the top level", path=path, line=1)
     data: dict[str, Any] = dict(located.data)
-    _apply_environment(data, environ)
+    unknown = _apply_environment(data, environ)
+    require_settings(data, path)
     config: Config = _build(Config, data, (), path, located, extra={"root": root})
+    secrets = [config.delivery.smtp.password_env, config.inbox.imap.password_env]
+    secrets += [config.web.secret_env, (config.dkim or DkimConfig()).private_key_env]
+    check_variables(unknown, setting_variables(Config), secrets)
     _validate(config, path, located)
     return config
 
@@ -217,13 +237,17 @@ def _yaml_keys(cls: type) -> dict[str, dataclasses.Field[Any]]:
     return {f.metadata.get("key", f.name): f for f in dataclasses.fields(cls) if f.name != "root"}
 
 
-def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> None:
+def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> list[str]:
+    """Put NEWSLETTER_* settings into `data`; returns the names that are no setting."""
+    unknown = []
     for name, raw in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX):
             continue
         parts = name[len(ENV_PREFIX) :].lower().split("__")
-        # Other NEWSLETTER_* variables (NEWSLETTER_ROOT, the secrets) are not settings.
+        # Other NEWSLETTER_* variables (NEWSLETTER_ROOT, the secrets) are not settings:
+        # checked once the config names its secrets.
         if parts[0] not in _yaml_keys(Config):
+            unknown.append(name)
             continue
         target = data
         for part in parts[:-1]:
@@ -233,6 +257,7 @@ def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> None
                 target[part] = existing
             target = existing
         target[parts[-1]] = _EnvValue(name, raw)
+    return unknown
 
 
 @dataclass(frozen=True)

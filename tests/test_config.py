@@ -14,9 +14,18 @@ from newsletter.errors import ConfigError
 ERROR_LINE = re.compile(r"^error: (?P<where>.+?)(?::(?P<line>\d+))?: (?P<rest>.*)$")
 
 
+REQUIRED_LINES = {
+    "from": 'from: "Letter <news@letter.test>"',
+    "postal_address": "postal_address: 1 High St",
+    "base_url": "base_url: https://letter.test/",
+}
+
+
 def set_yaml(root: Path, text: str) -> Path:
+    """Write newsletter.yaml; the required settings `text` lacks go after it (same lines)."""
+    missing = [line for key, line in REQUIRED_LINES.items() if f"\n{key}:" not in "\n" + text]
     path = root / "newsletter.yaml"
-    path.write_text(text, encoding="utf-8")
+    path.write_text(text + "".join(f"{line}\n" for line in missing), encoding="utf-8")
     return path
 
 
@@ -48,12 +57,95 @@ def test_sample_config_loads() -> None:
     assert config.inbox.imap.security == "ssl"
 
 
-def test_missing_file_gives_defaults(tmp_path: Path) -> None:
+MINIMAL = (
+    'from: "Letter <news@letter.test>"\npostal_address: 1 High St\nbase_url: https://letter.test/\n'
+)
+
+
+def test_only_the_identity_is_required(tmp_path: Path) -> None:
+    set_yaml(tmp_path, MINIMAL)
     config = load_config(tmp_path, environ={})
-    assert config == Config(root=tmp_path)
+    assert config == Config(
+        root=tmp_path,
+        sender="Letter <news@letter.test>",
+        postal_address="1 High St",
+        base_url="https://letter.test/",
+    )
+
+
+def test_a_folder_without_newsletter_yaml_is_not_a_publication(tmp_path: Path) -> None:
+    for command in (["check"], ["status"], ["subscribers", "list"]):
+        code, stdout, stderr = run_cli(tmp_path, *command)
+        assert code == 2, (command, stdout, stderr)
+        assert stderr == (
+            f"error: {tmp_path}: not a publication: no newsletter.yaml; run `newsletter init`\n"
+        )
+    assert list(tmp_path.iterdir()) == []  # `status` no longer creates subscribers/ there
+
+
+@pytest.mark.parametrize("key", ["from", "postal_address", "base_url"])
+def test_identity_settings_have_no_silent_default(tmp_path: Path, key: str) -> None:
+    kept = [line for k, line in REQUIRED_LINES.items() if k != key]
+    path = tmp_path / "newsletter.yaml"
+    path.write_text("\n".join(kept) + "\n", encoding="utf-8")
+    match = check_fails(tmp_path)
+    assert match["where"] == str(path)
+    assert match["rest"].startswith(f"{key}: required setting is missing")
+    # The environment may give it (a deployment's override).
+    values = {"from": "L <n@letter.test>", "postal_address": "x", "base_url": "https://l.test/"}
+    env = {f"NEWSLETTER_{key.upper()}": values[key]}
+    code, stdout, stderr = run_cli(tmp_path, "check", env=env)
+    assert code == 0, stdout + stderr
+
+
+def test_a_misspelt_variable_names_the_closest_setting(publication: Path) -> None:
+    match = check_fails(publication, env={"NEWSLETTER_DELIVRY__TRANSPORT": "smtp"})
+    assert match["where"] == "$NEWSLETTER_DELIVRY__TRANSPORT"
+    assert (
+        match["rest"]
+        == "unknown environment variable; did you mean NEWSLETTER_DELIVERY__TRANSPORT?"
+    )
+    match = check_fails(publication, env={"NEWSLETTER_SMTP_PASWORD": "x"})
+    assert "did you mean NEWSLETTER_SMTP_PASSWORD?" in match["rest"]
+
+
+def test_the_secrets_the_config_names_are_known(publication: Path) -> None:
+    append_yaml(publication, "\n")
+    text = (publication / "newsletter.yaml").read_text()
+    (publication / "newsletter.yaml").write_text(
+        text.replace("password_env: NEWSLETTER_SMTP_PASSWORD", "password_env: NEWSLETTER_RELAY_PW")
+    )
+    env = {
+        "NEWSLETTER_RELAY_PW": "secret",
+        "NEWSLETTER_WEB_SECRET": "s",
+        "NEWSLETTER_IMAP_PASSWORD": "p",
+        "NEWSLETTER_DKIM_KEY": "/nonexistent.pem",
+        "NEWSLETTER_ROOT": str(publication),
+    }
+    code, stdout, stderr = run_cli(publication, "check", env=env)
+    assert code == 0, stdout + stderr
+    # The default name is no longer a secret once the config names another.
+    match = check_fails(publication, env={"NEWSLETTER_SMTP_PASSWORD": "x"})
+    assert match["where"] == "$NEWSLETTER_SMTP_PASSWORD"
+
+
+def test_check_warns_about_bulk_sender_rules_with_smtp(tmp_path: Path) -> None:
+    set_yaml(tmp_path, MINIMAL + "delivery: {transport: smtp}\n")
+    code, stdout, stderr = run_cli(tmp_path, "check")
+    assert code == 0, stderr
+    assert "dkim: not configured" in stdout and "web.public_url: not configured" in stdout
+    set_yaml(
+        tmp_path,
+        MINIMAL
+        + "delivery: {transport: smtp}\nweb: {public_url: https://letter.test/web/}\n"
+        + "dkim: {selector: s1, domain: letter.test}\n",
+    )
+    code, stdout, _ = run_cli(tmp_path, "check")
+    assert "not configured" not in stdout
 
 
 def test_config_is_frozen(tmp_path: Path) -> None:
+    set_yaml(tmp_path, MINIMAL)
     config = load_config(tmp_path, environ={})
     with pytest.raises(AttributeError):
         config.name = "Other"  # type: ignore[misc]
@@ -127,7 +219,8 @@ def test_malformed_config_yaml(publication: Path) -> None:
 
 
 def test_config_not_a_mapping(publication: Path) -> None:
-    path = set_yaml(publication, "- name\n- from\n")
+    path = publication / "newsletter.yaml"
+    path.write_text("- name\n- from\n", encoding="utf-8")
     match = check_fails(publication)
     assert match["where"] == str(path)
     assert match["line"] == "1"

@@ -383,10 +383,12 @@ def test_text_template_undefined_attribute(publication: Path) -> None:
     assert "subtitle" in error
 
 
-def test_missing_template(publication: Path) -> None:
+def test_missing_override_falls_back_to_the_package_default(publication: Path) -> None:
+    # A publication's templates/ only overrides: without its email.txt the package's serves.
     (publication / "templates" / "email.txt").unlink()
-    error = _one_error_line(publication)
-    assert error.startswith(f"error: {publication / 'templates' / 'email.txt'}: template missing")
+    code, stdout, stderr = run_cli(publication, "check")
+    assert code == 0, (stdout, stderr)
+    assert "checked 5 issue(s): 0 error(s)" in stdout
 
 
 def test_editor_text_is_escaped_in_html_and_kept_in_text(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import threading
 import tracemalloc
@@ -10,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 
 from newsletter.config import load_config
 from newsletter.errors import StoreError
@@ -50,6 +52,7 @@ def bulk(store: SQLiteStore, count: int, domain: str = "example.net") -> None:
 
 
 def test_open_store_creates_a_wal_database_in_subscribers(tmp_path: Path) -> None:
+    shutil.copy(REPO / "newsletter.yaml", tmp_path / "newsletter.yaml")
     config = load_config(tmp_path)
     with open_store(config) as store:
         assert store.path == tmp_path / "subscribers" / "subscribers.db"

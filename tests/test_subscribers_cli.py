@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli
+from conftest import REPO, copy_sample, run_cli
 
 from newsletter.config import load_config
 from newsletter.store.sqlite import open_store
@@ -150,8 +150,7 @@ def test_export_is_streamed_whole_and_round_trips(publication: Path, tmp_path: P
     assert {r["first_name"] for r in rows} >= {"Łukasz", "Ольга", "美玲"}
     active = run_cli(publication, "subscribers", "export", "-", "--status", "active")
     assert active.stdout.count("\n") == 20  # header + 19
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
+    elsewhere = copy_sample(tmp_path / "elsewhere")  # another publication
     assert run_cli(elsewhere, "subscribers", "import", str(out)).code == 0
     assert stats(elsewhere)["unsubscribed"] == 1 and stats(elsewhere)["active"] == 19
 

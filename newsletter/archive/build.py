@@ -88,6 +88,10 @@ class ArchiveReport:
 
 
 def default_out_dir(config: Config) -> Path:
+    """archive.out (relative to the publication) when set, else build/archive/."""
+    if config.archive.out:
+        out = Path(config.archive.out).expanduser()
+        return out if out.is_absolute() else config.root / out
     return config.root / "build" / "archive"
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+import lunr
 from lunr.builder import Builder
 from lunr.field_ref import FieldRef
 from lunr.stemmer import porter_stemmer
@@ -126,6 +127,15 @@ def build_index(docs: Sequence[SearchDoc]) -> dict[str, Any]:
     builder.ref("ref")
     for field in FIELDS:
         builder.field(**field)
+    if not docs:
+        # A new publication has nothing sent yet; lunr.py divides by the document count.
+        return {
+            "version": lunr.__TARGET_JS_VERSION__,
+            "fields": [str(field["field_name"]) for field in FIELDS],
+            "fieldVectors": [],
+            "invertedIndex": [],
+            "pipeline": ["stemmer"],
+        }
     for doc in docs:
         fields = {"t": doc.title, "k": doc.keywords, "s": doc.summary, "b": doc.text}
         builder.add_terms(doc.path, {name: terms(text) for name, text in fields.items()})

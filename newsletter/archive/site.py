@@ -30,6 +30,7 @@ from newsletter.archive.write import ARCHIVE_VERSION, ArchiveError, Output, dige
 from newsletter.config import Config
 from newsletter.content.issues import Issue
 from newsletter.content.render import RECENT_COUNT, render_template, template_environment
+from newsletter.content.templatesource import template_file, template_names
 from newsletter.errors import TemplateError
 from newsletter.links import slugify
 
@@ -113,8 +114,7 @@ class Site:
             "recent": self.entries[:RECENT_COUNT],
             "year": chosen[0].date.year if chosen else dt.date.today().year,
         }
-        folder = config.templates_dir / "archive"
-        sources = sorted(folder.glob("*.html")) if folder.is_dir() else []
+        sources = [template_file(config, n) for n in template_names(config, "archive", "*.html")]
         self.site_key = digest(
             json_bytes([ARCHIVE_VERSION, config.base_url, self.site])
             + b"".join(p.name.encode() + p.read_bytes() for p in sources)
@@ -165,8 +165,9 @@ class Site:
             self._search_index(),
             _generated(archive_search.LIBRARY, archive_search.library()),
         ]
-        folder = self.config.templates_dir / "archive"
-        outputs += [_copy(name, folder / name) for name in STATIC_FILES]
+        outputs += [
+            _copy(name, template_file(self.config, f"archive/{name}")) for name in STATIC_FILES
+        ]
         outputs += [_copy(rel, source) for rel, source in assets]
         return _unique(outputs, self.config)
 
@@ -357,7 +358,7 @@ def _copy(path: str, source: Path) -> Output:
         info = source.stat()
     except OSError:
         raise TemplateError(
-            "missing; the archive needs it (copy templates/archive/ from the sample publication)",
+            "missing; the archive needs it (`newsletter init --templates` copies the defaults)",
             path=source,
         ) from None
     return Output(path, f"{source}:{info.st_size}:{info.st_mtime_ns}", source.read_bytes)

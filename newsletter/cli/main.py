@@ -16,6 +16,7 @@ from newsletter.cli import issues as cli_issues
 from newsletter.cli.archive import archive
 from newsletter.cli.context import AppContext
 from newsletter.cli.inbox import inbox
+from newsletter.cli.init import init
 from newsletter.cli.report import report
 from newsletter.cli.schedule import schedule_command
 from newsletter.cli.send import send, status
@@ -49,8 +50,9 @@ class NewsletterGroup(click.Group):
     "now_text",
     metavar="ISO-DATETIME",
     default=None,
+    envvar="NEWSLETTER_NOW",
     help="Act as if it were this moment (local time unless it has an offset): rehearse a "
-    "send day, or pin the clock in tests. Default: the system clock.",
+    "send day, or pin the clock in tests. Also $NEWSLETTER_NOW. Default: the system clock.",
 )
 @click.version_option(package_name="newsletter")
 @click.pass_context
@@ -76,6 +78,7 @@ for command in (cli_issues.new, cli_issues.check, cli_issues.build, cli_issues.p
 main.add_command(archive)
 main.add_command(inbox)
 main.add_command(report)
+main.add_command(init)
 main.add_command(schedule_command)
 main.add_command(send)
 main.add_command(status)

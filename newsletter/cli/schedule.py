@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 import sys
@@ -78,7 +79,7 @@ def _send_statuses(config: Config, issues: list[Issue]) -> dict[str, SendStatus]
         return {i.slug: state.send_status(i.slug) for i in issues}
 
 
-def print_schedule(config: Config, now: dt.datetime, count: int) -> None:
+def print_schedule(config: Config, now: dt.datetime, count: int, as_json: bool = False) -> None:
     publication = load_publication(config, now.astimezone(config.tz).date())
     for warning in publication.warnings():
         click.echo(warning, err=True)
@@ -87,6 +88,22 @@ def print_schedule(config: Config, now: dt.datetime, count: int) -> None:
     sent = {slug for slug, status in statuses.items() if status == "finished"}
     started = {slug for slug, status in statuses.items() if status == "started"}
     s = config.schedule
+    if as_json:
+        slots = []
+        for slot in scheduled_dates(config, now, count):
+            on_day = [i for i in issues if i.date == slot.date()]
+            slots.append({
+                "at": slot.isoformat(),
+                "ready": [i.slug for i in on_day if i.status == "ready"],
+                "drafts": [i.slug for i in on_day if i.status != "ready"],
+                "sent": [i.slug for i in on_day if i.slug in sent],
+            })  # fmt: skip
+        click.echo(json.dumps({
+            "rule": rule_text(config), "time": s.time, "timezone": config.timezone,
+            "catch_up_days": s.catch_up_days,
+            "now": find_due(config, issues, now, sent, started).message, "slots": slots,
+        }, indent=2))  # fmt: skip
+        return
     click.echo(
         f"rule: {rule_text(config)} at {s.time} {config.timezone}, "
         f"catch-up {s.catch_up_days} day(s)"
@@ -155,8 +172,11 @@ def run_scheduler(config: Config, send_issue: SendIssue, clock: Clock) -> None:
     help="Judge the schedule from this moment instead of now (local time unless it has an "
     "offset); without --list the scheduler's clock starts there and runs on.",
 )
+@click.option("--json", "as_json", is_flag=True, help="With --list: the dates as JSON.")
 @pass_app
-def schedule_command(app: AppContext, list_count: int | None, now_text: str | None) -> None:
+def schedule_command(
+    app: AppContext, list_count: int | None, now_text: str | None, as_json: bool
+) -> None:
     """Run the publication's schedule: send each issue on its day, once.
 
     Wakes at the configured time (schedule: in newsletter.yaml, first Tuesday 09:00 local by
@@ -169,11 +189,12 @@ def schedule_command(app: AppContext, list_count: int | None, now_text: str | No
     Example:
         newsletter schedule --list 12
         newsletter schedule --list 3 --now 2027-01-01T00:00
+        newsletter schedule --list 3 --json
         newsletter schedule
     """
     config = app.config
     if list_count is not None:
-        print_schedule(config, app.now(now_text), list_count)
+        print_schedule(config, app.now(now_text), list_count, as_json)
         return
     # The long run: a clock that starts at --now (when given) and runs on from there.
     clock = OffsetClock(app.now(now_text)) if now_text is not None else app.clock

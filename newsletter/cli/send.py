@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import click
 from rich.progress import (
@@ -17,6 +19,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from newsletter.archive.publish import publish_before_send
 from newsletter.cli.context import AppContext, pass_app
 from newsletter.cli.schedule import run_send_due
 from newsletter.config import Config
@@ -27,7 +30,7 @@ from newsletter.delivery import send as delivery
 from newsletter.delivery.interrupts import exit_code as interrupt_exit_code
 from newsletter.errors import ConfigError, DeliveryError
 from newsletter.mail.message import Reader
-from newsletter.store.sqlite import open_store
+from newsletter.store.sqlite import Store, open_store
 
 PLAIN_EVERY = 5.0  # seconds between progress lines when stdout is not a terminal
 SHOWN_FAILURES = 50
@@ -178,6 +181,8 @@ def send(
         click.echo(warning, err=True)
     _confirm_early(app, issue, yes)
     with open_store(config) as store:
+        # The web version first: the mail links it (archive.out / archive.publish_command).
+        publish_before_send(config, issue, issues, store, app.today(), click.echo)
         existing = store.get_send(issue.slug)
         todo = store.counts()["active"]
         if existing is not None:
@@ -295,16 +300,39 @@ def _dry_run(config: Config, issue: Issue, issues: list[Issue]) -> None:
     click.echo(body.text)
 
 
+def status_json(store: Store, issues: list[Issue]) -> list[dict[str, Any]]:
+    """One object per issue that has a send: state, recipients, counts, failures."""
+    out = []
+    for issue in issues:
+        send = store.get_send(issue.slug)
+        if send is None:
+            continue
+        failures = store.deliveries_in_state(send.id, ("failed", "unknown", "deferred"))
+        out.append({
+            "issue": issue.slug,
+            "state": "finished" if send.finished_at else "open",
+            "started_at": send.started_at.isoformat(),
+            "finished_at": send.finished_at.isoformat() if send.finished_at else None,
+            "recipients": send.total,
+            "counts": store.delivery_counts(send.id),
+            "failures": [{"email": r.email, "state": r.state, "reply": r.last_reply}
+                         for r in failures[:SHOWN_FAILURES]],
+        })  # fmt: skip
+    return out
+
+
 @click.command()
 @click.argument("issue_ref", metavar="[ISSUE]", required=False)
+@click.option("--json", "as_json", is_flag=True, help="The sends as a JSON list, for scripts.")
 @pass_app
-def status(app: AppContext, issue_ref: str | None) -> None:
+def status(app: AppContext, issue_ref: str | None, as_json: bool) -> None:
     """Delivery counts per state; with ISSUE, each failure with the server's reply.
 
     \b
     Example:
         newsletter status
         newsletter status 2026-07-your-first-customer-sits-next-to-you
+        newsletter status --json | jq '.[] | select(.state == "open") | .issue'
     """
     config = app.config
     publication = load_publication(config, app.today())
@@ -312,6 +340,10 @@ def status(app: AppContext, issue_ref: str | None) -> None:
     for warning in publication.warnings():
         click.echo(warning, err=True)
     with open_store(config) as store:
+        if as_json:
+            chosen = issues if issue_ref is None else [publication.find(config, issue_ref)]
+            click.echo(json.dumps(status_json(store, chosen), indent=2))
+            return
         if issue_ref is None:
             any_send = False
             for issue in issues:

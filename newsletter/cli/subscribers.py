@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -21,7 +23,7 @@ from newsletter.store.csvio import (
     Status,
     write_csv,
 )
-from newsletter.store.sqlite import SQLiteStore, open_store
+from newsletter.store.sqlite import SQLiteStore, Subscriber, open_store
 
 SHOWN_PROBLEMS = 20
 STATUS_CHOICE = click.Choice([*STATUSES, "all"])
@@ -115,30 +117,104 @@ def remove(app: AppContext, email: str, forget: bool, reason: str | None) -> Non
 
 @subscribers.command(name="list")
 @click.option("--status", type=STATUS_CHOICE, default="all", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line (JSON Lines).")
 @pass_app
-def list_(app: AppContext, status: str) -> None:
+def list_(app: AppContext, status: str, as_json: bool) -> None:
     """Print readers, one per line: email, status, first name (tab-separated, streamed).
+
+    With --json each line is a JSON object (email, status, first_name, created_at,
+    consent_at, consent_source): streamed like the text, for `jq` and scripts.
 
     \b
     Example:
         newsletter subscribers list --status active | wc -l
+        newsletter subscribers list --json | jq -r 'select(.first_name == null) | .email'
     """
     with _store(app) as store:
         for reader in store.iter_subscribers(_status(status)):
-            click.echo(f"{reader.email}\t{reader.status}\t{reader.first_name or ''}")
+            if as_json:
+                click.echo(json.dumps(reader_json(reader), ensure_ascii=False))
+            else:
+                click.echo(f"{reader.email}\t{reader.status}\t{reader.first_name or ''}")
 
 
 @subscribers.command()
+@click.argument("email")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object, events included.")
 @pass_app
-def stats(app: AppContext) -> None:
+def show(app: AppContext, email: str, as_json: bool) -> None:
+    """One reader: status, first name, consent (how, when, by whom) and every event.
+
+    \b
+    Example:
+        newsletter subscribers show jane@example.com
+        newsletter subscribers show jane@example.com --json
+    """
+    with _store(app) as store:
+        reader = store.get_by_email(email)
+        if reader is None:
+            forgotten = store.is_forgotten(email)
+            why = (
+                "forgotten: erased on request, kept only as a hash"
+                if forgotten
+                else "not on the list"
+            )
+            raise StoreError(why, path=email.strip())
+        events = store.events(reader)
+    if as_json:
+        record = reader_json(reader)
+        record["events"] = [
+            {"at": at.isoformat(), "kind": kind, "source": source, "detail": detail}
+            for at, kind, source, detail in events
+        ]
+        click.echo(json.dumps(record, ensure_ascii=False, indent=2))
+        return
+    click.echo(f"email       {reader.email}")
+    click.echo(f"status      {reader.status}")
+    click.echo(f"first name  {reader.first_name or '(none)'}")
+    when = f"{reader.consent_at:%Y-%m-%d %H:%M} UTC" if reader.consent_at else "unknown date"
+    how = reader.consent_source or "unknown"
+    note = f"; {reader.consent_note}" if reader.consent_note else ""
+    by = f", recorded by {reader.consent_by}" if reader.consent_by else ""
+    click.echo(f"consent     {how}, {when}{by}{note}")
+    click.echo(f"added       {reader.created_at:%Y-%m-%d %H:%M} UTC")
+    click.echo(f"events      {len(events)}")
+    for at, kind, source, detail in events:
+        extra = " ".join(part for part in (source and f"[{source}]", detail) if part)
+        click.echo(f"  {at:%Y-%m-%d %H:%M}  {kind:<14}{extra}".rstrip())
+
+
+def reader_json(reader: Subscriber) -> dict[str, Any]:
+    """A reader as JSON-ready fields (never the token: it unsubscribes them)."""
+    stamp = reader.consent_at.isoformat() if reader.consent_at else None
+    return {
+        "email": reader.email,
+        "status": reader.status,
+        "first_name": reader.first_name,
+        "created_at": reader.created_at.isoformat(),
+        "consent_at": stamp,
+        "consent_source": reader.consent_source,
+        "consent_note": reader.consent_note,
+    }
+
+
+@subscribers.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object of counts.")
+@pass_app
+def stats(app: AppContext, as_json: bool) -> None:
     """Count readers per status.
 
     \b
     Example:
         newsletter subscribers stats
+        newsletter subscribers stats --json | jq .active
     """
     with _store(app) as store:
         counts = store.counts()
+    if as_json:
+        total = sum(v for k, v in counts.items() if k != "forgotten")
+        click.echo(json.dumps({**counts, "total": total}))
+        return
     forgotten = counts.pop("forgotten")
     for status, count in counts.items():
         click.echo(f"{status:<13}{count:>9}")
@@ -150,22 +226,54 @@ def stats(app: AppContext) -> None:
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--skip-invalid", is_flag=True, help="Import the valid rows, report the others.")
 @click.option("--consent", help="How these readers agreed (default: 'listed in FILE').")
+@click.option(
+    "--status",
+    "force_status",
+    type=click.Choice([s for s in STATUSES if s != "active"]),
+    default=None,
+    help="Import every row with this status: a whole file of suppressions.",
+)
+@click.option("--dry-run", is_flag=True, help="Read and classify the file; write nothing.")
 @pass_app
-def import_(app: AppContext, file: Path, skip_invalid: bool, consent: str | None) -> None:
+def import_(
+    app: AppContext,
+    file: Path,
+    skip_invalid: bool,
+    consent: str | None,
+    force_status: str | None,
+    dry_run: bool,
+) -> None:
     """Import a CSV export (one transaction: all rows or none).
 
     Header optional (email / e-mail / Email Address, name / first_name, status); UTF-8 with
-    or without BOM; comma, semicolon or tab separated. Unsubscribed, bounced and forgotten
+    or without BOM; comma, semicolon or tab separated. Exports of Mailchimp (subscribed,
+    unsubscribed, cleaned), Substack, Buttondown, listmonk, Ghost and Kit are recognised by
+    their columns: their unsubscribed, cleaned/bounced, disabled and complained readers arrive
+    suppressed, never-confirmed ones are left out. Unsubscribed, bounced and forgotten
     addresses stay suppressed and are reported.
 
     \b
     Example:
         newsletter subscribers import subscribers/sample.csv
         newsletter subscribers import old-list.csv --skip-invalid
+        newsletter subscribers import unsubscribed_members_export.csv --dry-run
+        newsletter subscribers import do-not-mail.csv --status unsubscribed
     """
     if not file.exists() or file.is_dir():  # a named pipe is fine: the file is streamed
         raise StoreError("no such file", path=file)
-    reader = CsvReader(file, skip_invalid=skip_invalid)
+    forced = _status(force_status) if force_status else None
+    reader = CsvReader(file, skip_invalid=skip_invalid, force_status=forced)
+    if dry_run:
+        try:
+            rows = sum(1 for _ in reader)
+        except ImportRejected as exc:
+            _print_problems(exc.problems, exc.total, "error")
+            click.echo(f"error: {file}: {exc.total} invalid rows", err=True)
+            sys.exit(2)
+        _print_problems(reader.problems, reader.invalid, "skipped")
+        _print_outcomes(file, reader)
+        click.echo(f"{file}: dry run: {rows} rows would be imported; nothing written")
+        return
     with _store(app) as store:
         try:
             report = store.import_subscribers(
@@ -196,7 +304,17 @@ def import_(app: AppContext, file: Path, skip_invalid: bool, consent: str | None
         parts.append(f"{report.status_applied} marked as the file says")
     if reader.invalid:
         parts.append(f"{reader.invalid} invalid rows skipped")
+    _print_outcomes(file, reader)
     click.echo(f"{file}: " + ", ".join(parts))
+
+
+def _print_outcomes(file: Path, reader: CsvReader) -> None:
+    """Per status in the file, what it became: `Mailchimp export: 3 cleaned -> bounced`."""
+    if reader.service is None and reader.force_status is None:
+        return
+    kind = f"{reader.service} export" if reader.service else "file"
+    for (word, became), count in sorted(reader.outcomes.items()):
+        click.echo(f"{file}: {kind}: {count} {word} -> {became}")
 
 
 def _print_problems(problems: list[RowProblem], total: int, prefix: str) -> None:

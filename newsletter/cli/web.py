@@ -23,6 +23,7 @@ from waitress import wasyncore
 from newsletter.cli.context import AppContext, pass_app
 from newsletter.mail import dkim
 from newsletter.store.sqlite import open_store
+from newsletter.web.accesslog import AccessLog
 from newsletter.web.app import MAX_BODY, WebApp, web_secret
 
 
@@ -116,7 +117,7 @@ def serve(
         webapp = WebApp(config, store, secret=secret, archive_dir=archive_dir)
         try:
             server = create_server(
-                webapp,
+                AccessLog(webapp, lambda line: click.echo(line, err=True)),
                 host or config.web.host,
                 config.web.port if port is None else port,
                 trusted_proxy=config.web.trusted_proxy,

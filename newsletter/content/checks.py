@@ -20,6 +20,7 @@ from newsletter.content.publication import Publication
 from newsletter.content.render import PreviewReader, RenderedIssue, SlotTemplate
 from newsletter.content.scaffold import SCAFFOLD_BODY, SCAFFOLD_SUMMARY
 from newsletter.content.sizecheck import size_warnings
+from newsletter.content.templatesource import template_file
 
 Severity = Literal["error", "warning"]
 GMAIL_CLIP_BYTES = 100 * 1024  # Gmail clips at about 102 KB; keep a margin
@@ -88,20 +89,19 @@ def check_rendered(config: Config, rendered: RenderedIssue) -> list[Problem]:
     for message, written in size_warnings(rendered, clipped=size > GMAIL_CLIP_BYTES):
         add("warning", message, _line_of(issue, lines, written) if written else None)
 
-    templates = config.templates_dir
     text_slots = set(rendered.text.slots)
     if not _slot_in_href(rendered.html, "unsubscribe_url"):
         add("error", "no unsubscribe link: expected href=\"{{ slot.unsubscribe_url }}\"",
-            path=templates / "email.html")  # fmt: skip
+            path=template_file(config, "email.html"))  # fmt: skip
     if "unsubscribe_address" not in rendered.html.slots:
         add("error", "no unsubscribe address: expected {{ slot.unsubscribe_address }}",
-            path=templates / "email.html")  # fmt: skip
+            path=template_file(config, "email.html"))  # fmt: skip
     if not {"unsubscribe_url", "unsubscribe_address"} & text_slots:
         add("error", "no unsubscribe address or link: expected {{ slot.unsubscribe_address }}",
-            path=templates / "email.txt")  # fmt: skip
+            path=template_file(config, "email.txt"))  # fmt: skip
 
     for warning in rendered.inliner_warnings:
-        add("warning", f"CSS: {warning}", path=templates / "email.html")
+        add("warning", f"CSS: {warning}", path=template_file(config, "email.html"))
 
     if issue.is_ready and not is_scheduled_day(config, issue.date):
         weekday = WEEKDAYS[issue.date.weekday()]
@@ -160,7 +160,16 @@ def _example_settings(config: Config) -> list[Problem]:
     if config.postal_address.strip() == SAMPLE_POSTAL_ADDRESS:
         found.append("postal_address is still the sample's")
     path = config.root / "newsletter.yaml"
-    return [Problem("warning", path, None, f"{text}; set your own") for text in found]
+    problems = [Problem("warning", path, None, f"{text}; set your own") for text in found]
+    # Gmail, Yahoo and Microsoft's bulk-sender rules: signed mail and one-click unsubscribe.
+    if config.dkim is None:
+        problems.append(Problem("warning", path, None, "dkim: not configured; Gmail, Yahoo "
+                                "and Microsoft junk or refuse unsigned bulk mail"))  # fmt: skip
+    if config.web.public_url is None:
+        problems.append(Problem("warning", path, None, "web.public_url: not configured; bulk "
+                                "senders must offer one-click unsubscribe (`newsletter serve`, "
+                                "RFC 8058)"))  # fmt: skip
+    return problems
 
 
 def _slot_in_href(template: SlotTemplate, slot: str) -> bool:

@@ -29,6 +29,7 @@ from newsletter.content.issues import Issue
 from newsletter.content.markup import BodyLink, render_markdown
 from newsletter.content.plaintext import html_to_text, text_parts
 from newsletter.content.templatefiles import Utf8Loader
+from newsletter.content.templatesource import search_path
 from newsletter.errors import TemplateError
 
 RECENT_COUNT = 12
@@ -143,7 +144,9 @@ def recent_issues(config: Config, issue: Issue, issues: list[Issue]) -> list[Rec
 
 def template_environment(config: Config, *, autoescape: bool = True) -> jinja2.Environment:
     return jinja2.Environment(
-        loader=Utf8Loader(config.templates_dir),  # a non-UTF-8 file: one-line error
+        # The publication's templates/ overrides any single file of the package's defaults;
+        # a non-UTF-8 file is a one-line error.
+        loader=Utf8Loader(search_path(config)),
         autoescape=autoescape,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,

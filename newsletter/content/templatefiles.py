@@ -26,6 +26,14 @@ class Utf8Loader(jinja2.FileSystemLoader):
             byte = f" (byte 0x{data[exc.start]:02x})" if exc.start < len(data) else ""
             raise TemplateError(
                 f"not UTF-8 text{byte}; save the file as UTF-8",
-                path=Path(str(self.searchpath[0])) / template,
+                path=self._file_of(template),
                 line=line,
             ) from None
+
+    def _file_of(self, template: str) -> Path:
+        """The file that served `template`: the first folder holding it (overrides first)."""
+        folders = [Path(str(folder)) for folder in self.searchpath]
+        for folder in folders:
+            if (folder / template).is_file():
+                return folder / template
+        return folders[0] / template

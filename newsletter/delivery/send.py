@@ -9,12 +9,11 @@ with one connection, as worker processes (newsletter.delivery.workers) with seve
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
 import secrets
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
+from newsletter import locks
 from newsletter.config import Config
 from newsletter.content.checks import check_rendered
 from newsletter.content.issues import Issue
@@ -51,25 +50,17 @@ __all__ = [
 ]
 
 
-@contextlib.contextmanager
-def send_lock(config: Config, slug: str) -> Iterator[None]:
+def send_lock(config: Config, slug: str) -> contextlib.AbstractContextManager[None]:
     """One `send` per issue at a time; a second one is told who holds the lock."""
     path = config.subscribers_dir / f".send-{slug}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise DeliveryError(
-                f"another `newsletter send {slug}` is running ({holder}); wait for it to finish",
-                path=path,
-            ) from None
-        handle.truncate(0)
-        handle.write(f"pid {os.getpid()}")
-        handle.flush()
-        yield
+
+    def busy(holder: str) -> DeliveryError:
+        return DeliveryError(
+            f"another `newsletter send {slug}` is running ({holder}); wait for it to finish",
+            path=path,
+        )
+
+    return locks.exclusive(path, busy)
 
 
 TEST_PREFIX = "[TEST] "

@@ -18,7 +18,6 @@ in-flight row becomes `unknown` on the next run.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import multiprocessing
 import os
 import signal
@@ -118,6 +117,8 @@ class _OneCommitAtATime:
         return getattr(self.log, name)
 
     def record_and_claim_many(self, items: Sequence[Item]) -> list[bool]:
+        import fcntl  # POSIX only, like fork itself: imported here so the CLI starts anywhere
+
         fcntl.flock(self.lock, fcntl.LOCK_EX)
         try:
             return self.log.record_and_claim_many(items)

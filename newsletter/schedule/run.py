@@ -13,13 +13,11 @@ import contextlib
 import datetime as dt
 import email.policy
 import email.utils
-import fcntl
 import json
 import logging
 import math
 import os
 import signal
-import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -30,6 +28,7 @@ from typing import Generic, Literal, Protocol, TypeVar
 
 import schedule
 
+from newsletter import locks
 from newsletter.cadence import (
     Clock,
     SystemClock,
@@ -343,32 +342,18 @@ def tell_editor_once(
 # ----------------------------------------------------------------------------- one at a time
 
 
-@contextmanager
-def exclusive_lock(path: Path, what: str) -> Iterator[None]:
-    """An fcntl lock file; the kernel drops it when the holder dies, so no stale locks.
+def exclusive_lock(path: Path, what: str) -> contextlib.AbstractContextManager[None]:
+    """A lock file the OS drops when the holder dies (newsletter.locks), so no stale locks.
 
-    The holder writes who it is into the file, so a second instance can say who holds it.
+    The holder records who it is, so a second instance can say who holds it.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "unknown holder"
-            raise ScheduleLockedError(
-                f"{what} is already running ({holder}); not starting another", path=path
-            ) from None
-        stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {stamp}\n".encode(), 0)
-        try:
-            yield
-        finally:
-            os.ftruncate(fd, 0)
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+
+    def busy(holder: str) -> ScheduleLockedError:
+        return ScheduleLockedError(
+            f"{what} is already running ({holder}); not starting another", path=path
+        )
+
+    return locks.exclusive(path, busy)
 
 
 def due_lock(config: Config) -> contextlib.AbstractContextManager[None]:

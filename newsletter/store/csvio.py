@@ -13,6 +13,7 @@ import csv
 import itertools
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from email_validator import EmailNotValidError, validate_email
 from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
 
 from newsletter.errors import StoreError
+from newsletter.store.importformats import ExportFormat, detect
 
 Status = Literal["active", "unsubscribed", "bounced", "complained"]
 STATUSES: tuple[Status, ...] = ("active", "unsubscribed", "bounced", "complained")
@@ -200,9 +202,16 @@ class CsvReader:
 
     path: Path
     skip_invalid: bool = False
+    # `--status unsubscribed`: every row takes this status (a suppression list from elsewhere).
+    force_status: Status | None = None
     problems: list[RowProblem] = field(default_factory=list)
     invalid: int = 0
     rows: int = 0
+    service: str | None = None  # the service whose export this is (importformats.detect)
+    # (the file's word for the row, what it became: a status or "skipped") -> rows.
+    outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
+    _format: ExportFormat | None = None
+    _keys: list[str] = field(default_factory=list)
 
     def __iter__(self) -> Iterator[ImportRow]:
         try:
@@ -239,6 +248,13 @@ class CsvReader:
         reader = csv.reader(itertools.chain((first,), text), delimiter=delimiter)
         header = next(reader)
         email_col, name_col, status_col, has_header = _columns(header, self.path, start)
+        if has_header:
+            self._keys = [_header_key(cell) for cell in header]
+            self._format = detect(self._keys)
+            if self._format is not None:
+                self.service = self._format.service
+                email_col = self._keys.index(self._format.email_key)
+                status_col = None  # the service's own columns say it
         row = self._row
         if not has_header and (found := row(header, start, email_col, name_col, status_col)):
             yield found
@@ -276,6 +292,17 @@ class CsvReader:
                 self._problem(line, "status", f"expected one of {expected}, got {given!r}")
                 return None
             status = _STATUS_BY_NAME[given]
+        word: str = status
+        if self._format is not None:
+            cell = dict(zip(self._keys, cells, strict=False))
+            word, mapped = self._format.status(cell)
+            if mapped is None:  # e.g. never confirmed: no consent to carry over
+                self.outcomes[(word, "skipped")] += 1
+                return None
+            status = mapped
+        if self.force_status is not None:
+            status = self.force_status
+        self.outcomes[(word, status)] += 1
         if self.invalid and not self.skip_invalid:
             return None  # keep validating to report every bad row, but import nothing
         name = cells[name_col] if name_col is not None and name_col < len(cells) else None

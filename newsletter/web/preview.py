@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from newsletter.config import Config
 from newsletter.content.publication import load_publication
 from newsletter.content.render import Personalised, PreviewReader, render_issue
-from newsletter.errors import NewsletterError
+from newsletter.errors import ConfigError, NewsletterError
 
 _STYLE_BLOCK = re.compile(r"<style\b[^>]*>.*?</style>", re.S | re.I)
 _DARK_QUERY = re.compile(r"@media\s*\(\s*prefers-color-scheme\s*:\s*dark\s*\)", re.I)
@@ -128,4 +128,11 @@ def make_server(
         def log_message(self, format: str, *args: object) -> None:
             pass  # the editor's terminal shows the URL, not a line per request
 
-    return ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    try:
+        return ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    except OSError as exc:  # the port is taken (or not ours to bind): one line, no traceback
+        raise ConfigError(
+            f"cannot listen on 127.0.0.1:{port}: {exc.strerror}; choose another --port "
+            "(0: any free one)",
+            field="--port",
+        ) from None
