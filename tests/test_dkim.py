@@ -244,3 +244,29 @@ def test_an_ed25519_or_short_key_is_a_one_line_error(
     monkeypatch.setenv("TEST_DKIM_KEY", str(tmp_path / "short.pem"))
     with pytest.raises(ConfigError, match="512 bits"):
         dkim.check(config)
+
+
+CANONICAL_CASES = (
+    b"",
+    b"\r\n",
+    b"\r\n\r\n",
+    b"one line\r\n",
+    b"no final CRLF",
+    b"soft=\r\nbreak =C3=A9\r\n\r\n\r\n",
+    b"two  spaces\r\n",
+    b"a tab\there\r\n",
+    b"trailing blank \r\n",
+    b"trailing tab\t\r\nend\r\n",
+    b" \r\n \r\n",
+    b"bare LF\nline\n",
+    b"mixed \n ends\r\n\r\n",
+)
+
+
+@pytest.mark.parametrize("body", CANONICAL_CASES)
+@pytest.mark.parametrize("c", [b"relaxed/relaxed", b"simple/simple", b"relaxed/simple"])
+def test_the_fast_body_canonicalisation_is_dkimpys(body: bytes, c: bytes) -> None:
+    from dkim.canonicalization import CanonicalizationPolicy
+
+    policy = CanonicalizationPolicy.from_c_value(c)
+    assert dkim.canonical_body(policy, body) == policy.canonicalize_body(body)
