@@ -13,7 +13,6 @@ from typing import Any
 
 import click
 
-from newsletter.context import AppContext
 from newsletter.errors import NewsletterError
 
 # Each area keeps its commands in its own module, imported only when its command runs: the
@@ -151,6 +150,8 @@ def main(ctx: click.Context, root: Path | None, now_text: str | None) -> None:
         newsletter --root ~/my-letter build
         newsletter --now 2027-01-05T09:30 schedule --list 3
     """
+    from newsletter.context import AppContext  # config, YAML, dateutil: not for `--help`
+
     root = (root or Path(os.getcwd())).resolve()
     if not root.is_dir():
         raise click.BadParameter(f"{root} is not a directory", param_hint="--root")
