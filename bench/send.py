@@ -263,6 +263,8 @@ def run(args: argparse.Namespace, base: Path, port: int) -> int:
         order = list(jobs) if attempt % 2 == 0 else list(reversed(jobs))
         for name in order:
             rates[name].append(jobs[name](attempt))
+            line = f"  run {attempt + 1}: {name}: {rates[name][-1]:,.0f} msgs/s"
+            print(line, file=sys.stderr, flush=True)
     median = {name: statistics.median(values) for name, values in rates.items()}
     for name, values in rates.items():
         runs = ", ".join(f"{v:,.0f}" for v in values)
