@@ -9,8 +9,8 @@ choosing the signed header instances (and, in the tests, verifying). The RSA sig
 OpenSSL's, through the `cryptography` package: dkimpy's pure-Python RSA took ~11 ms a message,
 so signing capped a send near 90 messages a second; OpenSSL takes well under a millisecond.
 dkimpy's relaxed body canonicalisation runs two regex substitutions that match every space of
-a 25 KB body (~4 ms, as much as the signature); `canonical_body` skips them when they would
-change nothing, which is always the case for our quoted-printable bodies.
+a 25 KB body (~4 ms, as much as the signature); `canonical_body` gives the same bytes with a
+few passes of bytes.replace (~0.1-0.4 ms).
 
 dkimpy (which imports dnspython) and cryptography are imported when a message is signed, not
 with this module: a command that signs nothing does not pay for them (`newsletter --help`).
@@ -165,21 +165,20 @@ def signature(
 
 
 def canonical_body(policy: CanonicalizationPolicy, body: bytes) -> bytes:
-    """`policy.canonicalize_body(body)`, faster. Relaxed (RFC 6376 3.4.4) first deletes the
-    blanks before each CRLF, then squeezes runs of blanks to one space: without a tab, a double
-    space or a space before a CRLF, both passes are the identity and only the end of the body
-    is left to normalise, exactly as dkimpy does it."""
-    from dkim.canonicalization import (
-        Relaxed,
-        correct_empty_body,
-        strip_trailing_lines,
-    )
+    """`policy.canonicalize_body(body)`, faster. Relaxed (RFC 6376 3.4.4) deletes the blanks
+    before each CRLF and squeezes other runs of blanks to one space; dkimpy does it with two
+    regex substitutions that match every space of the body (~4 ms for 25 KB). Here: tabs become
+    spaces, runs of spaces halve until none is left (a few passes of bytes.replace, in C), and
+    the one space left before a CRLF goes; the end of the body is normalised as dkimpy does."""
+    from dkim.canonicalization import Relaxed, correct_empty_body, strip_trailing_lines
 
-    if policy.body_algorithm is Relaxed and not (
-        b"\t" in body or b"  " in body or b" \r\n" in body
-    ):
-        return bytes(correct_empty_body(strip_trailing_lines(body)))
-    return bytes(policy.canonicalize_body(body))
+    if policy.body_algorithm is not Relaxed:
+        return bytes(policy.canonicalize_body(body))
+    body = body.replace(b"\t", b" ")
+    while b"  " in body:
+        body = body.replace(b"  ", b" ")
+    body = body.replace(b" \r\n", b"\r\n")
+    return bytes(correct_empty_body(strip_trailing_lines(body)))
 
 
 def _fold_names(names: list[bytes]) -> bytes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import email
+import itertools
 import shutil
 import subprocess
 from dataclasses import dataclass, replace
@@ -260,6 +261,8 @@ CANONICAL_CASES = (
     b" \r\n \r\n",
     b"bare LF\nline\n",
     b"mixed \n ends\r\n\r\n",
+    b"<td>      indented\t \t HTML  =\r\n  \r\n\t\r\n",
+    b"runs of " + b" " * 17 + b"spaces" + b" " * 33 + b"\r\n",
 )
 
 
@@ -270,3 +273,15 @@ def test_the_fast_body_canonicalisation_is_dkimpys(body: bytes, c: bytes) -> Non
 
     policy = CanonicalizationPolicy.from_c_value(c)
     assert dkim.canonical_body(policy, body) == policy.canonicalize_body(body)
+
+
+def test_the_fast_body_canonicalisation_on_every_short_body() -> None:
+    """Every body of up to 5 pieces from blanks, letters and line ends, relaxed."""
+    from dkim.canonicalization import CanonicalizationPolicy
+
+    policy = CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
+    pieces = (b" ", b"\t", b"a", b"\r\n", b"\n", b"\r")
+    for size in range(6):
+        for combination in itertools.product(pieces, repeat=size):
+            body = b"".join(combination)
+            assert dkim.canonical_body(policy, body) == policy.canonicalize_body(body), body
