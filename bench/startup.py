@@ -59,7 +59,7 @@ def first(self, *args, **kwargs):
     reply = file_send(self, *args, **kwargs)
     if once.acquire(blocking=False):
         total = time.time() - started
-        line = json.dumps({"first": total, "rendering": spent[0]}) + "\n"
+        line = json.dumps({"first": total, "rendering": spent[0]}) + "\\n"
         os.write(2, line.encode())
         os._exit(0)
     return reply
