@@ -73,4 +73,4 @@ def test_the_listed_help_is_each_commands_own() -> None:
         assert command.name == name
         assert command.get_short_help_str(10**6) == short
         assert main.get_command(ctx, name) is command
-    assert main.list_commands(ctx) == sorted(LAZY_COMMANDS)
+    assert set(LAZY_COMMANDS) <= set(main.list_commands(ctx))  # with any added eagerly
