@@ -138,14 +138,14 @@ def signature(
     """
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import padding
-    from dkim import rfc822_parse, select_headers
+    from dkim import select_headers
     from dkim.canonicalization import CanonicalizationPolicy, InvalidCanonicalizationPolicyError
 
     try:
         policy = CanonicalizationPolicy.from_c_value(canonicalization)
     except InvalidCanonicalizationPolicyError as exc:
         raise ValueError(f"not a DKIM canonicalization: {canonicalization!r}") from exc
-    headers, body = rfc822_parse(message)
+    headers, body = parse(message)
     body_hash = base64.b64encode(hashlib.sha256(canonical_body(policy, body)).digest())
     stamp = str(int(time.time()) if timestamp is None else timestamp).encode("ascii")
     # b= goes last and on a line of its own, so the value hashed below (b= empty) is exactly the
@@ -162,6 +162,26 @@ def signature(
     encoded = base64.b64encode(raw)
     lines = [encoded[i : i + _FOLD - 1] for i in range(0, len(encoded), _FOLD - 1)]
     return b"DKIM-Signature:" + value + b"\r\n\t" + b"\r\n\t".join(lines) + b"\r\n"
+
+
+def parse(message: bytes) -> tuple[list[list[bytes]], bytes]:
+    """dkimpy's `rfc822_parse(message)`, faster: it splits the whole message into lines and
+    joins the body again (~0.4 ms of a 25 KB message); a CRLF message needs only its header
+    block split, the body is the bytes after the blank line as they are."""
+    from dkim import rfc822_parse
+
+    head, blank, body = message.partition(b"\r\n\r\n")
+    plain = (
+        blank
+        and not message.startswith(b"\r\n")
+        and head.count(b"\n") == head.count(b"\r\n")
+        and body.count(b"\n") == body.count(b"\r\n")
+        and b"\r" not in body.replace(b"\r\n", b"")
+    )
+    if not plain:  # bare LFs: dkimpy's line ends are CRLF, its own parse converts them
+        return rfc822_parse(message)  # type: ignore[no-any-return]
+    headers, _ = rfc822_parse(head + b"\r\n\r\n")
+    return headers, body
 
 
 def canonical_body(policy: CanonicalizationPolicy, body: bytes) -> bytes:
