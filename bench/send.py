@@ -2,12 +2,15 @@
 
     .venv/bin/python bench/send.py [--readers 10000] [--big 100000] [--repeat 3]
 
-Prints, from one run: msgs/s of `newsletter send` with 1 and 4 connections, of a bare smtplib
-loop (one reused connection, one prebuilt message of the same size; and the same loop on 4
-threads and on 4 processes, the ceilings for our connections on this machine) and of Postfix's
-`smtp-source -d -s 4` (the machine's limit); the ratios against the targets of issue 5; and
-the peak RSS of a send to 10,000 and to 100,000 readers. Each send runs in its own process
-(`--child`) so its peak RSS is its own. Starts and stops its own smtp-sink.
+Prints, from one run, with the load average beside it: msgs/s of `newsletter send` on 1 and 4
+connections, unsigned and DKIM-signed (2048-bit RSA); of a bare smtplib loop (one reused
+connection, one prebuilt message of the same size) on 1 connection and in 4 processes (the
+ceilings for our connections on this machine); of Postfix's `smtp-source -d -s 1` and `-s 4`
+(the machine's limit, in C); the ratios against the targets of issue 18; and the peak RSS of
+a send to 10,000 and to 100,000 readers. Medians of `--repeat` runs, the order of the runs
+alternated (forwards, then backwards) so a drift in the machine's load does not favour one.
+Exits 1 when a target is missed. Each send runs in its own process (`--child`) so its peak
+RSS is its own. Starts and stops its own smtp-sink.
 """
 
 from __future__ import annotations
@@ -25,13 +28,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 SLUG = "2026-07-your-first-customer-sits-next-to-you"
-TARGETS = {"1 connection": 0.7, "4 connections": 1.5}
+BENCH_DAY = dt.date(2026, 11, 20)  # between the sample's October and December issues
+RSS_GROWTH_MB = 30
 
 
 def free_port() -> int:
@@ -82,6 +86,23 @@ def publication(base: Path, readers: int) -> Path:
     return root
 
 
+def dkim_key(base: Path) -> Path:
+    """A fresh 2048-bit RSA key (the size the big mailbox providers ask for)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path = base / "dkim.pem"
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return path
+
+
 def fresh_copy(root: Path, name: str) -> Path:
     """The publication with an untouched send log (a send is once per issue)."""
     copy = root.parent / name
@@ -89,7 +110,7 @@ def fresh_copy(root: Path, name: str) -> Path:
     return copy
 
 
-def child(root: Path, port: int, connections: int) -> None:
+def child(root: Path, port: int, connections: int, key: str) -> None:
     """Run one send in this process; print its figures as JSON."""
     os.environ.update(
         NEWSLETTER_DELIVERY__TRANSPORT="smtp",
@@ -97,11 +118,18 @@ def child(root: Path, port: int, connections: int) -> None:
         NEWSLETTER_DELIVERY__SMTP__PORT=str(port),
         NEWSLETTER_DELIVERY__SMTP__CONNECTIONS=str(connections),
     )
+    if key != "-":
+        os.environ.update(
+            NEWSLETTER_DKIM__SELECTOR="bench",
+            NEWSLETTER_DKIM__DOMAIN="example.com",
+            NEWSLETTER_DKIM_KEY=key,
+        )
     from newsletter.config import load_config
     from newsletter.content.issues import find_issue, load_issues
     from newsletter.delivery import send as delivery
 
     config = load_config(root)
+    assert (config.dkim is not None) == (key != "-"), "the DKIM setting did not take"
     issues = load_issues(config, BENCH_DAY)
     report = delivery.send_issue(config, find_issue(config, issues, SLUG), issues)
     # With several connections the worker processes hold the rows: the largest process counts.
@@ -111,15 +139,11 @@ def child(root: Path, port: int, connections: int) -> None:
     )
     print(json.dumps({"sent": report.sent_now, "seconds": report.elapsed, "peak_kb": peak_kb}))
 
-BENCH_DAY = dt.date(2026, 11, 20)  # between the sample's October and December issues
 
-
-def our_send(root: Path, port: int, connections: int) -> dict[str, float]:
+def our_send(root: Path, port: int, connections: int, key: Path | None) -> dict[str, float]:
+    command = [sys.executable, __file__, "--child", str(root), str(port), str(connections)]
     result = subprocess.run(
-        [sys.executable, __file__, "--child", str(root), str(port), str(connections)],
-        check=True,
-        capture_output=True,
-        text=True,
+        [*command, str(key) if key else "-"], check=True, capture_output=True, text=True
     )
     figures: dict[str, float] = json.loads(result.stdout.strip().splitlines()[-1])
     return figures
@@ -139,24 +163,6 @@ def sample_message(root: Path) -> bytes:
     return skeleton.render(reader, html=body.html, text=body.text)
 
 
-def bare_smtplib(port: int, message: bytes, count: int, threads: int = 1) -> float:
-    """smtplib.sendmail of one prebuilt message, one reused connection per thread."""
-
-    def loop(share: int) -> None:
-        conn = smtplib.SMTP("127.0.0.1", port)
-        for n in range(share):
-            conn.sendmail("news@example.com", f"reader{n}@example.org", message)
-        conn.quit()
-
-    workers = [threading.Thread(target=loop, args=(count // threads,)) for _ in range(threads)]
-    started = time.perf_counter()
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    return count // threads * threads / (time.perf_counter() - started)
-
-
 def _bare_loop(port: int, message: bytes, share: int) -> None:
     conn = smtplib.SMTP("127.0.0.1", port)
     for n in range(share):
@@ -164,8 +170,9 @@ def _bare_loop(port: int, message: bytes, share: int) -> None:
     conn.quit()
 
 
-def bare_processes(port: int, message: bytes, count: int, processes: int = 4) -> float:
-    """The bare loop in `processes` forked processes: the ceiling for our worker processes."""
+def bare(port: int, message: bytes, count: int, processes: int) -> float:
+    """smtplib.sendmail of one prebuilt message on one reused connection per forked process:
+    the ceiling for our connections (one per process) in Python on this machine."""
     context = multiprocessing.get_context("fork")
     share = count // processes
     workers = [
@@ -179,93 +186,129 @@ def bare_processes(port: int, message: bytes, count: int, processes: int = 4) ->
     return share * processes / (time.perf_counter() - started)
 
 
-def smtp_source(port: int, size: int, count: int) -> float | None:
+def smtp_source(port: int, size: int, count: int, sessions: int) -> float:
     source = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
-    if not Path(source).exists():
-        return None
     started = time.perf_counter()
     subprocess.run(
-        [source, "-d", "-s", "4", "-m", str(count), "-l", str(size), "-f", "news@example.com",
-         "-t", "reader@example.org", f"127.0.0.1:{port}"],
+        [source, "-d", "-s", str(sessions), "-m", str(count), "-l", str(size),
+         "-f", "news@example.com", "-t", "reader@example.org", f"127.0.0.1:{port}"],
         check=True,
     )  # fmt: skip
     return count / (time.perf_counter() - started)
 
 
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f} ({os.cpu_count()} cores)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--readers", type=int, default=10_000)
-    parser.add_argument("--big", type=int, default=100_000)
+    parser.add_argument("--big", type=int, default=100_000, help="0: skip the RSS run")
     parser.add_argument("--repeat", type=int, default=3, help="throughput runs (median)")
-    parser.add_argument("--child", nargs=3, metavar=("ROOT", "PORT", "CONNECTIONS"))
+    parser.add_argument("--child", nargs=4, metavar=("ROOT", "PORT", "CONNECTIONS", "KEY"))
     args = parser.parse_args()
     if args.child:
-        child(Path(args.child[0]), int(args.child[1]), int(args.child[2]))
+        child(Path(args.child[0]), int(args.child[1]), int(args.child[2]), args.child[3])
         return
+    if not Path(shutil.which("smtp-source") or "/usr/sbin/smtp-source").exists():
+        sys.exit("smtp-source not found: install Debian's postfix (see REAL_SERVERS.md)")
     sink, port = start_sink()
     base = Path(tempfile.mkdtemp(prefix="bench-send-"))
     try:
-        run(args, base, port)
+        missed = run(args, base, port)
     finally:
         sink.terminate()
         sink.wait()
         shutil.rmtree(base, ignore_errors=True)
+    sys.exit(1 if missed else 0)
 
 
-def run(args: argparse.Namespace, base: Path, port: int) -> None:
+def run(args: argparse.Namespace, base: Path, port: int) -> int:
+    """Every figure and target; returns how many targets were missed."""
     n = args.readers
     small = publication(base, n)
+    key = dkim_key(base)
     message = sample_message(small)
     print(f"{n:,} readers, {len(message):,}-byte messages, smtp-sink on 127.0.0.1:{port}")
-    rates: dict[str, list[float]] = {
-        "bare smtplib": [],
-        "bare, 4 threads": [],
-        "bare, 4 processes": [],
-        "1 connection": [],
-        "4 connections": [],
-    }
-    peaks: dict[int, float] = {}
-    for attempt in range(args.repeat):
-        rates["bare smtplib"].append(bare_smtplib(port, message, n))
-        rates["bare, 4 threads"].append(bare_smtplib(port, message, n, threads=4))
-        rates["bare, 4 processes"].append(bare_processes(port, message, n))
-        for connections in (1, 4):
-            copy = fresh_copy(small, f"run-{attempt}-{connections}")
-            figures = our_send(copy, port, connections)
-            assert figures["sent"] == n, figures
-            rates[f"{connections} connection{'s' if connections > 1 else ''}"].append(
-                figures["sent"] / figures["seconds"]
-            )
-            peaks[n] = max(peaks.get(n, 0), figures["peak_kb"])
+    print(f"at the start: {load()}")
+    peaks: list[float] = []
+
+    def ours(connections: int, signed: bool) -> Callable[[int], float]:
+        def one(attempt: int) -> float:
+            name = f"run-{attempt}-{connections}-{'dkim' if signed else 'plain'}"
+            copy = fresh_copy(small, name)
+            figures = our_send(copy, port, connections, key if signed else None)
             shutil.rmtree(copy)
-    source = smtp_source(port, len(message), 2 * n)
-    bare = statistics.median(rates["bare smtplib"])
+            assert figures["sent"] == n, figures
+            if not signed:
+                peaks.append(figures["peak_kb"])
+            return figures["sent"] / figures["seconds"]
+
+        return one
+
+    jobs: dict[str, Callable[[int], float]] = {
+        "send, 1 connection": ours(1, False),
+        "send, 4 connections": ours(4, False),
+        "send, 1 conn, DKIM": ours(1, True),
+        "send, 4 conns, DKIM": ours(4, True),
+        "bare smtplib, 1": lambda attempt: bare(port, message, n, 1),
+        "bare smtplib, 4 proc": lambda attempt: bare(port, message, n, 4),
+        "smtp-source -s 1": lambda attempt: smtp_source(port, len(message), n, 1),
+        "smtp-source -s 4": lambda attempt: smtp_source(port, len(message), 2 * n, 4),
+    }
+    rates: dict[str, list[float]] = {name: [] for name in jobs}
+    for attempt in range(args.repeat):
+        order = list(jobs) if attempt % 2 == 0 else list(reversed(jobs))
+        for name in order:
+            rates[name].append(jobs[name](attempt))
+            line = f"  run {attempt + 1}: {name}: {rates[name][-1]:,.0f} msgs/s"
+            print(line, file=sys.stderr, flush=True)
+    median = {name: statistics.median(values) for name, values in rates.items()}
     for name, values in rates.items():
-        rate = statistics.median(values)
-        line = f"{name:<20}{rate:>8,.0f} msgs/s"
-        if name in TARGETS:
-            ratio = rate / bare
-            verdict = "ok" if ratio >= TARGETS[name] else "BELOW TARGET"
-            line += f"   {ratio:.2f}x bare smtplib (target >= {TARGETS[name]}x: {verdict})"
-        if name == "4 connections":
-            ceiling = statistics.median(rates["bare, 4 processes"])
-            line += f", {rate / ceiling:.2f}x bare on 4 processes"
-        print(line + f"   runs: {', '.join(f'{v:,.0f}' for v in values)}")
-    if source is not None:
-        print(f"{'smtp-source -d -s 4':<20}{source:>8,.0f} msgs/s   (the machine's limit)")
+        runs = ", ".join(f"{v:,.0f}" for v in values)
+        print(f"{name:<22}{median[name]:>8,.0f} msgs/s   runs: {runs}")
+    print(f"after the runs: {load()}")
+    targets = [
+        ("1 connection / bare on 1", "send, 1 connection", "bare smtplib, 1", 0.9),
+        ("4 connections / bare in 4 processes", "send, 4 connections", "bare smtplib, 4 proc", 0.9),
+        ("4 connections / smtp-source -s 4", "send, 4 connections", "smtp-source -s 4", 0.5),
+        ("DKIM / unsigned, 1 connection", "send, 1 conn, DKIM", "send, 1 connection", 0.5),
+        ("DKIM / unsigned, 4 connections", "send, 4 conns, DKIM", "send, 4 connections", 0.5),
+    ]
+    missed = 0
+    for label, ours_name, against, target in targets:
+        ratio = median[ours_name] / median[against]
+        ok = ratio >= target
+        missed += not ok
+        print(f"{label:<38}{ratio:5.2f}x  (target >= {target}x: {'ok' if ok else 'MISSED'})")
+    print(
+        f"for reference: smtp-source -s 4 / -s 1 "
+        f"{median['smtp-source -s 4'] / median['smtp-source -s 1']:.2f}x, "
+        f"bare in 4 processes / on 1 "
+        f"{median['bare smtplib, 4 proc'] / median['bare smtplib, 1']:.2f}x"
+    )
     if args.big:
-        big = publication(base, args.big)
-        figures = our_send(big, port, 4)
-        assert figures["sent"] == args.big, figures
-        peaks[args.big] = figures["peak_kb"]
-        rate = figures["sent"] / figures["seconds"]
-        print(f"{args.big:,} readers, 4 connections: {rate:,.0f} msgs/s")
-        growth = (peaks[args.big] - peaks[n]) / 1024
-        verdict = "ok" if growth <= 30 else "BELOW TARGET"
-        print(
-            f"peak RSS: {peaks[n] / 1024:.1f} MB for {n:,}, {peaks[args.big] / 1024:.1f} MB for "
-            f"{args.big:,} ({growth:+.1f} MB; target <= +30 MB: {verdict})"
-        )
+        missed += big_run(args.big, n, max(peaks), base, port)
+    print(f"at the end: {load()}")
+    return missed
+
+
+def big_run(big: int, n: int, small_peak_kb: float, base: Path, port: int) -> int:
+    """Peak RSS of a send to `big` readers against the same send to `n`: 1 if over target."""
+    figures = our_send(publication(base, big), port, 4, None)
+    assert figures["sent"] == big, figures
+    rate = figures["sent"] / figures["seconds"]
+    growth = (figures["peak_kb"] - small_peak_kb) / 1024
+    ok = growth <= RSS_GROWTH_MB
+    print(f"{big:,} readers, 4 connections: {rate:,.0f} msgs/s")
+    print(
+        f"peak RSS: {small_peak_kb / 1024:.1f} MB for {n:,}, {figures['peak_kb'] / 1024:.1f} MB "
+        f"for {big:,} ({growth:+.1f} MB; target <= +{RSS_GROWTH_MB} MB: "
+        f"{'ok' if ok else 'MISSED'})"
+    )
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -19,12 +19,16 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 def walk(command: click.Command, path: tuple[str, ...] = ()) -> Iterator[tuple[str, click.Command]]:
     yield " ".join(("newsletter", *path)), command
     if isinstance(command, click.Group):
-        for name in sorted(command.commands):
-            yield from walk(command.commands[name], (*path, name))
+        # list_commands/get_command, not .commands: the top level loads its commands lazily
+        ctx = click.Context(command)
+        for name in command.list_commands(ctx):
+            found = command.get_command(ctx, name)
+            assert found is not None, name
+            yield from walk(found, (*path, name))
 
 
 COMMANDS = list(walk(main))
-TOP_LEVEL = sorted(main.commands)
+TOP_LEVEL = main.list_commands(click.Context(main))
 
 
 def test_the_walk_finds_the_commands() -> None:

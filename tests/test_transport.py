@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
 import ssl
 import subprocess
@@ -255,3 +257,29 @@ def test_starttls_refuses_a_server_it_cannot_verify(
             smtp(mta, security="starttls").send("s@x.org", "a@x.org", MESSAGE, message_id="x")
         assert err.value.stage == "connect" and "CERTIFICATE_VERIFY_FAILED" in err.value.reply
     assert mta.messages == []
+
+
+def test_file_transport_fsyncs_each_file_and_leaves_no_temp_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    transport = FileTransport(tmp_path / "outbox")
+    transport.send("s@x", "a@x", MESSAGE, message_id="<1@x>")
+    transport.send("s@x", "b@x", MESSAGE + b"again\r\n", message_id="<1@x>")  # a re-send
+    assert len(synced) == 2
+    assert [p.name for p in (tmp_path / "outbox").iterdir()] == ["1_x.eml"]
+    assert (tmp_path / "outbox" / "1_x.eml").read_bytes() == MESSAGE + b"again\r\n"
+
+
+def test_a_failed_file_write_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full_disk(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(DeliveryError, match="No space left"):
+        FileTransport(tmp_path).send("s@x", "a@x", MESSAGE, message_id="<1@x>")
+    assert list(tmp_path.iterdir()) == []

@@ -8,8 +8,6 @@ notes sit under a "Notes" heading where the reader finds them by number, as in p
 
 from __future__ import annotations
 
-import lxml.html
-
 NOTES_HEADING = "Notes"
 
 
@@ -17,6 +15,8 @@ def email_fragment(fragment: str) -> str:
     """`fragment` with footnotes that work without in-page anchors."""
     if "footnote" not in fragment:  # most issues: no parse at all
         return fragment
+    import lxml.html  # here: an issue without notes, and `send`'s start, need no lxml
+
     root = lxml.html.fragment_fromstring(fragment, create_parent="div")
     for sup in root.xpath("//sup[a[contains(@class, 'footnote-ref')]]"):
         number, tail = sup.text_content().strip(), sup.tail

@@ -11,14 +11,15 @@ import posixpath
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
-
-import lxml.html
-import markdown
 
 from newsletter import links
 from newsletter.config import Config
 from newsletter.content.issues import Issue
+
+if TYPE_CHECKING:  # Markdown and lxml load when an issue is rendered (a fast `send` start)
+    import lxml.html
 
 CONTENT_WIDTH = 560  # 600 px container minus padding
 EXTENSIONS = ["tables", "fenced_code", "footnotes", "smarty", "attr_list", "sane_lists"]
@@ -46,6 +47,9 @@ class Body:
 
 
 def render_markdown(config: Config, issue: Issue, issues: list[Issue]) -> Body:
+    import lxml.html
+    import markdown
+
     converter = markdown.Markdown(extensions=EXTENSIONS, output_format="html")
     raw = converter.convert(issue.body)
     if not raw.strip():

@@ -14,13 +14,10 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
-import jinja2
-import jinja2.meta
 from markupsafe import Markup
-from premailer import Premailer
 
 from newsletter import links
 from newsletter.config import Config
@@ -31,6 +28,9 @@ from newsletter.content.plaintext import html_to_text, text_parts
 from newsletter.content.templatefiles import Utf8Loader
 from newsletter.content.templatesource import search_path
 from newsletter.errors import TemplateError
+
+if TYPE_CHECKING:  # jinja2 and premailer load when an issue is rendered (a fast `send` start)
+    import jinja2
 
 RECENT_COUNT = 12
 SLOTS = ("first_name", "email", "unsubscribe_url", "unsubscribe_address")
@@ -143,6 +143,9 @@ def recent_issues(config: Config, issue: Issue, issues: list[Issue]) -> list[Rec
 
 
 def template_environment(config: Config, *, autoescape: bool = True) -> jinja2.Environment:
+    import jinja2
+
+
     return jinja2.Environment(
         # The publication's templates/ overrides any single file of the package's defaults;
         # a non-UTF-8 file is a one-line error.
@@ -162,6 +165,8 @@ def _template_path(env: jinja2.Environment, name: str) -> str:
 
 def load_template(env: jinja2.Environment, name: str) -> jinja2.Template:
     """Load and compile one template; a missing or broken one is a TemplateError (file:line)."""
+    import jinja2
+
     try:
         return env.get_template(name)
     except jinja2.TemplateNotFound:
@@ -178,6 +183,8 @@ def load_template(env: jinja2.Environment, name: str) -> jinja2.Template:
 
 def render_template(env: jinja2.Environment, name: str, context: dict[str, Any]) -> str:
     """Render one template; template mistakes become TemplateError naming file and line."""
+    import jinja2
+
     template = load_template(env, name)
     try:
         return template.render(context)
@@ -251,6 +258,8 @@ def text_context(body_html: str, *, separate: bool = True) -> dict[str, str]:
 
 def _uses_links(env: jinja2.Environment, name: str) -> bool:
     """Whether the template refers to `links` (parsed again: cheap, once per issue)."""
+    import jinja2.meta
+
     load_template(env, name)  # a missing or broken template fails here with file and line
     source, _, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
     return "links" in jinja2.meta.find_undeclared_variables(env.parse(source))
@@ -301,6 +310,8 @@ _VENDOR_PROPERTY = re.compile(
 
 def inline_css(page: str) -> tuple[str, tuple[str, ...]]:
     """premailer with `@media` rules (responsive, dark mode) kept, `!important` intact."""
+    from premailer import Premailer  # ~0.3 s of imports (cssutils, requests): render time
+
     # cssutils prints every warning to stderr through its own handler; we collect them instead.
     cssutils_logger = logging.getLogger("CSSUTILS")
     cssutils_logger.handlers.clear()

@@ -8,6 +8,12 @@ dkimpy does what it does well here: parsing the message, canonicalising headers 
 choosing the signed header instances (and, in the tests, verifying). The RSA signature itself is
 OpenSSL's, through the `cryptography` package: dkimpy's pure-Python RSA took ~11 ms a message,
 so signing capped a send near 90 messages a second; OpenSSL takes well under a millisecond.
+dkimpy's relaxed body canonicalisation runs two regex substitutions that match every space of
+a 25 KB body (~4 ms, as much as the signature); `canonical_body` gives the same bytes with a
+few passes of bytes.replace (~0.1-0.4 ms).
+
+dkimpy (which imports dnspython) and cryptography are imported when a message is signed, not
+with this module: a command that signs nothing does not pay for them (`newsletter --help`).
 """
 
 from __future__ import annotations
@@ -18,15 +24,14 @@ import hashlib
 import os
 import time
 from pathlib import Path
-
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from dkim import rfc822_parse, select_headers
-from dkim.canonicalization import CanonicalizationPolicy, InvalidCanonicalizationPolicyError
+from typing import TYPE_CHECKING
 
 from newsletter.config import Config, DkimConfig
 from newsletter.errors import ConfigError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from dkim.canonicalization import CanonicalizationPolicy
 
 # Always signed, present or not: signing an absent header (a "null" signature) stops anyone
 # from adding it later, e.g. a List-Unsubscribe-Post on a message that had none.
@@ -66,6 +71,10 @@ def key_path(settings: DkimConfig) -> Path:
 @functools.lru_cache(maxsize=4)
 def _load_key(path: Path, mtime_ns: int) -> rsa.RSAPrivateKey:
     """Read and check the key once per file version (a rotated key is picked up)."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -127,12 +136,17 @@ def signature(
 
     Every name in SIGNED_HEADERS is in h=, present or not, so nobody can add one later.
     """
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+    from dkim import select_headers
+    from dkim.canonicalization import CanonicalizationPolicy, InvalidCanonicalizationPolicyError
+
     try:
         policy = CanonicalizationPolicy.from_c_value(canonicalization)
     except InvalidCanonicalizationPolicyError as exc:
         raise ValueError(f"not a DKIM canonicalization: {canonicalization!r}") from exc
-    headers, body = rfc822_parse(message)
-    body_hash = base64.b64encode(hashlib.sha256(policy.canonicalize_body(body)).digest())
+    headers, body = parse(message)
+    body_hash = base64.b64encode(hashlib.sha256(canonical_body(policy, body)).digest())
     stamp = str(int(time.time()) if timestamp is None else timestamp).encode("ascii")
     # b= goes last and on a line of its own, so the value hashed below (b= empty) is exactly the
     # header a verifier sees once it strips the b= value, whatever the canonicalization.
@@ -148,6 +162,43 @@ def signature(
     encoded = base64.b64encode(raw)
     lines = [encoded[i : i + _FOLD - 1] for i in range(0, len(encoded), _FOLD - 1)]
     return b"DKIM-Signature:" + value + b"\r\n\t" + b"\r\n\t".join(lines) + b"\r\n"
+
+
+def parse(message: bytes) -> tuple[list[list[bytes]], bytes]:
+    """dkimpy's `rfc822_parse(message)`, faster: it splits the whole message into lines and
+    joins the body again (~0.4 ms of a 25 KB message); a CRLF message needs only its header
+    block split, the body is the bytes after the blank line as they are."""
+    from dkim import rfc822_parse
+
+    head, blank, body = message.partition(b"\r\n\r\n")
+    plain = (
+        blank
+        and not message.startswith(b"\r\n")
+        and head.count(b"\n") == head.count(b"\r\n")
+        and body.count(b"\n") == body.count(b"\r\n")
+        and b"\r" not in body.replace(b"\r\n", b"")
+    )
+    if not plain:  # bare LFs: dkimpy's line ends are CRLF, its own parse converts them
+        return rfc822_parse(message)  # type: ignore[no-any-return]
+    headers, _ = rfc822_parse(head + b"\r\n\r\n")
+    return headers, body
+
+
+def canonical_body(policy: CanonicalizationPolicy, body: bytes) -> bytes:
+    """`policy.canonicalize_body(body)`, faster. Relaxed (RFC 6376 3.4.4) deletes the blanks
+    before each CRLF and squeezes other runs of blanks to one space; dkimpy does it with two
+    regex substitutions that match every space of the body (~4 ms for 25 KB). Here: tabs become
+    spaces, runs of spaces halve until none is left (a few passes of bytes.replace, in C), and
+    the one space left before a CRLF goes; the end of the body is normalised as dkimpy does."""
+    from dkim.canonicalization import Relaxed, correct_empty_body, strip_trailing_lines
+
+    if policy.body_algorithm is not Relaxed:
+        return bytes(policy.canonicalize_body(body))
+    body = body.replace(b"\t", b" ")
+    while b"  " in body:
+        body = body.replace(b"  ", b" ")
+    body = body.replace(b" \r\n", b"\r\n")
+    return bytes(correct_empty_body(strip_trailing_lines(body)))
 
 
 def _fold_names(names: list[bytes]) -> bytes:

@@ -20,7 +20,6 @@ from typing import Literal, Protocol
 
 from newsletter.config import Config, SmtpConfig
 from newsletter.errors import DeliveryError
-from newsletter.fsutil import write_atomic
 from newsletter.links import ascii_address
 
 Stage = Literal["connect", "auth", "mail", "rcpt", "data", "dot"]
@@ -70,15 +69,21 @@ class Transport(Protocol):
 
 
 class FileTransport:
-    """One `.eml` per message in `directory`, named after its Message-ID (a re-send overwrites)."""
+    """One `.eml` per message in `directory`, named after its Message-ID (a re-send overwrites).
+
+    Each file is complete and fsynced before `send` returns, so before its row says sent."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self._made = False
 
     def send(self, sender: str, recipient: str, data: bytes, *, message_id: str) -> str:
         name = _UNSAFE_NAME.sub("_", message_id.strip("<>")) + ".eml"
         try:
-            write_atomic(self.directory / name, data, durable=True)
+            if not self._made:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                self._made = True
+            _write_message(self.directory / name, data)
         except OSError as exc:
             # A full disk is not one reader's problem: the send must stop.
             raise DeliveryError(f"cannot write: {exc.strerror}", path=self.directory) from None
@@ -92,6 +97,26 @@ class FileTransport:
 
     def close(self) -> None:
         pass
+
+
+def _write_message(path: Path, data: bytes) -> None:
+    """`path` whole or not at all, on disk when this returns: a temp file, fsynced, renamed.
+    The temp name is derived, not mkstemp's: under the send lock no one else writes this
+    message, and a temp file a crash left behind is simply overwritten by the re-send."""
+    temp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)  # a full disk leaves no half-written temp file behind
+        raise
 
 
 class SmtpTransport:
