@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
+import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,6 +37,14 @@ def copy_sample(root: Path) -> Path:
         else:
             shutil.copy2(source, root / part)
     return root
+
+
+def missing(reason: str) -> None:
+    """A server or browser a test needs is not here: skip on a developer's machine, fail in CI
+    (`CI=true`), which installs everything the tests use, so a broken install never passes."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true and {reason}", pytrace=False)
+    pytest.skip(reason)
 
 
 @pytest.fixture

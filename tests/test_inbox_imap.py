@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import missing, run_cli
 from test_inbox import assert_confirmations, assert_manifest_effects, corpus_files, manifest
 
 PASSWORD = "imap-test-secret"
@@ -91,9 +91,9 @@ def dovecot() -> Iterator[Dovecot]:
         "/usr/sbin/dovecot" if Path("/usr/sbin/dovecot").exists() else None
     )
     if binary is None:
-        pytest.skip("Dovecot is not installed (Debian package dovecot-imapd; .ci/run installs it)")
+        missing("Dovecot is not installed (Debian package dovecot-imapd; .ci/run installs it)")
     if os.geteuid() != 0:
-        pytest.skip("this Dovecot fixture runs as root (it hands the Maildir to user nobody)")
+        missing("this Dovecot fixture runs as root (it hands the Maildir to user nobody)")
     # Not under pytest's tmp_path: that is private to root and Dovecot's user cannot enter it.
     home = Path(tempfile.mkdtemp(prefix="newsletter-dovecot-"))
     home.chmod(0o755)
@@ -120,7 +120,7 @@ def dovecot() -> Iterator[Dovecot]:
                     if (home / "dovecot.log").exists()
                     else ""
                 )
-                pytest.skip(f"Dovecot could not start here: {err.strip()} {log.strip()}")
+                missing(f"Dovecot could not start here: {err.strip()} {log.strip()}")
             time.sleep(0.1)
         yield Dovecot(home, port, proc)
     finally:
