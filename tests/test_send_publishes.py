@@ -50,3 +50,13 @@ def test_a_failed_publish_stops_the_send(publication: Path) -> None:
     assert not list(publication.glob("outbox/**/*.eml"))
     code, out, err = run_cli(publication, "status")
     assert "no issue has been sent yet" in out
+
+
+def test_an_issue_the_send_refuses_never_reaches_the_archive(publication: Path) -> None:
+    configure(publication, None)
+    path = publication / "content" / f"{SLUG}.md"
+    path.write_text(path.read_text(encoding="utf-8") + "\nTODO: the last paragraph\n")
+    code, out, err = run_cli(publication, "send", SLUG, "--yes", now="2026-10-01T12:00")
+    assert code == 2 and "`newsletter check` finds" in err, out + err
+    assert not (publication / "site" / SLUG).exists()  # dated ahead and unsent: not listed
+    assert not list(publication.glob("outbox/**/*.eml"))

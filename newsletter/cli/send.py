@@ -183,8 +183,6 @@ def send(
         click.echo(warning, err=True)
     _confirm_early(app, issue, yes)
     with open_store(config) as store:
-        # The web version first: the mail links it (archive.out / archive.publish_command).
-        publish_before_send(config, issue, issues, store, app.today(), click.echo)
         existing = store.get_send(issue.slug)
         todo = store.counts()["active"]
         if existing is not None:
@@ -198,9 +196,7 @@ def send(
                 issues,
                 resend_unknown=resend_unknown,
                 on_progress=show,
-                on_start=lambda: click.echo(
-                    f"sending {issue.slug} via {_route(config, issue.slug)}"
-                ),
+                on_start=lambda: _start(app, issue, issues),
             )
     except KeyboardInterrupt as exc:
         click.echo(f"interrupted: `newsletter send {issue.slug}` resumes the send", err=True)
@@ -277,6 +273,16 @@ def _confirm_early(app: AppContext, issue: Issue, yes: bool) -> None:
         path=issue.path,
         field="date",
     )
+
+
+def _start(app: AppContext, issue: Issue, issues: list[Issue]) -> None:
+    """Once the issue is accepted (ready, checks clean, transport usable), before the first
+    message: the web version goes up first, since the mail links it (archive.out and
+    archive.publish_command); a refused issue never reaches the archive."""
+    config = app.config
+    with open_store(config) as store:
+        publish_before_send(config, issue, issues, store, app.today(), click.echo)
+    click.echo(f"sending {issue.slug} via {_route(config, issue.slug)}")
 
 
 def _dry_run(config: Config, issue: Issue, issues: list[Issue]) -> None:
