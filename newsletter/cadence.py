@@ -150,13 +150,23 @@ def last_scheduled(config: Config, now: dt.datetime) -> dt.datetime | None:
     return None
 
 
-def is_scheduled_day(config: Config, day: dt.date) -> bool:
-    """Whether the rule has a moment on this local day (an issue dated otherwise never goes)."""
+def moment_on(config: Config, day: dt.date) -> dt.datetime | None:
+    """The scheduled moment on this local day, or None when the rule has none that day."""
     just_before = dt.datetime.combine(day, dt.time(0), tzinfo=config.tz) - dt.timedelta(
         microseconds=1
     )
     upcoming = scheduled_dates(config, just_before, 1)
-    return bool(upcoming) and upcoming[0].date() == day
+    return upcoming[0] if upcoming and upcoming[0].date() == day else None
+
+
+def is_scheduled_day(config: Config, day: dt.date) -> bool:
+    """Whether the rule has a moment on this local day (an issue dated otherwise never goes)."""
+    return moment_on(config, day) is not None
+
+
+def local_day(config: Config, moment: dt.datetime) -> dt.date:
+    """The publication's calendar day at `moment`: what "today" means for issue dates."""
+    return to_utc(moment).astimezone(config.tz).date()
 
 
 def catch_up_deadline(config: Config, slot: dt.datetime) -> dt.datetime:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from newsletter.cadence import Clock, OffsetClock, SystemClock
+from newsletter.cadence import Clock, OffsetClock, SystemClock, local_day
 from newsletter.config import Config, load_config
 
 
@@ -60,7 +60,7 @@ class AppContext:
 
     def today(self, override: str | None = None) -> dt.date:
         """The publication's local date now: what "today" means for issue dates."""
-        return self.now(override).astimezone(self.config.tz).date()
+        return local_day(self.config, self.now(override))
 
 
 pass_app = click.make_pass_decorator(AppContext)

@@ -21,6 +21,7 @@ from newsletter.cadence import (
     OffsetClock,
     describe,
     is_scheduled_day,
+    local_day,
     rule_text,
     scheduled_dates,
 )
@@ -80,7 +81,7 @@ def _send_statuses(config: Config, issues: list[Issue]) -> dict[str, SendStatus]
 
 
 def print_schedule(config: Config, now: dt.datetime, count: int, as_json: bool = False) -> None:
-    publication = load_publication(config, now.astimezone(config.tz).date())
+    publication = load_publication(config, local_day(config, now))
     for warning in publication.warnings():
         click.echo(warning, err=True)
     issues = publication.issues
@@ -123,7 +124,7 @@ def print_schedule(config: Config, now: dt.datetime, count: int, as_json: bool =
             drafts = ", ".join(i.slug for i in on_day)
             what = "no issue ready" + (f" (draft: {drafts})" if drafts else "")
         click.echo(f"{describe(slot)}  {what}")
-    today = now.astimezone(config.tz).date()
+    today = local_day(config, now)
     for issue in issues:
         if issue.status != "ready" or issue.date < today or issue.slug in sent:
             continue
@@ -209,7 +210,7 @@ def issue_sender(config: Config, clock: Clock) -> SendIssue:
             log.info("%s: %s: %s", event.state, event.email, event.reply)
 
     def send(issue: Issue) -> delivery.SendReport:
-        today = clock.now().astimezone(config.tz).date()
+        today = local_day(config, clock.now())
         issues = load_publication(config, today).issues
         report = delivery.send_issue(config, issue, issues, on_progress=progress)
         counts = ", ".join(f"{n} {state}" for state, n in report.counts.items() if n)
@@ -243,7 +244,7 @@ def run_send_due(
     """
     config = app.config
     if dry_run:
-        issues = load_publication(config, now.astimezone(config.tz).date()).issues
+        issues = load_publication(config, local_day(config, now)).issues
         statuses = _send_statuses(config, issues)
         due = find_due(
             config,

@@ -11,7 +11,7 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
-from newsletter.cadence import describe, is_scheduled_day, scheduled_dates
+from newsletter.cadence import describe, local_day, moment_on, scheduled_dates
 from newsletter.config import Config
 from newsletter.content.issues import Issue
 from newsletter.errors import IssueError
@@ -57,18 +57,16 @@ def free_slot(config: Config, issues: list[Issue], now: dt.datetime) -> dt.date:
 
 
 def _check_date(config: Config, issues: list[Issue], date: dt.date, now: dt.datetime) -> None:
-    local_now = now.astimezone(config.tz)
-    if date < local_now.date():
+    today = local_day(config, now)
+    if date < today:
         raise IssueError(f"{date} is in the past; expected today or later", field="--date")
-    if date == local_now.date() and is_scheduled_day(config, date):
-        midnight = dt.datetime.combine(date, dt.time(0), tzinfo=config.tz)
-        slot = scheduled_dates(config, midnight - dt.timedelta(microseconds=1), 1)[0]
-        if slot <= now:
-            raise IssueError(
-                f"{date} is today and its send time ({describe(slot)}) has passed; "
-                "choose a later date",
-                field="--date",
-            )
+    slot = moment_on(config, date) if date == today else None
+    if slot is not None and slot <= now:
+        raise IssueError(
+            f"{date} is today and its send time ({describe(slot)}) has passed; "
+            "choose a later date",
+            field="--date",
+        )
     for issue in issues:
         if issue.date == date:
             raise IssueError(

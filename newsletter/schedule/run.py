@@ -35,6 +35,7 @@ from newsletter.cadence import (
     catch_up_deadline,
     describe,
     last_scheduled,
+    local_day,
     scheduled_dates,
     to_utc,
 )
@@ -548,7 +549,7 @@ def send_due(
 ) -> DueRun[Issue, T]:
     """`newsletter send --due` and each wake-up of `newsletter schedule`: the issues from
     content/, the send log and notices from the store, the notice through the transport."""
-    publication = load_publication(config, to_utc(now).astimezone(config.tz).date())
+    publication = load_publication(config, local_day(config, now))
     for warning in publication.warnings():  # a broken file stops only itself
         logger.warning("%s", warning)
     issues = publication.issues
