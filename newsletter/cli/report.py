@@ -21,7 +21,7 @@ from newsletter.report.figures import (
     only_issue,
 )
 from newsletter.report.html import check_out_dir, write_html
-from newsletter.store.sqlite import DB_NAME, open_store
+from newsletter.store.store import DB_NAME, open_store
 
 NOTHING_YET = (
     "nothing to report yet: no issue has been sent (`newsletter send ISSUE` starts the send "
@@ -66,7 +66,7 @@ def report(
         click.echo(NOTHING_YET)
         return
     with open_store(config) as store:
-        figures = build_report(store, as_of=app.now(), titles=titles, detail=detail)
+        figures = build_report(store.reports, as_of=app.now(), titles=titles, detail=detail)
     if figures.empty:
         click.echo(NOTHING_YET)
         return

@@ -40,7 +40,7 @@ from newsletter.schedule.run import (
     send_due,
     stop_on_signals,
 )
-from newsletter.store.sqlite import DB_NAME, open_store
+from newsletter.store.store import DB_NAME, open_store
 
 log = logging.getLogger("newsletter.schedule.run")
 SendIssue = Callable[[Issue], object]
@@ -76,7 +76,7 @@ def _send_statuses(config: Config, issues: list[Issue]) -> dict[str, SendStatus]
     if not (config.subscribers_dir / DB_NAME).exists():
         return {}
     with open_store(config) as store:
-        state = StoreState(store)
+        state = StoreState(store.sends, store.events)
         return {i.slug: state.send_status(i.slug) for i in issues}
 
 
