@@ -16,7 +16,7 @@ from newsletter.config import Config
 from newsletter.content.issues import Issue, find_issue, parse_issues
 from newsletter.content.numbering import Clash, assign_numbers, legacy_numbers
 from newsletter.errors import IssueError
-from newsletter.store.store import DB_NAME, open_store
+from newsletter.store.store import open_store, store_exists
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def load_publication(config: Config, today: dt.date) -> Publication:
     """
     issues, broken = parse_issues(config, today)
     fixed: dict[str, int] = {}
-    if (config.subscribers_dir / DB_NAME).exists():
+    if store_exists(config):
         with open_store(config) as store:
             fixed = store.numbers.fixed_numbers()
             unrecorded = [slug for slug in store.sends.sent_slugs() if slug not in fixed]

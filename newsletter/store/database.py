@@ -1,13 +1,16 @@
-"""The SQLite database under every repository: one connection, migrations, one write path.
+"""The database under every repository: one connection, migrations, one write path.
 
-SQLite in `subscribers/subscribers.db`: WAL (readers never wait for the writer), a busy
-timeout (writers queue instead of failing), schema migrations by PRAGMA user_version. Every
-write is one `BEGIN IMMEDIATE` transaction (`Database.write`), so two processes never interleave
-a read-modify-write and a crash leaves the previous state. One Database may be shared by threads.
+`Database` is what a repository needs; `SQLiteDatabase` is the embedded default and
+`newsletter.store.postgres.PostgresDatabase` the server. SQLite lives in
+`subscribers/subscribers.db`: WAL (readers never wait for the writer), a busy timeout (writers
+queue instead of failing), schema migrations by PRAGMA user_version. Every write is one
+`BEGIN IMMEDIATE` transaction (`write`), so two processes never interleave a read-modify-write
+and a crash leaves the previous state. One database may be shared by threads.
 
 The repositories (subscribers, imports, events, signups, sends, numbers, reports) write SQL that
 runs on SQLite and PostgreSQL alike where it can (`?` placeholders, `ON CONFLICT DO NOTHING`,
-`RETURNING id`); what only SQLite has (PRAGMAs) stays here.
+`RETURNING id`); what only one backend has stays in its Database (PRAGMAs here), and the few
+statements that must differ ask `db.dialect`.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import secrets
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -48,6 +51,22 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class Database(Protocol):
+    """One store's connection, as the repositories use it."""
+
+    dialect: str  # "sqlite" or "postgresql"
+    hash_key: bytes  # the per-database key of suppression hashes
+
+    @property
+    def path(self) -> Path | str: ...
+    def write(self, *, exclusive: bool = True) -> AbstractContextManager[Tx]: ...
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
+    def bulk(self) -> AbstractContextManager[None]: ...
+    def erasing(self) -> AbstractContextManager[None]: ...
+    def close(self) -> None: ...
+
+
 def now_stamp() -> str:
     """The current moment as stored: UTC, whole seconds, `2026-11-20T12:00:00Z`."""
     return stamp(utcnow())
@@ -66,11 +85,13 @@ def marks(count: int) -> str:
     return ",".join("?" * count)
 
 
-class Database:
-    """The connection every repository of one store shares."""
+class SQLiteDatabase:
+    """The connection every repository of one store shares, on SQLite."""
+
+    dialect = "sqlite"
 
     def __init__(self, path: Path, *, timeout: float = 60.0) -> None:
-        self.path = path
+        self._path = path
         self._lock = threading.RLock()
         self._depth = 0
         try:
@@ -90,6 +111,10 @@ class Database:
             self._db.close()
             raise StoreError(f"not a usable subscriber database: {exc}", path=path) from None
         self.hash_key = bytes.fromhex(self.one("SELECT value FROM meta WHERE name = 'hash_key'"))
+
+    @property
+    def path(self) -> Path:
+        return self._path
 
     def _migrate(self) -> None:
         # Read first: opening the store during another process's import must not wait for
@@ -111,9 +136,10 @@ class Database:
                 db.execute(f"PRAGMA user_version = {target}")
 
     @contextmanager
-    def write(self) -> Iterator[Tx]:
+    def write(self, *, exclusive: bool = True) -> Iterator[Tx]:
         """One IMMEDIATE transaction (re-entrant): the write lock is taken up front, so a
-        concurrent writer waits (busy_timeout) instead of failing halfway."""
+        concurrent writer waits (busy_timeout) instead of failing halfway. (`exclusive`: SQLite
+        has one writer at a time whatever is asked.)"""
         with self._lock:
             if self._depth:
                 self._depth += 1

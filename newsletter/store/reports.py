@@ -15,7 +15,8 @@ from newsletter.store.records import DELIVERY_STATES
 # reader (the token they answered with): the latest issue begun before the change, if the send
 # log tried to deliver it to them; else the last one it did try (a reader who joined after the
 # latest issue began received none: no need to look); (3) time: the latest issue begun.
-# Before the first send: NULL. `{events}` selects the events to give to issues.
+# Before the first send: NULL. `{events}` selects the events to give to issues; `{indexed}`
+# names SQLite's index for `unreached` (PostgreSQL has no such hint).
 _ATTEMPTED = "('sent', 'deferred', 'failed', 'unknown')"
 _UNATTEMPTED = "('pending', 'in_flight', 'skipped')"  # the rest of DELIVERY_STATES
 _ATTRIBUTED = f"""
@@ -33,7 +34,7 @@ WITH picked AS MATERIALIZED (
 ), unreached AS MATERIALIZED (
     -- the few rows the send log did not try: the row alone (index only) means "tried".
     -- (INDEXED BY: with ANALYZE figures the planner may scan 24M rows for a few.)
-    SELECT send_id, subscriber_id FROM deliveries INDEXED BY deliveries_due
+    SELECT send_id, subscriber_id FROM deliveries {{indexed}}
     WHERE send_id IN (SELECT id FROM sends) AND state IN {_UNATTEMPTED}
 ), owned AS MATERIALIZED (
     SELECT p.*, coalesce((SELECT s.id FROM sends s WHERE s.issue_slug = p.quoted), CASE
@@ -55,10 +56,16 @@ WITH picked AS MATERIALIZED (
 # plain selects in a UNION ALL: one WHERE mixing both costs SQLite twice the CPU.
 # (instr first: a cheap necessary condition that spares most details a JSON parse)
 _FEEDBACK = """SELECT id, at, kind, source, subscriber_id, issue_slug, detail FROM events e
-    WHERE e.kind = 'inbox' AND CASE WHEN instr(e.detail, 'feedback') = 0 THEN 0
-        WHEN json_valid(e.detail) THEN json_extract(e.detail, '$.kind') = 'feedback' END"""
-_REACTIONS = (
-    """SELECT id, at, kind, source, subscriber_id, issue_slug, detail FROM events e
+    WHERE e.kind = 'inbox' AND {is_feedback}"""
+_IS_FEEDBACK = {
+    "sqlite": """CASE WHEN instr(e.detail, 'feedback') = 0 THEN 0
+        WHEN json_valid(e.detail) THEN json_extract(e.detail, '$.kind') = 'feedback' END""",
+    # json_kind (pg_schema): NULL for a detail that is not JSON, as json_valid says in SQLite.
+    "postgresql": """CASE WHEN strpos(e.detail, 'feedback') = 0 THEN false
+        ELSE json_kind(e.detail) = 'feedback' END""",
+}
+_INDEXED = {"sqlite": "INDEXED BY deliveries_due", "postgresql": ""}
+_DEPARTURES = """SELECT id, at, kind, source, subscriber_id, issue_slug, detail FROM events e
     WHERE e.kind IN ('unsubscribed', 'bounced', 'soft_bounce', 'complained')
     AND substr(coalesce(e.source, ''), 1, 7) <> 'import '
     AND NOT (e.kind = 'unsubscribed' AND e.source = 'link' AND e.subscriber_id IN (
@@ -67,15 +74,17 @@ _REACTIONS = (
             AND r.kind = 'resubscribed' AND r.source = 'link' AND r.id > e.id
             AND r.id < coalesce((SELECT min(u.id) FROM events u
                 WHERE u.subscriber_id = e.subscriber_id AND u.kind = 'unsubscribed'
-                AND u.id > e.id), r.id + 1)))
-    UNION ALL """
-    + _FEEDBACK
-)
+                AND u.id > e.id), r.id + 1)))"""
 
 
 class Reports:
     def __init__(self, db: Database) -> None:
         self._db = db
+        feedback = _FEEDBACK.format(is_feedback=_IS_FEEDBACK[db.dialect])
+        reactions = f"{_DEPARTURES}\n    UNION ALL {feedback}"
+        indexed = _INDEXED[db.dialect]
+        self._feedback = _ATTRIBUTED.format(events=feedback, indexed=indexed)
+        self._reactions = _ATTRIBUTED.format(events=reactions, indexed=indexed)
 
     def sends(self) -> list[tuple[int, str, int, str, str | None, int | None]]:
         """(id, slug, total, started_at, finished_at, fixed number) of every send, in order."""
@@ -120,10 +129,12 @@ class Reports:
             ) is not None:
                 sources.append(last)
             for source in sources:
-                same = "source IS ?" if source is None else "source = ?"
+                same, which = (
+                    ("source IS NULL", ()) if source is None else ("source = ?", (source,))
+                )
                 first, final = self._db.rows(
                     f"SELECT min(at), max(at) FROM events WHERE kind = ? AND {same}",
-                    (kind, source),
+                    (kind, *which),
                 )[0]
                 year, month = int(first[:4]), int(first[5:7])
                 while (start := f"{year:04d}-{month:02d}") <= final[:7]:
@@ -131,7 +142,7 @@ class Reports:
                     count = self._db.one(
                         f"SELECT count(*) FROM events WHERE kind = ? AND {same}"
                         " AND at >= ? AND at < ?",
-                        (kind, source, start, f"{year:04d}-{month:02d}"),
+                        (kind, *which, start, f"{year:04d}-{month:02d}"),
                     )
                     if count:
                         found.append((kind, source, start, count))
@@ -141,7 +152,7 @@ class Reports:
         """(send id or None, UTC month, kind, source, soft-bounce streak, count) of the changes
         a report counts, each given to an issue by `_ATTRIBUTED` (see there)."""
         return self._db.rows(
-            _ATTRIBUTED.format(events=_REACTIONS)
+            self._reactions
             + " SELECT owner, substr(at, 1, 7), kind, source, streak, count(*) FROM owned"
             " GROUP BY owner, substr(at, 1, 7), kind, source, streak"
         )
@@ -151,7 +162,7 @@ class Reports:
     ) -> list[tuple[int | None, str, str, str | None, int, int | None]]:
         """As report_reactions, one row per change with its reader's id (for --detail)."""
         return self._db.rows(
-            _ATTRIBUTED.format(events=_REACTIONS)
+            self._reactions
             + " SELECT owner, substr(at, 1, 7), kind, source, streak, subscriber_id FROM owned"
             " ORDER BY id"
         )
@@ -159,8 +170,7 @@ class Reports:
     def feedback(self) -> list[tuple[int, str, int | None, str]]:
         """(event id, at, send id or None, JSON detail) of every feedback reply kept."""
         return self._db.rows(
-            _ATTRIBUTED.format(events=_FEEDBACK) + " SELECT id, at, owner, detail FROM owned"
-            " ORDER BY id"
+            self._feedback + " SELECT id, at, owner, detail FROM owned ORDER BY id"
         )
 
     def active(self) -> int:

@@ -76,7 +76,9 @@ class SendLog:
         was forgotten) are marked `skipped`. Each call reads one index range, O(limit)."""
         due = stamp(now) if now else now_stamp()
         found: list[DeliveryRow] = []
-        with self._db.write() as tx:
+        # Rows never held (no due time) first, as SQLite sorts NULLs; PostgreSQL is told.
+        nulls = " NULLS FIRST" if self._db.dialect == "postgresql" else ""
+        with self._db.write(exclusive=False) as tx:
             for state in ("pending", "deferred"):
                 kept = 0  # active rows of this state already taken: they stay first in order
                 while len(found) < limit:
@@ -85,14 +87,14 @@ class SendLog:
                         for row in tx.execute(
                             DELIVERY_SELECT + " WHERE d.send_id = ? AND d.state = ?"
                             " AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= ?)"
-                            " ORDER BY d.next_attempt_at, d.id LIMIT ? OFFSET ?",
+                            f" ORDER BY d.next_attempt_at{nulls}, d.id LIMIT ? OFFSET ?",
                             (send_id, state, due, limit - len(found), kept),
                         )
                     ]
                     gone = [row for row in page if row.status != "active"]
                     tx.executemany(
                         "UPDATE deliveries SET state = 'skipped', updated_at = ?,"
-                        " last_reply = ? WHERE id = ?",
+                        " last_reply = ? WHERE id = ? AND state IN ('pending', 'deferred')",
                         [(now_stamp(), f"reader {r.status} before delivery", r.id) for r in gone],
                     )
                     active = [row for row in page if row.status == "active"]
@@ -105,7 +107,7 @@ class SendLog:
     def mark_in_flight(self, delivery_id: int, message_id: str) -> bool:
         """Claim a due row just before handing it to the server. False (and the row `skipped`)
         if the reader is no longer active; False if the row is not pending/deferred."""
-        with self._db.write() as tx:
+        with self._db.write(exclusive=False) as tx:
             return _claim(tx, delivery_id, message_id, now_stamp())
 
     def record_delivery(
@@ -129,7 +131,8 @@ class SendLog:
                 raise ValueError(f"unknown delivery state {item[1]!r}")
         now = now_stamp()
         claimed: list[bool] = []
-        with self._db.write() as tx:
+        # Single-row conditional UPDATEs: row locks suffice, other senders commit alongside.
+        with self._db.write(exclusive=False) as tx:
             for delivery_id, state, reply, due, claim in items:
                 tx.execute(
                     "UPDATE deliveries SET state = ?, last_reply = ?, next_attempt_at = ?,"
@@ -182,7 +185,7 @@ class SendLog:
         return self.deliveries_in_state(send_id, ("failed", "unknown"))
 
     def finish_send(self, send_id: int) -> None:
-        with self._db.write() as tx:
+        with self._db.write(exclusive=False) as tx:
             tx.execute(
                 "UPDATE sends SET finished_at = ? WHERE id = ? AND finished_at IS NULL",
                 (now_stamp(), send_id),

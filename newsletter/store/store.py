@@ -14,7 +14,8 @@ from pathlib import Path
 from types import TracebackType
 
 from newsletter.config import Config
-from newsletter.store.database import Database
+from newsletter.errors import StoreError
+from newsletter.store.database import Database, SQLiteDatabase
 from newsletter.store.events import Events
 from newsletter.store.imports import Imports
 from newsletter.store.numbers import IssueNumbers
@@ -40,7 +41,7 @@ class Store:
         self.reports = Reports(db)
 
     @property
-    def path(self) -> Path:
+    def path(self) -> Path | str:
         return self.db.path
 
     def close(self) -> None:
@@ -57,17 +58,42 @@ class Store:
 
 def open_sqlite(path: Path, *, timeout: float = 60.0) -> Store:
     """The store in one SQLite file (created and migrated on first use)."""
-    return Store(Database(path, timeout=timeout))
+    return Store(SQLiteDatabase(path, timeout=timeout))
+
+
+def open_url(location: str | None, root: Path, *, timeout: float = 60.0) -> Store:
+    """The store at a `store:` value: None or `sqlite` (subscribers/subscribers.db under
+    `root`), `sqlite:PATH` (relative to `root`), or a `postgresql://` URL."""
+    if location is not None and location.startswith(("postgresql:", "postgres:")):
+        from newsletter.store.postgres import PostgresDatabase  # the optional extra
+
+        return Store(PostgresDatabase(location, timeout=timeout))
+    return open_sqlite(sqlite_path(location, root), timeout=timeout)
+
+
+def sqlite_path(location: str | None, root: Path) -> Path:
+    if location is None or location == "sqlite":
+        return root / "subscribers" / DB_NAME
+    if not location.startswith("sqlite:"):
+        raise StoreError(
+            f"expected sqlite, sqlite:PATH or postgresql://user@host/db, got {location!r}",
+            field="store",
+        )
+    path = Path(location.removeprefix("sqlite:")).expanduser()
+    return path if path.is_absolute() else root / path
 
 
 def open_store(config: Config, *, timeout: float = 60.0) -> Store:
-    """Open (creating and migrating on first use) the publication's subscriber database.
+    """Open (creating and migrating on first use) the publication's store (`store:`).
 
     `timeout`: seconds a write waits for another process's transaction (an import) to end.
     """
-    return open_sqlite(config.subscribers_dir / DB_NAME, timeout=timeout)
+    return open_url(config.store, config.root, timeout=timeout)
 
 
 def store_exists(config: Config) -> bool:
-    """Whether the publication has a store yet: commands that only look never create one."""
-    return (config.subscribers_dir / DB_NAME).exists()
+    """Whether the publication has a store yet: commands that only look never create an
+    SQLite file (a PostgreSQL database is the operator's to create, so it counts as there)."""
+    if config.store is not None and config.store.startswith(("postgresql:", "postgres:")):
+        return True
+    return sqlite_path(config.store, config.root).exists()
