@@ -260,7 +260,7 @@ def postgres_server() -> Iterator[PostgresServer]:
 
     bin_dir = find_bin_dir()
     if bin_dir is None:
-        missing("PostgreSQL's initdb and pg_ctl are not installed (Debian: `postgresql`)")
+        missing("PostgreSQL is not installed (Debian package postgresql; .ci/run installs it)")
         return
     with running_postgres(bin_dir) as server:
         yield server

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.real_clock  # starts PostgreSQL, which a faked clock wo
 def bin_dir() -> Path:
     found = find_bin_dir()
     if found is None:
-        missing("PostgreSQL's initdb and pg_ctl are not installed (Debian: `postgresql`)")
+        missing("PostgreSQL is not installed (Debian package postgresql; .ci/run installs it)")
     assert found is not None
     return found
 
