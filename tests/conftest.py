@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
+import itertools
 import os
 import shutil
 from collections.abc import Mapping
@@ -17,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from newsletter.cli.main import main
+from pgserver import postgres_server  # noqa: F401  (the session's PostgreSQL: store_url)
 
 REPO = Path(__file__).resolve().parent.parent
 # Tests never read the real clock: CLI calls run at this moment (`newsletter --now`) unless a
@@ -45,6 +47,23 @@ def missing(reason: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"CI=true and {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str | None:
+    """Run the test on each store backend: None for SQLite (the default), else the URL of a
+    fresh PostgreSQL database on the session's throwaway server. `NEWSLETTER_STORE` is set to
+    it, so the publication's config, the CLI and its child processes all use that database."""
+    if request.param == "sqlite":
+        monkeypatch.delenv("NEWSLETTER_STORE", raising=False)
+        return None
+    server = request.getfixturevalue("postgres_server")
+    url: str = server.new_database(f"t{next(_DATABASES)}")
+    monkeypatch.setenv("NEWSLETTER_STORE", url)
+    return url
+
+
+_DATABASES = itertools.count(1)
 
 
 @pytest.fixture

@@ -25,6 +25,9 @@ from newsletter.store.sends import SendLog
 from newsletter.store.store import open_store
 from newsletter.testing.mta import Faults, FaultyMTA, Received
 
+# Every test here runs on SQLite and on PostgreSQL (conftest.store_url).
+pytestmark = pytest.mark.usefixtures("store_url")
+
 SLUG = "2026-07-your-first-customer-sits-next-to-you"
 TRICKY = [
     ("zoe@example.org", "Zoë"),

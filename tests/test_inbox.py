@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import mailbox
-import sqlite3
 import subprocess
 import sys
 from email import message_from_bytes, policy
@@ -19,6 +18,9 @@ from conftest import run_cli
 
 from newsletter.config import load_config
 from newsletter.store.store import open_store
+
+# Every test here runs on SQLite and on PostgreSQL (conftest.store_url).
+pytestmark = pytest.mark.usefixtures("store_url")
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 
@@ -39,16 +41,14 @@ def subscribe_corpus_readers(publication: Path) -> Path:
         for row in manifest():
             if row["reader"] != "-":
                 store.subscribers.add(row["reader"], source="test", consent="corpus test")
-    # The corpus messages carry fixed tokens; real tokens are random, so set them here.
-    db = sqlite3.connect(config.subscribers_dir / "subscribers.db")
-    with db:
-        for row in manifest():
-            if row["reader"] != "-":
-                db.execute(
-                    "UPDATE subscribers SET token = ? WHERE email = ?",
-                    (row["token"], row["reader"]),
-                )
-    db.close()
+        # The corpus messages carry fixed tokens; real tokens are random, so set them here.
+        with store.db.write() as tx:
+            for row in manifest():
+                if row["reader"] != "-":
+                    tx.execute(
+                        "UPDATE subscribers SET token = ? WHERE email = ?",
+                        (row["token"], row["reader"]),
+                    )
     return publication
 
 

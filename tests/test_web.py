@@ -27,6 +27,9 @@ from newsletter.store.store import Store, open_store
 from newsletter.testing.mta import FaultyMTA
 from newsletter.web.app import WebApp
 
+# Every test here runs on SQLite and on PostgreSQL (conftest.store_url).
+pytestmark = pytest.mark.usefixtures("store_url")
+
 SECRET = b"test-secret-" + b"x" * 32
 ONE_CLICK = b"List-Unsubscribe=One-Click"
 FORM = "application/x-www-form-urlencoded"

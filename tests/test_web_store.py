@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -10,14 +11,16 @@ import pytest
 
 from newsletter.errors import StoreError
 from newsletter.store.schema import SCHEMA_VERSION
-from newsletter.store.store import Store, open_sqlite
+from newsletter.store.store import Store, open_sqlite, open_url
 
 SOON = datetime.now(UTC) + timedelta(hours=48)
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return open_sqlite(tmp_path / "subscribers.db")
+def store(store_url: str | None, tmp_path: Path) -> Iterator[Store]:
+    """On each backend (conftest.store_url)."""
+    with open_url(store_url or "sqlite:subscribers.db", tmp_path) as opened:
+        yield opened
 
 
 def test_a_v1_database_gains_the_signups_table_and_keeps_its_readers(tmp_path: Path) -> None:

@@ -82,6 +82,11 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
         "status",
         "Delivery counts per state; with ISSUE, each failure with the server's reply.",
     ),
+    "store": (
+        "newsletter.cli.store",
+        "store",
+        "The subscriber store as a whole: copy it between SQLite and PostgreSQL.",
+    ),
     "subscribers": (
         "newsletter.cli.subscribers",
         "subscribers",

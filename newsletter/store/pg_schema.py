@@ -106,7 +106,9 @@ CREATE TABLE deliveries (
     updated_at TEXT COLLATE "C" NOT NULL,
     UNIQUE (send_id, subscriber_id)
 );
-CREATE INDEX deliveries_due ON deliveries (send_id, state, next_attempt_at, id);
+-- NULLS FIRST: rows never held (no due time) come first, as SQLite orders them; the claim
+-- query's ORDER BY reads this index in order, never sorting a whole send.
+CREATE INDEX deliveries_due ON deliveries (send_id, state, next_attempt_at NULLS FIRST, id);
 CREATE INDEX deliveries_subscriber ON deliveries (subscriber_id);
 """
 # Web sign-ups waiting for the reader to confirm (double opt-in): SQLite's version 2.
