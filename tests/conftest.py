@@ -16,9 +16,9 @@ from typing import NamedTuple
 
 import pytest
 from click.testing import CliRunner
+from pgserver import postgres_server  # noqa: F401  (the session's PostgreSQL: store_url)
 
 from newsletter.cli.main import main
-from pgserver import postgres_server  # noqa: F401  (the session's PostgreSQL: store_url)
 
 REPO = Path(__file__).resolve().parent.parent
 # Tests never read the real clock: CLI calls run at this moment (`newsletter --now`) unless a

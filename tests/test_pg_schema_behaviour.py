@@ -8,12 +8,12 @@ from typing import Any
 
 import psycopg
 import pytest
-from test_pg_schema import _lite_tables, _one, lite, pg, postgres_server, url
+from test_pg_schema import _lite_tables, _one, lite, pg, url
 
 from newsletter.store.pg_schema import SYNC_IDENTITIES
 
 # The fixtures this module uses, from test_pg_schema.
-__all__ = ["lite", "pg", "postgres_server", "url"]
+__all__ = ["lite", "pg", "url"]
 pytestmark = pytest.mark.real_clock  # starts PostgreSQL, which a faked clock would stall
 
 # -- behaviour: the same statements on both ------------------------------------------------

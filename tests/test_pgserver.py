@@ -12,14 +12,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import pgserver
 import psycopg
 import pytest
 from conftest import missing
 from pgserver import PostgresServer, PostgresStartError, find_bin_dir, running_postgres, wait_until
-
-# The session fixture, here until conftest.py imports it for every module.
-postgres_server = pgserver.postgres_server
 
 pytestmark = pytest.mark.real_clock  # starts PostgreSQL, which a faked clock would stall
 

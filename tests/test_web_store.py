@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from newsletter.errors import StoreError
-from newsletter.store.schema import SCHEMA_VERSION
+from newsletter.store.schema import MIGRATIONS, SCHEMA_VERSION
 from newsletter.store.store import Store, open_sqlite, open_url
 
 SOON = datetime.now(UTC) + timedelta(hours=48)
@@ -25,11 +25,14 @@ def store(store_url: str | None, tmp_path: Path) -> Iterator[Store]:
 
 def test_a_v1_database_gains_the_signups_table_and_keeps_its_readers(tmp_path: Path) -> None:
     path = tmp_path / "subscribers.db"
-    with open_sqlite(path) as store:
-        store.subscribers.add("kept@example.org", source="test", consent="t")
-    with sqlite3.connect(path) as db:  # back to what a v1 program left
-        db.execute("DROP TABLE signups")
-        db.execute("DROP TABLE issue_numbers")
+    with sqlite3.connect(path) as db:  # what a v1 program left: its schema and one reader
+        db.executescript(MIGRATIONS[1])
+        db.execute("INSERT INTO meta VALUES ('hash_key', ?)", ("00" * 32,))
+        db.execute(
+            "INSERT INTO subscribers (email, email_key, token, created_at, updated_at)"
+            " VALUES ('kept@example.org', 'kept@example.org', 't1', '2026-01-01T00:00:00Z',"
+            " '2026-01-01T00:00:00Z')"
+        )
         db.execute("PRAGMA user_version = 1")
     with open_sqlite(path) as store:
         assert store.subscribers.get_by_email("kept@example.org") is not None

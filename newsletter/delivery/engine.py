@@ -39,6 +39,8 @@ _DEFER_AT_RCPT = (450, 451, 452, 552)  # 552 at RCPT: "too many recipients" (RFC
 # A held row (see newsletter.delivery.relaywatch) is not due for this long, so no other
 # connection or worker takes it meanwhile; a run settles or releases what it holds before it ends.
 _HOLD = timedelta(minutes=10)
+# Seconds between looks at the rows other senders hold (PostgreSQL, several senders).
+OTHERS_POLL = 0.5
 
 
 Action = Literal["sent", "deferred", "refused", "failed", "bounced", "unknown", "retry", "pause"]
@@ -446,12 +448,15 @@ def _rounds(
         if run.paused:
             break
         due = next_deferred(run.log, run.send.id)
+        text = "waiting for the readers other senders hold"
         if due is None or due > deadline:
-            break
+            if not run.log.others_busy(run.send.id):
+                break
+            due = time.monotonic() + OTHERS_POLL  # other senders' rows: wait, or take them over
+        else:
+            text = f"next retry of deferred readers in {max(0.0, due - time.monotonic()):.0f} s"
         seconds = max(0.0, due - time.monotonic())
-        on_progress(
-            Progress("waiting", "", f"next retry of deferred readers in {seconds:.0f} s", run.done)
-        )
+        on_progress(Progress("waiting", "", text, run.done))
         # The stop flag's wait: a signal ends the wait at once instead of after it.
         (wait or run.stop.wait)(seconds)
         if run.stop.is_set():
@@ -462,10 +467,8 @@ def begin_send(log: SendLog, slug: str, resend_unknown: bool) -> SendReport:
     """Snapshot (or find) the send; rows a dead run left in flight become `unknown`."""
     send = log.start_send(slug)
     report = SendReport(send, {})
-    for row in log.deliveries_in_state(send.id, ("in_flight",)):
-        # A previous run died between handing this to the server and hearing back.
-        log.record_delivery(row.id, "unknown", reply="in flight when an earlier run stopped")
-        report.unknown_before += 1
+    # A previous run died between handing these to the server and hearing back.
+    report.unknown_before = log.settle_interrupted(send.id)
     if resend_unknown:
         for row in log.deliveries_in_state(send.id, ("unknown",)):
             log.record_delivery(row.id, "pending", reply=f"re-sent after: {row.last_reply}")

@@ -32,7 +32,7 @@ from newsletter.mail.message import BodyEncoder, IssueMessage, Reader, message_i
 from newsletter.mail.oneoff import OneOffSender, OutgoingMail, recipient_for
 from newsletter.mail.transport import TransportFailure, open_transport
 from newsletter.store.sends import SendLog
-from newsletter.store.store import open_store
+from newsletter.store.store import is_server, open_store
 
 __all__ = [
     "BodyEncoder",
@@ -51,7 +51,11 @@ __all__ = [
 
 
 def send_lock(config: Config, slug: str) -> contextlib.AbstractContextManager[None]:
-    """One `send` per issue at a time; a second one is told who holds the lock."""
+    """One `send` per issue at a time on SQLite; a second one is told who holds the lock. On
+    PostgreSQL any number of senders share the send (store.sends: each claims its own rows),
+    so there is nothing to hold: starting the send log is one transaction either way."""
+    if is_server(config):
+        return contextlib.nullcontext()
     path = config.subscribers_dir / f".send-{slug}.lock"
 
     def busy(holder: str) -> DeliveryError:

@@ -33,6 +33,7 @@ from newsletter.config import Config
 from newsletter.content.render import RenderedIssue
 from newsletter.delivery.engine import (
     _BATCH,
+    OTHERS_POLL,
     Progress,
     SendReport,
     _RateLimit,
@@ -391,10 +392,14 @@ def run_send_workers(
                 break
             with open_log() as store:
                 due = next_deferred(store.sends, report.send.id)
-            if due is None or due > deadline:
-                break
+                text = "waiting for the readers other senders hold"
+                if due is None or due > deadline:
+                    if not store.sends.others_busy(report.send.id):
+                        break
+                    due = time.monotonic() + OTHERS_POLL
+                else:
+                    text = f"next retry of deferred readers in {due - time.monotonic():.0f} s"
             seconds = max(0.0, due - time.monotonic())
-            text = f"next retry of deferred readers in {seconds:.0f} s"
             on_progress(Progress("waiting", "", text, parent.done))
             wait_for(seconds)
     with open_log() as store:

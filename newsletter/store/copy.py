@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 from newsletter.errors import StoreError
 from newsletter.store.database import Database, Tx
-from newsletter.store.schema import SCHEMA_VERSION
 
-# Every table of schema version 4 with its columns, parents before children (foreign keys).
-# tests/test_store_copy.py checks this against the schema, so a migration cannot forget it.
+# Every table with its columns, parents before children (foreign keys); tests/test_store_copy.py
+# checks this against the schema, so a migration cannot forget it. Not copied: `meta` (its own
+# on each side, but for the hash key) and `rate_hits` (the web's counts of the last hour).
 TABLES: dict[str, tuple[str, ...]] = {
     "subscribers": (
         "id, email, email_key, first_name, status, token, consent_at, consent_source,"
@@ -26,9 +26,10 @@ TABLES: dict[str, tuple[str, ...]] = {
     "events": ("id, at, subscriber_id, kind, source, detail, issue_slug, key",),
     "suppressions": ("hash, reason, created_at",),
     "sends": ("id, issue_slug, total, started_at, finished_at",),
+    "senders": ("id, send_id, host, pid, started_at, ended_at",),
     "deliveries": (
         "id, send_id, subscriber_id, state, attempts, last_reply, message_id,"
-        " next_attempt_at, updated_at",
+        " next_attempt_at, updated_at, sender_id",
     ),
     "signups": (
         "id, email, email_key, first_name, token_hash, client_ip, created_at, expires_at,"
@@ -37,8 +38,8 @@ TABLES: dict[str, tuple[str, ...]] = {
     "issue_numbers": ("issue_slug, number, how, fixed_at",),
 }
 # The first column of each is its key, which a batch resumes after.
+NOT_COPIED = ("meta", "rate_hits")
 _BATCH = 5000
-COPIED_VERSION = 4  # the schema TABLES describes
 
 
 @dataclass(frozen=True)
@@ -52,8 +53,6 @@ class CopyReport:
 
 def copy_store(source: Database, target: Database) -> CopyReport:
     """Copy every row of `source` into `target`, which must be empty, in one transaction."""
-    if SCHEMA_VERSION != COPIED_VERSION:  # pragma: no cover - a reminder for the next migration
-        raise StoreError(f"store copy knows schema {COPIED_VERSION}, not {SCHEMA_VERSION}")
     for table in TABLES:
         if target.one(f"SELECT 1 FROM {table} LIMIT 1") is not None:
             raise StoreError(

@@ -6,7 +6,7 @@ has shipped. Opening a store applies the missing ones in one transaction (store.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _SCHEMA_V1 = """
 CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -114,4 +114,26 @@ CREATE INDEX IF NOT EXISTS sends_started ON sends (started_at, id);
 CREATE INDEX IF NOT EXISTS subscribers_status ON subscribers (status);
 """
 # -- end issue 19 ----------------------------------------------------------------------
-MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4}
+# Several senders and several web processes on one store (docs/scaling.md). A sender is one
+# connection to the store that claims rows: `deliveries.sender_id` says whose claim a row is
+# (reserved while pending, in flight), so when a sender dies the others take its reserved rows
+# and settle its in-flight one as unknown. `rate_hits`: the web's sign-up rate limits, counted
+# here so every `serve` process sees every hit (`at`: seconds since the epoch).
+_SCHEMA_V5 = """
+CREATE TABLE senders (
+    id INTEGER PRIMARY KEY,
+    send_id INTEGER NOT NULL REFERENCES sends (id),
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started_at TEXT NOT NULL,
+    ended_at TEXT
+);
+CREATE INDEX senders_send ON senders (send_id, ended_at);
+ALTER TABLE deliveries ADD COLUMN sender_id INTEGER REFERENCES senders (id);
+CREATE TABLE rate_hits (
+    key TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX rate_hits_key ON rate_hits (key, at);
+"""
+MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4, 5: _SCHEMA_V5}

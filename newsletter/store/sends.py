@@ -3,10 +3,21 @@
 A send snapshots every active reader as `pending` when it starts; delivery claims rows
 (`in_flight`, with the Message-ID it is about to use), records each outcome, and retries
 `deferred` ones when due. A crash or a second run resumes from the rows, never from memory.
+
+Several senders (on PostgreSQL: processes on several hosts, each connection one sender) share
+one send. A sender registers in `senders` with its first claim and holds a session-level
+advisory lock on its id for as long as its connection lives, so a dead sender is one whose
+lock can be taken. Each batch a sender reads reserves its rows (`sender_id`) with `FOR UPDATE
+SKIP LOCKED`, so senders take different readers; before reading, a sender settles the rows of
+dead senders: their reserved rows are free again, their in-flight ones (one per connection at
+most) become `unknown`, as after a crash. On SQLite there is one sender per send (the send
+lock), and none of this is needed.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -25,11 +36,101 @@ from newsletter.store.records import (
 # The send runner's group commit: (delivery_id, state, reply, next_attempt_at, claim), where
 # claim is (next delivery_id, its Message-ID) or None.
 Outcome = tuple[int, DeliveryState, str | None, datetime | None, tuple[int, str] | None]
+# The first key of the senders' advisory locks (the second is the sender's id): this
+# program's own constant, beside pg_schema's MIGRATION_LOCK and postgres.WRITE_LOCK.
+_SENDER_LOCK = 1852798068
+INTERRUPTED = "in flight when an earlier run stopped"
 
 
 class SendLog:
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._senders: dict[int, int] = {}  # send id -> this connection's sender id (server)
+
+    @property
+    def _server(self) -> bool:
+        return self._db.dialect == "postgresql"
+
+    def _sender(self, tx: Tx, send_id: int) -> int | None:
+        """On a server, this connection's sender for the send: registered on first use and
+        held alive by a session advisory lock until the connection closes."""
+        if not self._server:
+            return None
+        if send_id not in self._senders:
+            sender = tx.execute(
+                "INSERT INTO senders (send_id, host, pid, started_at) VALUES (?, ?, ?, ?)"
+                " RETURNING id",
+                (send_id, socket.gethostname(), os.getpid(), now_stamp()),
+            ).fetchone()[0]
+            tx.execute("SELECT pg_advisory_lock(?::integer, ?::integer)", (_SENDER_LOCK, sender))
+            self._senders[send_id] = sender
+        return self._senders[send_id]
+
+    def _settle_dead_senders(self, tx: Tx, send_id: int) -> int:
+        """Free the reserved rows of senders whose connection is gone, and turn their
+        in-flight rows `unknown`. Returns how many rows became unknown."""
+        own = set(self._senders.values())
+        dead = [
+            sender
+            for (sender,) in tx.execute(
+                "SELECT id FROM senders WHERE send_id = ? AND ended_at IS NULL", (send_id,)
+            ).fetchall()
+            if sender not in own and _take_lock(tx, sender)
+        ]
+        if not dead:
+            return 0
+        now = now_stamp()
+        which = marks(len(dead))
+        tx.execute(f"UPDATE senders SET ended_at = ? WHERE id IN ({which})", (now, *dead))
+        return int(
+            tx.execute(
+                "UPDATE deliveries SET state = 'unknown', attempts = attempts + 1,"
+                " last_reply = ?, updated_at = ?"
+                f" WHERE send_id = ? AND state = 'in_flight' AND sender_id IN ({which})",
+                (INTERRUPTED, now, send_id, *dead),
+            ).rowcount
+        )
+
+    def others_busy(self, send_id: int) -> bool:
+        """Whether other live senders still hold rows of the send (reserved or in flight): a
+        sender that ran out of rows waits for them, and takes over if they die, rather than
+        leave with the send unfinished. Always False on SQLite (one sender)."""
+        if not self._server:
+            return False
+        with self._db.write(exclusive=False) as tx:
+            self._settle_dead_senders(tx, send_id)
+            own = list(self._senders.values()) or [0]
+            return (
+                tx.execute(
+                    "SELECT 1 FROM deliveries d JOIN senders s ON s.id = d.sender_id"
+                    " WHERE d.send_id = ? AND d.state IN ('pending', 'in_flight')"
+                    f" AND s.ended_at IS NULL AND s.id NOT IN ({marks(len(own))}) LIMIT 1",
+                    (send_id, *own),
+                ).fetchone()
+                is not None
+            )
+
+    def settle_interrupted(self, send_id: int) -> int:
+        """Rows a stopped run left `in_flight` (handed to a server, no answer heard) become
+        `unknown`: on SQLite every such row (one sender at a time), on a server those of
+        senders that are gone. Returns how many."""
+        with self._db.write(exclusive=False) as tx:
+            if self._server:
+                # Rows claimed before senders were kept (schema 4) have no sender.
+                orphans = tx.execute(
+                    "UPDATE deliveries SET state = 'unknown', attempts = attempts + 1,"
+                    " last_reply = ?, updated_at = ?"
+                    " WHERE send_id = ? AND state = 'in_flight' AND sender_id IS NULL",
+                    (INTERRUPTED, now_stamp(), send_id),
+                ).rowcount
+                return int(orphans) + self._settle_dead_senders(tx, send_id)
+            return int(
+                tx.execute(
+                    "UPDATE deliveries SET state = 'unknown', attempts = attempts + 1,"
+                    " last_reply = ?, updated_at = ? WHERE send_id = ? AND state = 'in_flight'",
+                    (INTERRUPTED, now_stamp(), send_id),
+                ).rowcount
+            )
 
     def _send(self, where: str, value: Any) -> SendRecord | None:
         rows = self._db.rows(
@@ -77,8 +178,18 @@ class SendLog:
         due = stamp(now) if now else now_stamp()
         found: list[DeliveryRow] = []
         # Rows never held (no due time) first, as SQLite sorts NULLs; PostgreSQL is told.
-        nulls = " NULLS FIRST" if self._db.dialect == "postgresql" else ""
+        nulls = " NULLS FIRST" if self._server else ""
         with self._db.write(exclusive=False) as tx:
+            sender = self._sender(tx, send_id)
+            mine = ""
+            if sender is not None:
+                self._settle_dead_senders(tx, send_id)
+                # Rows no other live sender reserved, and none another is locking right now.
+                mine = (
+                    " AND (d.sender_id IS NULL OR d.sender_id = ? OR d.sender_id IN"
+                    " (SELECT id FROM senders WHERE ended_at IS NOT NULL))"
+                )
+            lock = " FOR UPDATE OF d SKIP LOCKED" if sender is not None else ""
             for state in ("pending", "deferred"):
                 kept = 0  # active rows of this state already taken: they stay first in order
                 while len(found) < limit:
@@ -87,8 +198,17 @@ class SendLog:
                         for row in tx.execute(
                             DELIVERY_SELECT + " WHERE d.send_id = ? AND d.state = ?"
                             " AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= ?)"
-                            f" ORDER BY d.next_attempt_at{nulls}, d.id LIMIT ? OFFSET ?",
-                            (send_id, state, due, limit - len(found), kept),
+                            + mine
+                            + f" ORDER BY d.next_attempt_at{nulls}, d.id LIMIT ? OFFSET ?"
+                            + lock,
+                            (
+                                send_id,
+                                state,
+                                due,
+                                *([sender] if sender is not None else []),
+                                limit - len(found),
+                                kept,
+                            ),
                         )
                     ]
                     gone = [row for row in page if row.status != "active"]
@@ -102,13 +222,18 @@ class SendLog:
                     kept += len(active)
                     if not gone:  # the page had no leavers: this state has no more due rows
                         break
+            if sender is not None and found:
+                tx.execute(
+                    f"UPDATE deliveries SET sender_id = ? WHERE id IN ({marks(len(found))})",
+                    (sender, *(row.id for row in found)),
+                )
         return found
 
     def mark_in_flight(self, delivery_id: int, message_id: str) -> bool:
         """Claim a due row just before handing it to the server. False (and the row `skipped`)
         if the reader is no longer active; False if the row is not pending/deferred."""
         with self._db.write(exclusive=False) as tx:
-            return _claim(tx, delivery_id, message_id, now_stamp())
+            return _claim(tx, delivery_id, message_id, now_stamp(), self._claimer(tx, delivery_id))
 
     def record_delivery(
         self,
@@ -146,8 +271,19 @@ class SendLog:
                         delivery_id,
                     ),
                 )
-                claimed.append(claim is not None and _claim(tx, *claim, now))
+                if claim is not None:
+                    sender = self._claimer(tx, claim[0])
+                    claimed.append(_claim(tx, *claim, now, sender))
+                else:
+                    claimed.append(False)
         return claimed
+
+    def _claimer(self, tx: Tx, delivery_id: int) -> int | None:
+        """This connection's sender for the send the row belongs to (None on SQLite)."""
+        if not self._server:
+            return None
+        row = tx.execute("SELECT send_id FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
+        return None if row is None else self._sender(tx, row[0])
 
     def delivery_counts(self, send_id: int) -> dict[str, int]:
         counts: dict[str, int] = dict.fromkeys(DELIVERY_STATES, 0)
@@ -192,14 +328,15 @@ class SendLog:
             )
 
 
-def _claim(tx: Tx, delivery_id: int, message_id: str, now: str) -> bool:
-    """Mark a due row in_flight if its reader is still active, else skipped; False if it was
-    not due (pending or deferred) or was skipped."""
+def _claim(tx: Tx, delivery_id: int, message_id: str, now: str, sender: int | None) -> bool:
+    """Mark a due row in_flight (by `sender`, on a server) if its reader is still active, else
+    skipped; False if it was not due (pending or deferred) or was skipped."""
     if tx.execute(
-        "UPDATE deliveries SET state = 'in_flight', message_id = ?, updated_at = ?"
+        "UPDATE deliveries SET state = 'in_flight', message_id = ?, updated_at = ?,"
+        " sender_id = coalesce(?, sender_id)"
         " WHERE id = ? AND state IN ('pending', 'deferred') AND EXISTS (SELECT 1 FROM"
         " subscribers s WHERE s.id = deliveries.subscriber_id AND s.status = 'active')",
-        (message_id, now, delivery_id),
+        (message_id, now, sender, delivery_id),
     ).rowcount:
         return True
     tx.execute(
@@ -209,3 +346,13 @@ def _claim(tx: Tx, delivery_id: int, message_id: str, now: str) -> bool:
         (now, delivery_id),
     )
     return False
+
+
+def _take_lock(tx: Tx, sender: int) -> bool:
+    """Whether `sender` is gone: its advisory lock is free (taken and given back at once)."""
+    taken = tx.execute(
+        "SELECT pg_try_advisory_lock(?::integer, ?::integer)", (_SENDER_LOCK, sender)
+    ).fetchone()[0]
+    if taken:
+        tx.execute("SELECT pg_advisory_unlock(?::integer, ?::integer)", (_SENDER_LOCK, sender))
+    return bool(taken)

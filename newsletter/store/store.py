@@ -91,9 +91,15 @@ def open_store(config: Config, *, timeout: float = 60.0) -> Store:
     return open_url(config.store, config.root, timeout=timeout)
 
 
+def is_server(config: Config) -> bool:
+    """Whether the store is on a database server (PostgreSQL), shared by several processes
+    and hosts, rather than in an SQLite file of this one."""
+    return config.store is not None and config.store.startswith(("postgresql:", "postgres:"))
+
+
 def store_exists(config: Config) -> bool:
     """Whether the publication has a store yet: commands that only look never create an
     SQLite file (a PostgreSQL database is the operator's to create, so it counts as there)."""
-    if config.store is not None and config.store.startswith(("postgresql:", "postgres:")):
+    if is_server(config):
         return True
     return sqlite_path(config.store, config.root).exists()
