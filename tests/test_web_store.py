@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -158,3 +159,22 @@ def test_forget_erases_the_web_signups_too(store: Store) -> None:
     store.subscribers.forget("gone@example.org", reason="erasure request")
     assert store.signups.get_signup("g1") is None and store.signups.get_signup("g2") is None
     assert store.db.one("SELECT count(*) FROM signups") == 0
+
+
+def test_rate_limits_slide_and_are_shared_by_every_handle(store: Store, tmp_path: Path) -> None:
+    def hit(key: str, now: float) -> float | None:
+        return store.rate_limits.hit("client", key, limit=2, window=3600.0, now=now)
+
+    start = 1_800_000_000.0
+    assert hit("192.0.2.1", start) is None
+    assert hit("192.0.2.1", start + 10) is None
+    assert hit("192.0.2.1", start + 20) == pytest.approx(3580.0)
+    assert hit("192.0.2.9", start + 20) is None  # another client, its own count
+    assert hit("192.0.2.1", start + 3601) is None  # the first hit left the window
+    # The key is kept only as a keyed hash: no address or IP in the table.
+    assert all("192.0.2" not in key for (key,) in store.db.rows("SELECT key FROM rate_hits"))
+    # Another process's handle on the same database counts the same hits.
+    with open_url(os.environ.get("NEWSLETTER_STORE") or "sqlite:subscribers.db", tmp_path) as other:
+        # its hits at +10 and +3601 are in the window; the one at +10 leaves it in 8 s
+        retry = other.rate_limits.hit("client", "192.0.2.1", limit=2, window=3600, now=start + 3602)
+        assert retry == pytest.approx(8.0)

@@ -19,6 +19,7 @@ from newsletter.store.database import Database, SQLiteDatabase
 from newsletter.store.events import Events
 from newsletter.store.imports import Imports
 from newsletter.store.numbers import IssueNumbers
+from newsletter.store.ratelimits import RateLimits
 from newsletter.store.reports import Reports
 from newsletter.store.sends import SendLog
 from newsletter.store.signups import Signups
@@ -39,6 +40,7 @@ class Store:
         self.sends = SendLog(db)
         self.numbers = IssueNumbers(db)
         self.reports = Reports(db)
+        self.rate_limits = RateLimits(db)
 
     @property
     def path(self) -> Path | str:
