@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import click
 
 from newsletter.archive.publish import publish_before_send
 from newsletter.cli.context import AppContext, pass_app
-from newsletter.cli.schedule import run_send_due
+from newsletter.cli.schedule import echo_schedule_log
 from newsletter.config import Config
 from newsletter.content.issues import Issue
 from newsletter.content.publication import load_publication
@@ -22,11 +23,11 @@ from newsletter.delivery import send as delivery
 from newsletter.delivery.interrupts import exit_code as interrupt_exit_code
 from newsletter.errors import ConfigError, DeliveryError
 from newsletter.mail.message import Reader
+from newsletter.schedule.run import send_due, what_is_due
 from newsletter.store.store import Store, open_store
 
 PLAIN_EVERY = 5.0  # seconds between progress lines when stdout is not a terminal
 SHOWN_FAILURES = 50
-_NEEDS_ATTENTION = ("pending", "in_flight", "deferred", "unknown")
 
 
 def _route(config: Config, slug: str) -> str:
@@ -154,16 +155,7 @@ def send(
             raise click.UsageError("--now goes with --due")
         if issue_ref is not None or to or test:
             raise click.UsageError("either ISSUE or --due, not both (no --to/--test with --due)")
-        ctx = click.get_current_context()
-        args = {"to": (), "test": False, "resend_unknown": resend_unknown, "due": False,
-                "now_text": None, "yes": True}  # fmt: skip
-        run_send_due(
-            app,
-            app.now(now_text),
-            lambda issue: ctx.invoke(send, issue_ref=issue.slug, dry_run=False, **args),
-            dry_run=dry_run,
-            preview=lambda issue: ctx.invoke(send, issue_ref=issue.slug, dry_run=True, **args),
-        )
+        _send_due(app, app.now(now_text), dry_run=dry_run, resend_unknown=resend_unknown)
         return
     if issue_ref is None:
         raise click.UsageError("expected ISSUE (a slug or path), or --due")
@@ -182,12 +174,7 @@ def send(
     for warning in publication.warnings():
         click.echo(warning, err=True)
     _confirm_early(app, issue, yes)
-    with open_store(config) as store:
-        existing = store.sends.get_send(issue.slug)
-        todo = store.subscribers.counts()["active"]
-        if existing is not None:
-            counts = store.sends.delivery_counts(existing.id)
-            todo = sum(counts[s] for s in _NEEDS_ATTENTION if s != "unknown" or resend_unknown)
+    todo = delivery.remaining(config, issue.slug, resend_unknown=resend_unknown)
     try:
         with _reporter(todo) as show:
             report = delivery.send_issue(
@@ -201,6 +188,11 @@ def send(
     except KeyboardInterrupt as exc:
         click.echo(f"interrupted: `newsletter send {issue.slug}` resumes the send", err=True)
         sys.exit(interrupt_exit_code(exc))  # 130 Ctrl-C, 143 SIGTERM
+    _summary(issue.slug, report)
+
+
+def _summary(slug: str, report: delivery.SendReport) -> None:
+    """What the run did and what is left; exit 1 when readers or a pause need a person."""
     if report.unknown_before:
         click.echo(
             f"{report.unknown_before} message(s) were in flight when an earlier run stopped: "
@@ -209,7 +201,7 @@ def send(
     counts = report.counts
     summary = ", ".join(f"{counts[s]} {s}" for s in counts if counts[s])
     click.echo(
-        f"{issue.slug}: {report.sent_now} sent by this run in {report.elapsed:.1f} s; "
+        f"{slug}: {report.sent_now} sent by this run in {report.elapsed:.1f} s; "
         f"of {report.send.total}: {summary or 'nothing'}"
     )
     if report.paused:
@@ -220,12 +212,50 @@ def send(
     if counts.get("unknown"):
         click.echo(
             f"{counts['unknown']} message(s) may or may not have arrived (`newsletter status "
-            f"{issue.slug}` lists them); `--resend-unknown` re-sends them with the same Message-ID"
+            f"{slug}` lists them); `--resend-unknown` re-sends them with the same Message-ID"
         )
     if counts.get("deferred") or counts.get("pending"):
         click.echo("deferred or pending readers remain: run the same command again later")
-    if report.paused or any(counts.get(s) for s in _NEEDS_ATTENTION):
+    if delivery.needs_attention(report):
         sys.exit(1)
+
+
+def _send_due(app: AppContext, now: dt.datetime, *, dry_run: bool, resend_unknown: bool) -> None:
+    """`newsletter send --due [--now T] [--dry-run]`: what the schedule says is due, sent as
+    `newsletter send ISSUE` sends it (newsletter.schedule.run.send_due). Exit 1 when a person
+    is needed: refused or no issue ready (the editor was told), or readers left to retry."""
+    config = app.config
+    with echo_schedule_log() as logger:
+        if dry_run:
+            due, issues = what_is_due(config, now, logger)
+            click.echo(f"dry run: {due.message}")
+            if due.should_send and due.issue is not None:
+                _dry_run(config, due.issue, issues)
+            return
+        with ExitStack() as bar:
+            shows: list[Callable[[delivery.Progress], None]] = []
+
+            def start(issue: Issue, issues: list[Issue]) -> None:
+                _start(app, issue, issues)
+                todo = delivery.remaining(config, issue.slug, resend_unknown=resend_unknown)
+                shows.append(bar.enter_context(_reporter(todo)))
+
+            try:
+                run = send_due(
+                    config,
+                    now,
+                    resend_unknown=resend_unknown,
+                    on_start=start,
+                    on_progress=lambda event: shows[0](event),
+                    logger=logger,
+                )
+            except KeyboardInterrupt as exc:
+                click.echo("interrupted: `newsletter send --due` resumes the send", err=True)
+                sys.exit(interrupt_exit_code(exc))  # 130 Ctrl-C, 143 SIGTERM
+    if run.outcome is not None and run.due.issue is not None:
+        _summary(run.due.issue.slug, run.outcome)
+    if run.exit_code:
+        sys.exit(run.exit_code)
 
 
 def _send_test(
@@ -295,7 +325,7 @@ def _dry_run(config: Config, issue: Issue, issues: list[Issue]) -> None:
             click.echo(f"would send {issue.slug} to {active} active subscribers")
         else:
             counts = store.sends.delivery_counts(existing.id)
-            left = counts["pending"] + counts["deferred"] + counts["in_flight"]
+            left = sum(counts[state] for state in delivery.UNFINISHED)
             states = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
             click.echo(f"would resume {issue.slug}: {left} left of {existing.total} ({states})")
     click.echo(f"via {_route(config, issue.slug)}; nothing sent")
