@@ -657,7 +657,7 @@ def test_serve_runs_waitress_and_stops_on_sigterm(publication: Path) -> None:
 
 
 def test_the_rate_limiter_window_slides_and_its_memory_is_bounded() -> None:
-    from newsletter.web.app import RateLimiter
+    from newsletter.web.ratelimit import RateLimiter
 
     limiter = RateLimiter(2, 60)
     assert limiter.hit("a", now=0) is None

@@ -24,7 +24,9 @@ from newsletter.cli.context import AppContext, pass_app
 from newsletter.mail import dkim
 from newsletter.store.store import open_store
 from newsletter.web.accesslog import AccessLog
-from newsletter.web.app import MAX_BODY, WebApp, web_secret
+from newsletter.web.app import WebApp
+from newsletter.web.http import MAX_BODY
+from newsletter.web.tokens import web_secret
 
 
 def create_server(
