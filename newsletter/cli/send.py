@@ -346,7 +346,7 @@ def status_json(store: Store, issues: list[Issue]) -> list[dict[str, Any]]:
         send = store.sends.get_send(issue.slug)
         if send is None:
             continue
-        failures = store.sends.deliveries_in_state(send.id, ("failed", "unknown", "deferred"))
+        failures = store.sends.deliveries_in_state(send.id, delivery.TROUBLE)
         out.append({
             "issue": issue.slug,
             "state": "finished" if send.finished_at else "open",
@@ -407,7 +407,7 @@ def status(app: AppContext, issue_ref: str | None, as_json: bool) -> None:
         click.echo(f"{issue.slug}: started {send.started_at:%Y-%m-%d %H:%M} UTC{finished}")
         for state, count in counts.items():
             click.echo(f"  {state:<10}{count:>8}")
-        rows = store.sends.deliveries_in_state(send.id, ("failed", "unknown", "deferred"))
+        rows = store.sends.deliveries_in_state(send.id, delivery.TROUBLE)
         rows += store.sends.held_back(send.id, SHOWN_FAILURES + 1)  # a paused send's (issue 13)
         for row in rows[:SHOWN_FAILURES]:
             due = f" (retry after {row.next_attempt_at:%H:%M})" if row.next_attempt_at else ""

@@ -37,6 +37,7 @@ from newsletter.store.store import open_store
 
 __all__ = [
     "NEEDS_ATTENTION",
+    "TROUBLE",
     "UNFINISHED",
     "BodyEncoder",
     "Issue",
@@ -73,6 +74,8 @@ def send_lock(config: Config, slug: str) -> contextlib.AbstractContextManager[No
 # (an `unknown` row is re-sent only with --resend-unknown) or the send is paused: exit 1.
 UNFINISHED: tuple[DeliveryState, ...] = ("pending", "deferred", "in_flight")
 NEEDS_ATTENTION: tuple[DeliveryState, ...] = (*UNFINISHED, "unknown")
+# What `newsletter status` lists reader by reader, with the server's last reply.
+TROUBLE: tuple[DeliveryState, ...] = ("failed", "unknown", "deferred")
 
 
 def needs_attention(report: SendReport) -> bool:
