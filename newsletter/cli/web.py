@@ -1,4 +1,4 @@
-"""`newsletter serve`: the web endpoints (newsletter/web.py) behind waitress.
+"""`newsletter serve`: the web endpoints (newsletter/web/app.py) behind waitress.
 
 waitress is a production WSGI server (pure Python, threads, HTTP/1.1 keep-alive, request size
 limits); the stdlib's wsgiref server is for development only. Put a TLS-terminating reverse
