@@ -235,8 +235,8 @@ def _send_due(app: AppContext, now: dt.datetime, *, dry_run: bool, resend_unknow
         with ExitStack() as bar:
             shows: list[Callable[[delivery.Progress], None]] = []
 
-            def start(issue: Issue, issues: list[Issue]) -> None:
-                _start(app, issue, issues)
+            def start(issue: Issue) -> None:
+                click.echo(f"sending {issue.slug} via {_route(config, issue.slug)}")
                 todo = delivery.remaining(config, issue.slug, resend_unknown=resend_unknown)
                 shows.append(bar.enter_context(_reporter(todo)))
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from newsletter.archive.publish import publish_before_send
 from newsletter.cadence import local_day
 from newsletter.config import Config
 from newsletter.content.issues import Issue
@@ -24,10 +25,10 @@ from newsletter.schedule.due import NOTIFY, Due, I, judge
 from newsletter.schedule.locking import due_lock
 from newsletter.schedule.notices import NoticeLog, Notifier, tell_editor_once, transport_notifier
 from newsletter.schedule.state import SendLog, StoreState, send_statuses
+from newsletter.store.store import open_store
 
 log = logging.getLogger("newsletter.schedule.run")
 T = TypeVar("T")
-Start = Callable[[Issue, list[Issue]], None]
 
 
 @dataclass(frozen=True)
@@ -90,22 +91,27 @@ def send_due(
     now: dt.datetime,
     *,
     resend_unknown: bool = False,
-    on_start: Start | None = None,
+    on_start: Callable[[Issue], None] | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     notify: Notifier | None = None,
     logger: logging.Logger = log,
 ) -> DueRun[Issue, SendReport]:
     """What is due at `now`, sent the way `newsletter send ISSUE` sends it (send_issue).
 
-    `on_start(issue, issues)` runs once the issue is accepted, before the first message;
-    `on_progress` sees each result. The caller shows them and the returned report.
+    Once the issue is accepted (ready, checks clean, transport usable) the web version goes
+    up first, since the mail links it (archive.out and archive.publish_command; its lines
+    go to the log), then `on_start(issue)` runs; `on_progress` sees each result. The caller
+    shows them and the returned report.
     """
     issues = due_issues(config, now, logger)
 
     def send(issue: Issue) -> SendReport:
         def start() -> None:
+            with open_store(config) as store:  # closed again before the send may fork
+                today = local_day(config, now)
+                publish_before_send(config, issue, issues, store, today, logger.info)
             if on_start is not None:
-                on_start(issue, issues)
+                on_start(issue)
 
         return send_issue(
             config,
