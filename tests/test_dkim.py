@@ -250,7 +250,7 @@ def test_an_ed25519_or_short_key_is_a_one_line_error(
 def test_editor_notices_are_signed(config: Config, keys: KeyPair, tmp_path: Path) -> None:
     from email.message import EmailMessage
 
-    from newsletter.schedule.run import transport_notifier
+    from newsletter.schedule.notices import transport_notifier
 
     notice = EmailMessage()
     notice["From"] = config.sender

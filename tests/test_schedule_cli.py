@@ -22,7 +22,8 @@ from conftest import run_cli
 from newsletter.cli.schedule import echo_schedule_log
 from newsletter.config import load_config
 from newsletter.content.issues import Issue
-from newsletter.schedule.run import scheduler_lock, send_due
+from newsletter.schedule.locking import scheduler_lock
+from newsletter.schedule.run import send_due_with
 from newsletter.store.store import open_store
 from newsletter.testing.mta import Faults, FaultyMTA
 
@@ -91,7 +92,8 @@ def test_the_editor_is_told_once_through_the_transport_and_the_store(publication
     sent: list[Issue] = []
     start = dt.datetime(2026, 12, 1, 9, 0, tzinfo=LONDON)
     kinds = {
-        send_due(config, start + dt.timedelta(minutes=m), sent.append).due.kind for m in range(20)
+        send_due_with(config, start + dt.timedelta(minutes=m), sent.append).due.kind
+        for m in range(20)
     }
     assert kinds == {"no_issue_ready"} and sent == []
     notices = list((config.outbox_dir / "schedule-notices").glob("*.eml"))
@@ -107,7 +109,7 @@ def test_the_editor_is_told_once_through_the_transport_and_the_store(publication
         )
     # Once the editor marks it ready, the same morning's next run sends it.
     set_status(publication, DECEMBER, "ready")
-    run = send_due(config, start + dt.timedelta(minutes=30), lambda issue: sent.append(issue))
+    run = send_due_with(config, start + dt.timedelta(minutes=30), lambda issue: sent.append(issue))
     assert run.due.kind == "due" and [i.slug for i in sent] == [DECEMBER]
 
 

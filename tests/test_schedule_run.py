@@ -20,17 +20,11 @@ from schedule_support import FakeIssue, at, make_config
 from newsletter.cadence import FixedClock
 from newsletter.config import Config
 from newsletter.errors import DeliveryError
-from newsletter.schedule.run import (
-    ScheduleLockedError,
-    SchedulerLoop,
-    SendStatus,
-    StateFileNotices,
-    StopFlag,
-    due_lock,
-    exclusive_lock,
-    run_due,
-    state_file,
-)
+from newsletter.schedule.due import SendStatus
+from newsletter.schedule.locking import ScheduleLockedError, due_lock, exclusive_lock
+from newsletter.schedule.loop import SchedulerLoop, StopFlag
+from newsletter.schedule.notices import StateFileNotices, state_file
+from newsletter.schedule.run import run_due
 
 
 class JsonSendLog:
@@ -44,6 +38,9 @@ class JsonSendLog:
 
     def send_status(self, slug: str) -> SendStatus:
         return self._read().get(slug, "none")
+
+    def send_statuses(self, slugs: list[str]) -> dict[str, SendStatus]:
+        return {slug: self.send_status(slug) for slug in slugs}
 
     def mark(self, slug: str, status: SendStatus) -> None:
         data = self._read()
@@ -249,7 +246,7 @@ def test_two_runs_at_once_one_sends_the_other_names_the_holder(
 HOLD_LOCK = """
 import sys, time
 from pathlib import Path
-from newsletter.schedule.run import exclusive_lock
+from newsletter.schedule.locking import exclusive_lock
 with exclusive_lock(Path(sys.argv[1]), "a test holder"):
     print("held", flush=True)
     time.sleep(60)
@@ -280,7 +277,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
 from newsletter.config import Config
-from newsletter.schedule.run import StateFileNotices, run_due, state_file
+from newsletter.schedule.notices import StateFileNotices, state_file
+from newsletter.schedule.run import run_due
 
 @dataclass(frozen=True)
 class Issue:
@@ -295,8 +293,9 @@ log = root / "log.json"
 config = Config(root=root)
 
 class Log:
-    def send_status(self, slug):
-        return json.loads(log.read_text()).get(slug, "none") if log.exists() else "none"
+    def send_statuses(self, slugs):
+        known = json.loads(log.read_text()) if log.exists() else {}
+        return {slug: known.get(slug, "none") for slug in slugs}
 
 def send(issue):
     log.write_text(json.dumps({issue.slug: "started"}))

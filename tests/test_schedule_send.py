@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import os
@@ -9,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import pytest
 from conftest import run_cli
 
 from newsletter.config import load_config
-from newsletter.store.store import open_store
+from newsletter.store.store import DB_NAME, open_store
 from newsletter.testing.mta import Faults, FaultyMTA
 
 DECEMBER = "2026-12-thanks-that-travel-upstream"
@@ -120,15 +122,69 @@ def test_bad_usage_exits_2(publication: Path, args: tuple[str, ...], message: st
     assert result.code == 2 and message in result.stderr
 
 
-def smtp_env(port: int) -> dict[str, str]:
+def smtp_env(port: int, connections: int = 1) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         NEWSLETTER_DELIVERY__TRANSPORT="smtp",
         NEWSLETTER_DELIVERY__SMTP__HOST="127.0.0.1",
         NEWSLETTER_DELIVERY__SMTP__PORT=str(port),
-        NEWSLETTER_DELIVERY__SMTP__CONNECTIONS="1",
+        NEWSLETTER_DELIVERY__SMTP__CONNECTIONS=str(connections),
     )
     return env
+
+
+# At each fork of this process: how many of its file descriptors were the store's files.
+# os.register_at_fork cannot be undone, so the hook counts only while a list is set.
+_FORKS: list[int] | None = None
+_STORE_FILES: set[tuple[int, int]] = set()
+
+
+def _at_fork() -> None:
+    if _FORKS is None:
+        return
+    open_here = 0
+    for name in os.listdir("/dev/fd"):
+        with contextlib.suppress(OSError):  # the fd of the listing itself, closed by now
+            stat = os.fstat(int(name))
+            open_here += (stat.st_dev, stat.st_ino) in _STORE_FILES
+    _FORKS.append(open_here)
+
+
+os.register_at_fork(before=_at_fork)
+
+
+def test_four_connections_fork_with_no_store_open_and_send_everyone_once(
+    publication: Path,
+) -> None:
+    """`send --due` over SMTP with 4 connections: the worker processes are forked while the
+    schedule holds no store (SQLite connections must not cross a fork: delivery.workers),
+    and every reader gets the issue once."""
+    global _FORKS
+    set_ready(publication)
+    readers = add_readers(publication, 40)
+    with FaultyMTA(Faults(delay=0.005)) as mta:
+        env = {k: v for k, v in smtp_env(mta.port, connections=4).items() if k.startswith("NEWS")}
+        db = (publication / "subscribers" / DB_NAME).stat()  # every open store holds it
+        _STORE_FILES.add((db.st_dev, db.st_ino))
+        _FORKS = []
+        try:
+            result = run_cli(
+                publication, "send", "--due", "--now", ON_THE_DAY, env=env, now=ON_THE_DAY
+            )
+            forks = _FORKS
+        finally:
+            _FORKS = None
+        received = mta.recipients()
+    assert result.code == 0, result.stdout + result.stderr
+    assert f"due: {DECEMBER} scheduled Tue 2026-12-01 09:00 GMT; sending" in result.stdout
+    assert f"{DECEMBER}: 40 sent by this run" in result.stdout
+    assert len(forks) >= 4  # one worker process per connection
+    assert forks == [0] * len(forks)  # no store file open in the parent at any fork
+    assert Counter(received) == dict.fromkeys(readers, 1)
+    with open_store(load_config(publication)) as store:
+        record = store.sends.get_send(DECEMBER)
+        assert record is not None and record.finished_at is not None
+        assert store.sends.delivery_counts(record.id)["sent"] == len(readers)
 
 
 def send_due_process(publication: Path, env: dict[str, str]) -> subprocess.Popen[str]:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from pathlib import Path
 
 from conftest import run_cli
+
+from newsletter.config import load_config
+from newsletter.schedule.run import send_due
 
 SLUG = "2026-10-listening-rounds"
 SEND_AT = "2026-10-06T09:00"
@@ -60,3 +64,18 @@ def test_an_issue_the_send_refuses_never_reaches_the_archive(publication: Path) 
     assert code == 2 and "`newsletter check` finds" in err, out + err
     assert not (publication / "site" / SLUG).exists()  # dated ahead and unsent: not listed
     assert not list(publication.glob("outbox/**/*.eml"))
+
+
+def test_the_scheduler_publishes_the_archive_before_the_first_message_too(
+    publication: Path,
+) -> None:
+    """`newsletter schedule` sends through schedule.run.send_due, as `send --due` does."""
+    configure(publication, None)
+    config = load_config(publication)
+    now = dt.datetime.fromisoformat(SEND_AT).replace(tzinfo=config.tz)
+    page = publication / "site" / SLUG / "index.html"
+    published_first: list[bool] = []
+    run = send_due(config, now, on_start=lambda issue: published_first.append(page.exists()))
+    assert run.due.kind == "due" and run.outcome is not None
+    assert published_first == [True]
+    assert run.outcome.counts["sent"] == 1

@@ -23,7 +23,7 @@ from newsletter.content.issues import load_issues
 from newsletter.content.render import render_issue
 from newsletter.links import unsubscribe_web_url
 from newsletter.mail.message import IssueMessage
-from newsletter.store.store import Store, open_store
+from newsletter.store.store import Store, is_server, open_store
 from newsletter.testing.mta import FaultyMTA
 from newsletter.web.app import WebApp
 
@@ -144,6 +144,8 @@ def make_site(
             secret=SECRET,
             archive_dir=archive,
             clock=clock,
+            # as `newsletter serve` does: a server store is shared by several processes
+            rate_limits=store.rate_limits if is_server(config) else None,
         )
         server = ServerThread(app, port=port).start()
         try:
@@ -472,6 +474,27 @@ def test_per_client_and_per_address_rate_limits(publication: Path, tmp_path: Pat
         assert len(site.mails()) == 3
 
 
+def test_two_serve_processes_on_a_server_store_allow_the_limit_once(
+    publication: Path, tmp_path: Path, store_url: str | None
+) -> None:
+    first = make_site(publication, tmp_path, subscribe_per_client_hour=2)
+    one = next(first)
+    second = make_site(
+        publication, tmp_path, archive=tmp_path / "archive", subscribe_per_client_hour=2
+    )
+    two = next(second)
+    try:
+        assert one.post("/subscribe", email="a@example.org").status == 200
+        assert two.post("/subscribe", email="b@example.org").status == 200
+        third = one.post("/subscribe", email="c@example.org").status
+        # PostgreSQL: the hits are counted in the database, so the two share one limit. SQLite
+        # is one `serve` process's store: each process counts its own, in memory.
+        assert third == (429 if store_url else 200)
+    finally:
+        first.close()
+        second.close()
+
+
 def test_behind_a_trusted_proxy_the_limit_counts_forwarded_clients(
     publication: Path, tmp_path: Path
 ) -> None:
@@ -660,7 +683,7 @@ def test_serve_runs_waitress_and_stops_on_sigterm(publication: Path) -> None:
 
 
 def test_the_rate_limiter_window_slides_and_its_memory_is_bounded() -> None:
-    from newsletter.web.app import RateLimiter
+    from newsletter.web.ratelimit import RateLimiter
 
     limiter = RateLimiter(2, 60)
     assert limiter.hit("a", now=0) is None

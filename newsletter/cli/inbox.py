@@ -16,12 +16,11 @@ from newsletter.content.issues import parse_issues
 from newsletter.inbox.mailboxes import Inbox, MaildirInbox, MboxInbox, StreamInbox, open_imap
 from newsletter.inbox.processor import (
     Processor,
-    SendConfirmation,
     Summary,
     review_entries,
+    transport_confirmations,
 )
-from newsletter.mail.oneoff import OneOffSender, outgoing
-from newsletter.mail.transport import TransportFailure
+from newsletter.mail.oneoff import OneOffSender
 from newsletter.store.store import open_store
 
 
@@ -96,20 +95,7 @@ def inbox(
     logging.basicConfig(level=logging.WARNING, format="inbox: %(message)s")
     box = _open(config, mbox, maildir, imap)
     mailer = OneOffSender(config, slug="unsubscribe-confirmations")
-
-    def send(recipient: str, data: bytes, message_id: str) -> None:
-        # RFC 3834 3.3: automatic responses go out with a null return path, so a
-        # failure to deliver one can never start a loop of replies.
-        mail = outgoing(config, sender="", recipient=recipient, message_id=message_id, data=data)
-        try:
-            mailer.send(mail)
-        except TransportFailure as exc:
-            # The unsubscribe stands; only the courtesy note failed.
-            logging.getLogger("newsletter.inbox.processor").warning(
-                "confirmation to %s: %s", recipient, exc
-            )
-
-    confirm: SendConfirmation | None = None if no_confirm else send
+    confirm = None if no_confirm else transport_confirmations(config, mailer)
     titles = _titles(config, app.today())
     try:
         with open_store(config) as store:

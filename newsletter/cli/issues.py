@@ -14,11 +14,11 @@ from newsletter.cli.context import AppContext, pass_app
 from newsletter.content.checks import Problem, check_publication, check_rendered, has_errors
 from newsletter.content.issues import Issue
 from newsletter.content.publication import Publication, load_publication
-from newsletter.content.render import PreviewReader, RenderedIssue, render_issue
+from newsletter.content.render import RenderedIssue, render_issue
 from newsletter.content.scaffold import plan_new_issue
 from newsletter.errors import IssueError
 from newsletter.fsutil import write_atomic
-from newsletter.mail.message import IssueMessage
+from newsletter.mail.preview import write_previews
 from newsletter.web import preview as preview_server
 
 
@@ -153,25 +153,6 @@ def build(app: AppContext, out: Path | None) -> None:
     click.echo(report.summary())
     if publication.broken:
         sys.exit(1)
-
-
-def write_previews(rendered: RenderedIssue, out: Path) -> None:
-    reader = PreviewReader()
-    personal = rendered.personalise(reader)
-    slug = rendered.issue.slug
-    write_atomic(out / f"{slug}.html", personal.html)
-    write_atomic(out / f"{slug}.txt", personal.text)
-    write_atomic(out / f"{slug}.eml", preview_message(rendered))
-
-
-def preview_message(rendered: RenderedIssue) -> bytes:
-    """The complete RFC 5322 message a placeholder reader would get."""
-    config, issue = rendered.config, rendered.issue
-    reader = PreviewReader()
-    personal = rendered.personalise(reader)
-    date = dt.datetime.combine(issue.date, dt.time(9), tzinfo=config.tz)
-    message = IssueMessage(config, slug=issue.slug, subject=rendered.subject, date=date)
-    return message.render(reader, html=personal.html, text=personal.text)
 
 
 @click.command()

@@ -78,7 +78,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
         "Serve one-click unsubscribe (RFC 8058), confirmed sign-up and the archive.",
     ),
     "status": (
-        "newsletter.cli.send",
+        "newsletter.cli.status",
         "status",
         "Delivery counts per state; with ISSUE, each failure with the server's reply.",
     ),

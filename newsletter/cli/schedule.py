@@ -1,7 +1,7 @@
 """`newsletter schedule`: the long-running scheduler, and `--list` to see what comes next.
 
-`newsletter send --due` (in cli_send) is the cron-friendly one-shot; both end in
-`schedule.send_due`, so they judge and send the same way.
+`newsletter send --due` (in cli/send.py) is the cron-friendly one-shot; both end in
+`newsletter.schedule.run.send_due`, so they judge and send the same way.
 """
 
 from __future__ import annotations
@@ -10,40 +10,23 @@ import datetime as dt
 import json
 import logging
 import os
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import click
 
-from newsletter.cadence import (
-    Clock,
-    OffsetClock,
-    describe,
-    is_scheduled_day,
-    local_day,
-    rule_text,
-    scheduled_dates,
-)
+from newsletter.cadence import Clock, OffsetClock, describe, local_day, rule_text
 from newsletter.cli.context import AppContext, pass_app
 from newsletter.config import Config
-from newsletter.content.issues import Issue
 from newsletter.content.publication import load_publication
-from newsletter.delivery import send as delivery
-from newsletter.schedule.run import (
-    SchedulerLoop,
-    SendStatus,
-    StopFlag,
-    StoreState,
-    find_due,
-    scheduler_lock,
-    send_due,
-    stop_on_signals,
-)
-from newsletter.store.store import open_store, store_exists
+from newsletter.schedule.due import coming_slots, judge, off_schedule
+from newsletter.schedule.locking import scheduler_lock
+from newsletter.schedule.loop import SchedulerLoop, StopFlag, stop_on_signals
+from newsletter.schedule.run import scheduled_send
+from newsletter.schedule.state import send_statuses
 
-log = logging.getLogger("newsletter.schedule.run")
-SendIssue = Callable[[Issue], object]
+# The parent of every schedule module's logger: the commands show all of them.
+log = logging.getLogger("newsletter.schedule")
 
 
 class _EchoHandler(logging.Handler):
@@ -71,72 +54,54 @@ def echo_schedule_log() -> Iterator[logging.Logger]:
         log.propagate = previous[1]
 
 
-def _send_statuses(config: Config, issues: list[Issue]) -> dict[str, SendStatus]:
-    """From the send log, without creating a database just to look."""
-    if not store_exists(config):
-        return {}
-    with open_store(config) as store:
-        state = StoreState(store.sends, store.events)
-        return {i.slug: state.send_status(i.slug) for i in issues}
-
-
 def print_schedule(config: Config, now: dt.datetime, count: int, as_json: bool = False) -> None:
     publication = load_publication(config, local_day(config, now))
     for warning in publication.warnings():
         click.echo(warning, err=True)
     issues = publication.issues
-    statuses = _send_statuses(config, issues)
+    statuses = send_statuses(config, [i.slug for i in issues])
     sent = {slug for slug, status in statuses.items() if status == "finished"}
-    started = {slug for slug, status in statuses.items() if status == "started"}
+    due = judge(config, issues, now, statuses)
+    slots = coming_slots(config, issues, now, count)
     s = config.schedule
     if as_json:
-        slots = []
-        for slot in scheduled_dates(config, now, count):
-            on_day = [i for i in issues if i.date == slot.date()]
-            slots.append({
-                "at": slot.isoformat(),
-                "ready": [i.slug for i in on_day if i.status == "ready"],
-                "drafts": [i.slug for i in on_day if i.status != "ready"],
-                "sent": [i.slug for i in on_day if i.slug in sent],
-            })  # fmt: skip
         click.echo(json.dumps({
             "rule": rule_text(config), "time": s.time, "timezone": config.timezone,
-            "catch_up_days": s.catch_up_days,
-            "now": find_due(config, issues, now, sent, started).message, "slots": slots,
+            "catch_up_days": s.catch_up_days, "now": due.message,
+            "slots": [{
+                "at": slot.at.isoformat(),
+                "ready": [i.slug for i in slot.ready],
+                "drafts": [i.slug for i in slot.drafts],
+                "sent": [i.slug for i in slot.on_day if i.slug in sent],
+            } for slot in slots],
         }, indent=2))  # fmt: skip
         return
     click.echo(
         f"rule: {rule_text(config)} at {s.time} {config.timezone}, "
         f"catch-up {s.catch_up_days} day(s)"
     )
-    click.echo(f"now: {find_due(config, issues, now, sent, started).message}")
-    for slot in scheduled_dates(config, now, count):
-        on_day = [i for i in issues if i.date == slot.date()]
-        ready = [i for i in on_day if i.status == "ready"]
-        if ready:
+    click.echo(f"now: {due.message}")
+    for slot in slots:
+        if slot.ready:
             what = "; ".join(
                 f"{i.slug}  {i.title}" + ("  (already sent)" if i.slug in sent else "")
-                for i in ready
+                for i in slot.ready
             )
-            if len(ready) > 1:
-                what = f"CONFLICT, {len(ready)} ready: {what}"
+            if slot.conflict:
+                what = f"CONFLICT, {len(slot.ready)} ready: {what}"
         else:
-            drafts = ", ".join(i.slug for i in on_day)
+            drafts = ", ".join(i.slug for i in slot.on_day)
             what = "no issue ready" + (f" (draft: {drafts})" if drafts else "")
-        click.echo(f"{describe(slot)}  {what}")
-    today = local_day(config, now)
-    for issue in issues:
-        if issue.status != "ready" or issue.date < today or issue.slug in sent:
-            continue
-        if not is_scheduled_day(config, issue.date):
-            click.echo(
-                f"warning: {issue.slug} is ready but dated {issue.date:%a %Y-%m-%d}, not a "
-                "scheduled day: the schedule will never send it (`newsletter send` can)",
-                err=True,
-            )
+        click.echo(f"{describe(slot.at)}  {what}")
+    for issue in off_schedule(config, issues, local_day(config, now), sent):
+        click.echo(
+            f"warning: {issue.slug} is ready but dated {issue.date:%a %Y-%m-%d}, not a "
+            "scheduled day: the schedule will never send it (`newsletter send` can)",
+            err=True,
+        )
 
 
-def run_scheduler(config: Config, send_issue: SendIssue, clock: Clock) -> None:
+def run_scheduler(config: Config, clock: Clock) -> None:
     """The long-running loop: one instance (a lock), stops cleanly on SIGTERM/SIGINT."""
     stop = StopFlag()
     with scheduler_lock(config), stop_on_signals(stop), echo_schedule_log() as logger:
@@ -147,10 +112,7 @@ def run_scheduler(config: Config, send_issue: SendIssue, clock: Clock) -> None:
             config.schedule.time,
             config.timezone,
         )
-
-        def tick(now: dt.datetime) -> None:
-            send_due(config, now, send_issue, logger=logger)
-
+        tick = scheduled_send(config, logger)
         loop = SchedulerLoop(config, tick, clock=clock, stop=stop, logger=logger)
         loop.run()
 
@@ -199,65 +161,4 @@ def schedule_command(
         return
     # The long run: a clock that starts at --now (when given) and runs on from there.
     clock = OffsetClock(app.now(now_text)) if now_text is not None else app.clock
-    run_scheduler(config, issue_sender(config, clock), clock)
-
-
-def issue_sender(config: Config, clock: Clock) -> SendIssue:
-    """The scheduler's send of one issue: the same runner as `newsletter send`, logged."""
-
-    def progress(event: delivery.Progress) -> None:
-        if event.state != "sent":
-            log.info("%s: %s: %s", event.state, event.email, event.reply)
-
-    def send(issue: Issue) -> delivery.SendReport:
-        today = local_day(config, clock.now())
-        issues = load_publication(config, today).issues
-        report = delivery.send_issue(config, issue, issues, on_progress=progress)
-        counts = ", ".join(f"{n} {state}" for state, n in report.counts.items() if n)
-        log.info(
-            "%s: %d sent by this run in %.1f s; of %d: %s",
-            issue.slug,
-            report.sent_now,
-            report.elapsed,
-            report.send.total,
-            counts or "nothing",
-        )
-        if report.paused:
-            log.error("%s paused: %s; the next wake-up resumes it", issue.slug, report.paused)
-        return report
-
-    return send
-
-
-def run_send_due(
-    app: AppContext,
-    now: dt.datetime,
-    send_one: SendIssue,
-    *,
-    dry_run: bool = False,
-    preview: Callable[[Issue], object] | None = None,
-) -> None:
-    """`newsletter send --due [--now T] [--dry-run]`, called by the `send` command.
-
-    `send_one` sends an issue the way `newsletter send ISSUE` does (with its progress and
-    summary). Exits 1 when a person is needed (refused, or no issue ready: the editor was told).
-    """
-    config = app.config
-    if dry_run:
-        issues = load_publication(config, local_day(config, now)).issues
-        statuses = _send_statuses(config, issues)
-        due = find_due(
-            config,
-            issues,
-            now,
-            {slug for slug, status in statuses.items() if status == "finished"},
-            {slug for slug, status in statuses.items() if status == "started"},
-        )
-        click.echo(f"dry run: {due.message}")
-        if due.should_send and due.issue is not None and preview is not None:
-            preview(due.issue)
-        return
-    with echo_schedule_log() as logger:
-        run = send_due(config, now, send_one, logger=logger)
-    if run.exit_code:
-        sys.exit(run.exit_code)
+    run_scheduler(config, clock)

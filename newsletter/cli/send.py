@@ -1,19 +1,18 @@
-"""`newsletter send ISSUE` and `newsletter status [ISSUE]`."""
+"""`newsletter send ISSUE` and `newsletter send --due` (the schedule's, for cron)."""
 
 from __future__ import annotations
 
-import json
+import datetime as dt
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any
+from contextlib import ExitStack, contextmanager
 
 import click
 
 from newsletter.archive.publish import publish_before_send
 from newsletter.cli.context import AppContext, pass_app
-from newsletter.cli.schedule import run_send_due
+from newsletter.cli.schedule import echo_schedule_log
 from newsletter.config import Config
 from newsletter.content.issues import Issue
 from newsletter.content.publication import load_publication
@@ -22,11 +21,10 @@ from newsletter.delivery import send as delivery
 from newsletter.delivery.interrupts import exit_code as interrupt_exit_code
 from newsletter.errors import ConfigError, DeliveryError
 from newsletter.mail.message import Reader
-from newsletter.store.store import Store, open_store
+from newsletter.schedule.run import send_due, what_is_due
+from newsletter.store.store import open_store
 
 PLAIN_EVERY = 5.0  # seconds between progress lines when stdout is not a terminal
-SHOWN_FAILURES = 50
-_NEEDS_ATTENTION = ("pending", "in_flight", "deferred", "unknown")
 
 
 def _route(config: Config, slug: str) -> str:
@@ -154,16 +152,7 @@ def send(
             raise click.UsageError("--now goes with --due")
         if issue_ref is not None or to or test:
             raise click.UsageError("either ISSUE or --due, not both (no --to/--test with --due)")
-        ctx = click.get_current_context()
-        args = {"to": (), "test": False, "resend_unknown": resend_unknown, "due": False,
-                "now_text": None, "yes": True}  # fmt: skip
-        run_send_due(
-            app,
-            app.now(now_text),
-            lambda issue: ctx.invoke(send, issue_ref=issue.slug, dry_run=False, **args),
-            dry_run=dry_run,
-            preview=lambda issue: ctx.invoke(send, issue_ref=issue.slug, dry_run=True, **args),
-        )
+        _send_due(app, app.now(now_text), dry_run=dry_run, resend_unknown=resend_unknown)
         return
     if issue_ref is None:
         raise click.UsageError("expected ISSUE (a slug or path), or --due")
@@ -182,12 +171,7 @@ def send(
     for warning in publication.warnings():
         click.echo(warning, err=True)
     _confirm_early(app, issue, yes)
-    with open_store(config) as store:
-        existing = store.sends.get_send(issue.slug)
-        todo = store.subscribers.counts()["active"]
-        if existing is not None:
-            counts = store.sends.delivery_counts(existing.id)
-            todo = sum(counts[s] for s in _NEEDS_ATTENTION if s != "unknown" or resend_unknown)
+    todo = delivery.remaining(config, issue.slug, resend_unknown=resend_unknown)
     try:
         with _reporter(todo) as show:
             report = delivery.send_issue(
@@ -201,6 +185,11 @@ def send(
     except KeyboardInterrupt as exc:
         click.echo(f"interrupted: `newsletter send {issue.slug}` resumes the send", err=True)
         sys.exit(interrupt_exit_code(exc))  # 130 Ctrl-C, 143 SIGTERM
+    _summary(issue.slug, report)
+
+
+def _summary(slug: str, report: delivery.SendReport) -> None:
+    """What the run did and what is left; exit 1 when readers or a pause need a person."""
     if report.unknown_before:
         click.echo(
             f"{report.unknown_before} message(s) were in flight when an earlier run stopped: "
@@ -209,7 +198,7 @@ def send(
     counts = report.counts
     summary = ", ".join(f"{counts[s]} {s}" for s in counts if counts[s])
     click.echo(
-        f"{issue.slug}: {report.sent_now} sent by this run in {report.elapsed:.1f} s; "
+        f"{slug}: {report.sent_now} sent by this run in {report.elapsed:.1f} s; "
         f"of {report.send.total}: {summary or 'nothing'}"
     )
     if report.paused:
@@ -220,12 +209,50 @@ def send(
     if counts.get("unknown"):
         click.echo(
             f"{counts['unknown']} message(s) may or may not have arrived (`newsletter status "
-            f"{issue.slug}` lists them); `--resend-unknown` re-sends them with the same Message-ID"
+            f"{slug}` lists them); `--resend-unknown` re-sends them with the same Message-ID"
         )
     if counts.get("deferred") or counts.get("pending"):
         click.echo("deferred or pending readers remain: run the same command again later")
-    if report.paused or any(counts.get(s) for s in _NEEDS_ATTENTION):
+    if delivery.needs_attention(report):
         sys.exit(1)
+
+
+def _send_due(app: AppContext, now: dt.datetime, *, dry_run: bool, resend_unknown: bool) -> None:
+    """`newsletter send --due [--now T] [--dry-run]`: what the schedule says is due, sent as
+    `newsletter send ISSUE` sends it (newsletter.schedule.run.send_due). Exit 1 when a person
+    is needed: refused or no issue ready (the editor was told), or readers left to retry."""
+    config = app.config
+    with echo_schedule_log() as logger:
+        if dry_run:
+            due, issues = what_is_due(config, now, logger)
+            click.echo(f"dry run: {due.message}")
+            if due.should_send and due.issue is not None:
+                _dry_run(config, due.issue, issues)
+            return
+        with ExitStack() as bar:
+            shows: list[Callable[[delivery.Progress], None]] = []
+
+            def start(issue: Issue) -> None:
+                click.echo(f"sending {issue.slug} via {_route(config, issue.slug)}")
+                todo = delivery.remaining(config, issue.slug, resend_unknown=resend_unknown)
+                shows.append(bar.enter_context(_reporter(todo)))
+
+            try:
+                run = send_due(
+                    config,
+                    now,
+                    resend_unknown=resend_unknown,
+                    on_start=start,
+                    on_progress=lambda event: shows[0](event),
+                    logger=logger,
+                )
+            except KeyboardInterrupt as exc:
+                click.echo("interrupted: `newsletter send --due` resumes the send", err=True)
+                sys.exit(interrupt_exit_code(exc))  # 130 Ctrl-C, 143 SIGTERM
+    if run.outcome is not None and run.due.issue is not None:
+        _summary(run.due.issue.slug, run.outcome)
+    if run.exit_code:
+        sys.exit(run.exit_code)
 
 
 def _send_test(
@@ -295,7 +322,7 @@ def _dry_run(config: Config, issue: Issue, issues: list[Issue]) -> None:
             click.echo(f"would send {issue.slug} to {active} active subscribers")
         else:
             counts = store.sends.delivery_counts(existing.id)
-            left = counts["pending"] + counts["deferred"] + counts["in_flight"]
+            left = sum(counts[state] for state in delivery.UNFINISHED)
             states = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
             click.echo(f"would resume {issue.slug}: {left} left of {existing.total} ({states})")
     click.echo(f"via {_route(config, issue.slug)}; nothing sent")
@@ -307,80 +334,3 @@ def _dry_run(config: Config, issue: Issue, issues: list[Issue]) -> None:
     click.echo(head.decode("ascii").replace("\r\n", "\n"))
     click.echo()
     click.echo(body.text)
-
-
-def status_json(store: Store, issues: list[Issue]) -> list[dict[str, Any]]:
-    """One object per issue that has a send: state, recipients, counts, failures."""
-    out = []
-    for issue in issues:
-        send = store.sends.get_send(issue.slug)
-        if send is None:
-            continue
-        failures = store.sends.deliveries_in_state(send.id, ("failed", "unknown", "deferred"))
-        out.append({
-            "issue": issue.slug,
-            "state": "finished" if send.finished_at else "open",
-            "started_at": send.started_at.isoformat(),
-            "finished_at": send.finished_at.isoformat() if send.finished_at else None,
-            "recipients": send.total,
-            "counts": store.sends.delivery_counts(send.id),
-            "failures": [{"email": r.email, "state": r.state, "reply": r.last_reply}
-                         for r in failures[:SHOWN_FAILURES]],
-        })  # fmt: skip
-    return out
-
-
-@click.command()
-@click.argument("issue_ref", metavar="[ISSUE]", required=False)
-@click.option("--json", "as_json", is_flag=True, help="The sends as a JSON list, for scripts.")
-@pass_app
-def status(app: AppContext, issue_ref: str | None, as_json: bool) -> None:
-    """Delivery counts per state; with ISSUE, each failure with the server's reply.
-
-    \b
-    Example:
-        newsletter status
-        newsletter status 2026-07-your-first-customer-sits-next-to-you
-        newsletter status --json | jq '.[] | select(.state == "open") | .issue'
-    """
-    config = app.config
-    publication = load_publication(config, app.today())
-    issues = publication.issues
-    for warning in publication.warnings():
-        click.echo(warning, err=True)
-    with open_store(config) as store:
-        if as_json:
-            chosen = issues if issue_ref is None else [publication.find(config, issue_ref)]
-            click.echo(json.dumps(status_json(store, chosen), indent=2))
-            return
-        if issue_ref is None:
-            any_send = False
-            for issue in issues:
-                send = store.sends.get_send(issue.slug)
-                if send is None:
-                    continue
-                any_send = True
-                counts = store.sends.delivery_counts(send.id)
-                state = "finished" if send.finished_at else "open"
-                summary = ", ".join(f"{counts[s]} {s}" for s in counts if counts[s])
-                click.echo(f"{issue.slug}: {state}, {send.total} recipients: {summary}")
-            if not any_send:
-                click.echo("no issue has been sent yet")
-            return
-        issue = publication.find(config, issue_ref)
-        send = store.sends.get_send(issue.slug)
-        if send is None:
-            click.echo(f"{issue.slug}: not sent yet")
-            return
-        counts = store.sends.delivery_counts(send.id)
-        finished = f", finished {send.finished_at:%Y-%m-%d %H:%M}" if send.finished_at else ""
-        click.echo(f"{issue.slug}: started {send.started_at:%Y-%m-%d %H:%M} UTC{finished}")
-        for state, count in counts.items():
-            click.echo(f"  {state:<10}{count:>8}")
-        rows = store.sends.deliveries_in_state(send.id, ("failed", "unknown", "deferred"))
-        rows += store.sends.held_back(send.id, SHOWN_FAILURES + 1)  # a paused send's (issue 13)
-        for row in rows[:SHOWN_FAILURES]:
-            due = f" (retry after {row.next_attempt_at:%H:%M})" if row.next_attempt_at else ""
-            click.echo(f"{row.state:<9} {row.email}: {row.last_reply or 'no reply'}{due}")
-        if len(rows) > SHOWN_FAILURES:
-            click.echo(f"... and {len(rows) - SHOWN_FAILURES} more")

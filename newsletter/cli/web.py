@@ -1,4 +1,4 @@
-"""`newsletter serve`: the web endpoints (newsletter/web.py) behind waitress.
+"""`newsletter serve`: the web endpoints (newsletter/web/app.py) behind waitress.
 
 waitress is a production WSGI server (pure Python, threads, HTTP/1.1 keep-alive, request size
 limits); the stdlib's wsgiref server is for development only. Put a TLS-terminating reverse
@@ -22,9 +22,11 @@ from waitress import wasyncore
 
 from newsletter.cli.context import AppContext, pass_app
 from newsletter.mail import dkim
-from newsletter.store.store import open_store
+from newsletter.store.store import is_server, open_store
 from newsletter.web.accesslog import AccessLog
-from newsletter.web.app import MAX_BODY, WebApp, web_secret
+from newsletter.web.app import WebApp
+from newsletter.web.http import MAX_BODY
+from newsletter.web.tokens import web_secret
 
 
 def create_server(
@@ -115,7 +117,13 @@ def serve(
     dkim.check(config)
     with open_store(config) as store:
         webapp = WebApp(
-            config, store.subscribers, store.signups, secret=secret, archive_dir=archive_dir
+            config,
+            store.subscribers,
+            store.signups,
+            secret=secret,
+            archive_dir=archive_dir,
+            # Several `serve` processes may share a server store: they count hits there.
+            rate_limits=store.rate_limits if is_server(config) else None,
         )
         try:
             server = create_server(

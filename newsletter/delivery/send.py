@@ -31,10 +31,14 @@ from newsletter.mail import dkim
 from newsletter.mail.message import BodyEncoder, IssueMessage, Reader, message_id
 from newsletter.mail.oneoff import OneOffSender, OutgoingMail, recipient_for
 from newsletter.mail.transport import TransportFailure, open_transport
+from newsletter.store.records import DeliveryState
 from newsletter.store.sends import SendLog
 from newsletter.store.store import is_server, open_store
 
 __all__ = [
+    "NEEDS_ATTENTION",
+    "TROUBLE",
+    "UNFINISHED",
     "BodyEncoder",
     "Issue",
     "Outcome",
@@ -42,7 +46,9 @@ __all__ = [
     "SendLog",
     "SendReport",
     "classify",
+    "needs_attention",
     "prepare",
+    "remaining",
     "run_send",
     "send_issue",
     "send_lock",
@@ -65,6 +71,32 @@ def send_lock(config: Config, slug: str) -> contextlib.AbstractContextManager[No
         )
 
     return locks.exclusive(path, busy)
+
+
+# The states that still need work, named once. A send is not finished while a row is
+# UNFINISHED (SendReport.complete); a run leaves work for a person while a row NEEDS_ATTENTION
+# (an `unknown` row is re-sent only with --resend-unknown) or the send is paused: exit 1.
+UNFINISHED: tuple[DeliveryState, ...] = ("pending", "deferred", "in_flight")
+NEEDS_ATTENTION: tuple[DeliveryState, ...] = (*UNFINISHED, "unknown")
+# What `newsletter status` lists reader by reader, with the server's last reply.
+TROUBLE: tuple[DeliveryState, ...] = ("failed", "unknown", "deferred")
+
+
+def needs_attention(report: SendReport) -> bool:
+    """Readers left deferred, pending or unknown, or a paused send: someone must look."""
+    return bool(report.paused) or any(report.counts.get(s) for s in NEEDS_ATTENTION)
+
+
+def remaining(config: Config, slug: str, *, resend_unknown: bool = False) -> int:
+    """How many messages a run of this issue's send would try: every active reader for a
+    new send, the rows still needing work for a resumed one (a progress bar's total)."""
+    with open_store(config) as store:
+        existing = store.sends.get_send(slug)
+        if existing is None:
+            return store.subscribers.counts()["active"]
+        counts = store.sends.delivery_counts(existing.id)
+    chosen = NEEDS_ATTENTION if resend_unknown else UNFINISHED
+    return sum(counts[state] for state in chosen)
 
 
 TEST_PREFIX = "[TEST] "

@@ -33,13 +33,31 @@ from newsletter.inbox.classify import (
 from newsletter.inbox.mailboxes import Inbox, RawMessage
 from newsletter.inbox.quarantine import Unreadable, digest_key, parse_bounded
 from newsletter.links import bounce_base
+from newsletter.mail.oneoff import OneOffSender, outgoing
+from newsletter.mail.transport import TransportFailure
 from newsletter.store.records import Subscriber
 from newsletter.store.store import Store
 
 log = logging.getLogger("newsletter.inbox.processor")
 
-# Sends one message (recipient, bytes, Message-ID): `newsletter.mail.transport` in production.
+# Sends one message (recipient, bytes, Message-ID): `transport_confirmations` in production.
 SendConfirmation = Callable[[str, bytes, str], None]
+
+
+def transport_confirmations(config: Config, mailer: OneOffSender) -> SendConfirmation:
+    """Unsubscribe confirmations through `mailer` (signed and redirected as every one-off
+    mail is). A failed one is logged: the unsubscribe stands, only the courtesy note failed."""
+
+    def send(recipient: str, data: bytes, message_id: str) -> None:
+        # RFC 3834 3.3: automatic responses go out with a null return path, so a
+        # failure to deliver one can never start a loop of replies.
+        mail = outgoing(config, sender="", recipient=recipient, message_id=message_id, data=data)
+        try:
+            mailer.send(mail)
+        except TransportFailure as exc:
+            log.warning("confirmation to %s: %s", recipient, exc)
+
+    return send
 
 
 @dataclass(frozen=True)

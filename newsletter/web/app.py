@@ -1,126 +1,46 @@
 """`newsletter serve`: one-click unsubscribe (RFC 8058), confirmed sign-up, the archive.
 
-A small WSGI application (run by waitress, see cli_web.py):
+A small WSGI application (run by waitress, see cli/web.py) that routes each request to its
+endpoints: the unsubscribe page and one-click POST (web/unsubscribe.py), the sign-up form and
+its confirmation (web/signup.py), and, for any other GET, the built archive folder when one
+is given (web/http.py serves its files).
 
-    GET  /unsubscribe/<token>        a page with one button; never changes anything (mail
-                                     scanners prefetch links)
-    POST /unsubscribe/<token>        unsubscribes at once, idempotent, 200; the RFC 8058 body
-                                     `List-Unsubscribe=One-Click` or the page's button
-    POST /unsubscribe/<token>/undo   re-activates only if this token unsubscribed through the
-                                     link in the last `web.undo_minutes` (a signed proof)
-    GET  /subscribe, POST /subscribe email, first_name, honeypot `website`: a pending sign-up
-                                     and a confirmation mail with an expiring link
-    GET  /confirm/<token>, POST      a button; its POST activates and sends the welcome mail
-    GET  anything else               the built archive folder, when one is given
-
-No enumeration: a sign-up gets the same page (and, mail being queued, the same timing) whether
-the address is new, active, suppressed or rate-limited per address. An unknown token gets the
-same 404 as a malformed one. Rate limits live in this process's memory: right for the one
-waitress process `serve` runs; several processes would each allow the limit.
+An unknown token gets the same 404 as a malformed one. Rate limits live in this process's
+memory (web/ratelimit.py): right for the one waitress process `serve` runs.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
-import mimetypes
-import re
-import secrets
-import threading
-import time
-from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from email import message_from_bytes
-from email.policy import HTTP
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 from newsletter.config import Config
-from newsletter.content.render import render_template, template_environment
+from newsletter.content.render import template_environment
 from newsletter.errors import ConfigError, StoreError
-from newsletter.links import unsubscribe_mailto, unsubscribe_web_url
 from newsletter.mail import webmail
-from newsletter.store.csvio import InvalidAddress, clean_name, normalise_address
-from newsletter.store.records import Signup, Subscriber
+from newsletter.store.ratelimits import RateLimits
 from newsletter.store.signups import Signups
 from newsletter.store.subscribers import Subscribers
+from newsletter.web.http import (
+    MAX_BODY,
+    REASONS,
+    Pages,
+    Request,
+    Response,
+    parse_form,
+    security_headers,
+    static_file,
+)
+from newsletter.web.signup import SignupFlow
+from newsletter.web.tokens import Signer
+from newsletter.web.unsubscribe import Unsubscribe
 
 log = logging.getLogger("newsletter.web.app")
 PAGES = ("unsubscribe.html", "unsubscribed.html", "subscribe.html", "confirm.html", "message.html")
-_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,128}")
-MAX_BODY = 16 * 1024  # also waitress's max_request_body_size: larger is refused unread
-_SECRET_MIN = 32
-_REASONS = {200: "OK", 301: "Moved Permanently", 400: "Bad Request", 404: "Not Found"}
-_REASONS |= {405: "Method Not Allowed", 409: "Conflict", 410: "Gone", 413: "Content Too Large"}
-_REASONS |= {429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
-_PAGE_CSP = (
-    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' https: data:; "
-    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-)
-# The archive's own files: its scripts (search) and styles come from itself, its images may
-# be anywhere on https, its sign-up form may post to another https host.
-_ARCHIVE_CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' https: data:; object-src 'none'; form-action 'self' https:; "
-    "frame-ancestors 'none'; base-uri 'self'"
-)
-
-
-def web_secret(config: Config, environ: Mapping[str, str]) -> bytes:
-    """The link-signing key from `$web.secret_env`; serve refuses to start without one."""
-    value = environ.get(config.web.secret_env, "")
-    if len(value) < _SECRET_MIN:
-        state = "is not set" if not value else f"is shorter than {_SECRET_MIN} characters"
-        raise ConfigError(
-            f"the web secret is read from ${config.web.secret_env}, which {state}"
-            " (make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')",
-            field="web.secret_env",
-        )
-    return value.encode()
-
-
-class RateLimiter:
-    """At most `limit` hits per key in a sliding `window` (seconds), in memory."""
-
-    def __init__(self, limit: int, window: float, *, max_keys: int = 100_000) -> None:
-        self.limit, self.window, self.max_keys = limit, window, max_keys
-        self._hits: OrderedDict[str, deque[float]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def hit(self, key: str, now: float | None = None) -> float | None:
-        """Count a hit; None if allowed, else the seconds until the next one would be."""
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            hits = self._hits.pop(key, None) or deque()
-            while hits and hits[0] <= now - self.window:
-                hits.popleft()
-            self._hits[key] = hits  # most recently used last
-            if len(self._hits) > self.max_keys:
-                self._hits.popitem(last=False)
-            if len(hits) >= self.limit:
-                return hits[0] + self.window - now
-            hits.append(now)
-            return None
-
-
-@dataclass
-class Response:
-    status: int
-    body: bytes = b""
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    archive_file: bool = False  # a file of the built archive, not one of our pages
-
-
-@dataclass(frozen=True)
-class Request:
-    method: str
-    path: str
-    client: str
-    form: dict[str, str]
 
 
 def _utcnow() -> datetime:
@@ -139,6 +59,7 @@ class WebApp:
         secret: bytes,
         archive_dir: Path | None = None,
         clock: Callable[[], datetime] = _utcnow,
+        rate_limits: RateLimits | None = None,
     ) -> None:
         if not config.web.public_url:
             raise ConfigError(
@@ -146,24 +67,34 @@ class WebApp:
             )
         self.config, self.clock = config, clock
         self.subscribers, self.signups = subscribers, signups
-        self._secret = secret
         self.base = config.web.public_url.rstrip("/") + "/"
         self._prefix = urlsplit(self.base).path.rstrip("/")
         self.archive_dir = archive_dir.resolve() if archive_dir else None
-        self.pages = template_environment(config, autoescape=True)
-        self.mail_env = webmail.mail_environment(config)
+        page_env = template_environment(config, autoescape=True)
+        mail_env = webmail.mail_environment(config)
         # A missing or broken template is a one-line error now, not a 500 for a reader later.
-        webmail.check_templates(self.pages, [f"web/{name}" for name in PAGES])
-        webmail.check_templates(self.mail_env, webmail.MAIL_TEMPLATES)
-        hour = 3600.0
-        self.per_client = RateLimiter(config.web.subscribe_per_client_hour, hour)
-        self.per_address = RateLimiter(config.web.subscribe_per_address_hour, hour)
+        webmail.check_templates(page_env, [f"web/{name}" for name in PAGES])
+        webmail.check_templates(mail_env, webmail.MAIL_TEMPLATES)
+        self.pages = Pages(config, page_env)
+        signer = Signer(secret)
         self.mail = webmail.MailQueue(config)
+        self.unsubscribes = Unsubscribe(config, subscribers, self.pages, signer, clock)
+        self.signup = SignupFlow(
+            config,
+            subscribers,
+            signups,
+            base=self.base,
+            pages=self.pages,
+            signer=signer,
+            clock=clock,
+            mail_env=mail_env,
+            mail=self.mail,
+            archive_form=self._archive_form,
+            rate_limits=rate_limits,
+        )
 
     def close(self) -> None:
         self.mail.stop()
-
-    # -- WSGI -----------------------------------------------------------------------------
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
@@ -172,16 +103,17 @@ class WebApp:
             response = self._dispatch(environ)
         except StoreError as exc:
             log.warning("store: %s", exc)
-            response = self._message(
+            response = self.pages.message(
                 503, "Please try again", "The list is busy. Please try again in a minute."
             )
             response.headers.append(("Retry-After", "60"))
         except Exception:
             log.exception("%s %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
-            response = self._message(500, "Something went wrong", "Please try again later.")
-        headers = [*response.headers, *self._security_headers(response)]
+            response = self.pages.message(500, "Something went wrong", "Please try again later.")
+        https = self.base.startswith("https://")
+        headers = [*response.headers, *security_headers(response, https=https)]
         headers.append(("Content-Length", str(len(response.body))))
-        start_response(f"{response.status} {_REASONS.get(response.status, '')}", headers)
+        start_response(f"{response.status} {REASONS.get(response.status, '')}", headers)
         return [b"" if environ.get("REQUEST_METHOD") == "HEAD" else response.body]
 
     def _dispatch(self, environ: dict[str, Any]) -> Response:
@@ -193,26 +125,29 @@ class WebApp:
         if method == "POST":
             length = int(environ.get("CONTENT_LENGTH") or 0)  # waitress checked the digits
             if length > MAX_BODY:
-                return self._message(413, "Too large", "That form was too large.")
+                return self.pages.message(413, "Too large", "That form was too large.")
             body = environ["wsgi.input"].read(length) if length > 0 else b""
-            form = _parse_form(str(environ.get("CONTENT_TYPE", "")), body)
+            form = parse_form(str(environ.get("CONTENT_TYPE", "")), body)
         else:
             form = {}
         request = Request(method, path, str(environ.get("REMOTE_ADDR", "")), form)
         get = method in ("GET", "HEAD")
+        unsubscribes, signup = self.unsubscribes, self.signup
         if parts[0] == "unsubscribe" and len(parts) == 2:
             return self._route(
-                request, get=self.unsubscribe_page, post=self.unsubscribe, token=parts[1]
+                request, get=unsubscribes.page, post=unsubscribes.unsubscribe, token=parts[1]
             )
         if parts[0] == "unsubscribe" and len(parts) == 3 and parts[2] == "undo":
-            return self._route(request, post=self.undo, token=parts[1])
+            return self._route(request, post=unsubscribes.undo, token=parts[1])
         if parts[0] == "confirm" and len(parts) == 2:
-            return self._route(request, get=self.confirm_page, post=self.confirm, token=parts[1])
+            return self._route(
+                request, get=signup.confirm_page, post=signup.confirm, token=parts[1]
+            )
         if path.rstrip("/") == "/subscribe":
-            return self._route(request, get=self.subscribe_form, post=self.subscribe)
+            return self._route(request, get=signup.form, post=signup.subscribe)
         if get and self.archive_dir is not None:
             return self._static(path)
-        return self._not_found()
+        return self.pages.not_found()
 
     def _route(
         self,
@@ -227,277 +162,19 @@ class WebApp:
         )
         if handler is None:
             allowed = ", ".join(name for name, h in (("GET, HEAD", get), ("POST", post)) if h)
-            response = self._message(405, "Not allowed", "That is not something this page does.")
+            response = self.pages.message(
+                405, "Not allowed", "That is not something this page does."
+            )
             response.headers.append(("Allow", allowed))
             return response
         return handler(request, **kwargs)
 
-    # -- unsubscribe ----------------------------------------------------------------------
-
-    def _reader(self, token: str) -> Subscriber | None:
-        if not _TOKEN.fullmatch(token):
-            return None
-        reader = self.subscribers.get_by_token(token)
-        if reader is None or not hmac.compare_digest(reader.token.encode(), token.lower().encode()):
-            return None
-        return reader
-
-    def unsubscribe_page(self, request: Request, *, token: str) -> Response:
-        reader = self._reader(token)
-        if reader is None:
-            return self._not_found()
-        return self._page(
-            200, "unsubscribe.html", email=_mask(reader.email), reader_status=reader.status
-        )
-
-    def unsubscribe(self, request: Request, *, token: str) -> Response:
-        reader = self._reader(token)
-        if reader is None:
-            return self._not_found()
-        one_click = request.form.get("List-Unsubscribe") == "One-Click"
-        how = "one-click (RFC 8058)" if one_click else "unsubscribe page"
-        changed = self.subscribers.unsubscribe(reader, source="link", detail=how)
-        undo = changed or reader.status == "unsubscribed"
-        return self._page(
-            200,
-            "unsubscribed.html",
-            email=_mask(reader.email),
-            token=token,
-            undo_proof=self._undo_proof(token) if undo else None,
-        )
-
-    def _undo_proof(self, token: str) -> str:
-        stamp = str(int(self.clock().timestamp()))
-        return f"{stamp}.{self._sign('undo', token, stamp)}"
-
-    def undo(self, request: Request, *, token: str) -> Response:
-        reader = self._reader(token)
-        if reader is None:
-            return self._not_found()
-        stamp, _, mac = request.form.get("proof", "").partition(".")
-        now = self.clock()
-        window = timedelta(minutes=self.config.web.undo_minutes)
-        fresh = stamp.isdigit() and now - window <= datetime.fromtimestamp(int(stamp), UTC) <= now
-        genuine = hmac.compare_digest(mac.encode(), self._sign("undo", token, stamp).encode())
-        if (
-            fresh
-            and genuine
-            and self.subscribers.undo_unsubscribe(
-                reader, since=now - window, detail="undo on the unsubscribe page"
-            )
-        ):
-            return self._message(200, "Welcome back", "You are subscribed again, as before.")
-        return self._message(
-            409,
-            "This can no longer be undone",
-            f"Undo works for {self.config.web.undo_minutes} minutes after unsubscribing."
-            " You can sign up again from the archive.",
-        )
-
-    # -- sign-up --------------------------------------------------------------------------
-
-    def subscribe_form(self, request: Request) -> Response:
-        """The archive's own sign-up page when it is served here (one look), else ours."""
-        if self.archive_dir and (self.archive_dir / "subscribe" / "index.html").is_file():
-            return self._static(request.path)
-        return self._page(200, "subscribe.html", state="form")
-
-    def subscribe(self, request: Request) -> Response:
-        retry = self.per_client.hit(request.client)
-        if retry is not None:
-            response = self._message(429, "Too many sign-ups", "Please try again later.")
-            response.headers.append(("Retry-After", str(int(retry) + 1)))
-            return response
-        if request.form.get("website", "").strip():
-            log.info("sign-up honeypot filled from %s", request.client)
-            return self._page(200, "subscribe.html", state="sent")
-        try:
-            address = normalise_address(request.form.get("email", "")[:320])
-        except InvalidAddress:
-            return self._page(
-                400,
-                "subscribe.html",
-                state="form",
-                error="That does not look like an email address.",
-            )
-        first_name = clean_name(request.form.get("first_name") or None)
-        if self.per_address.hit(address.key) is None and self._may_join(address.email):
-            token = secrets.token_urlsafe(24)  # 192 bits
-            expires = self.clock() + timedelta(hours=self.config.web.confirm_hours)
-            self.signups.add_signup(
-                address.email,
-                first_name,
-                token_hash=self._sign("confirm", token),
-                client_ip=request.client,
-                expires_at=expires,
-            )
-            self.mail.submit(
-                webmail.compose(
-                    self.config,
-                    self.mail_env,
-                    webmail.CONFIRM_TEMPLATE,
-                    to=address.email,
-                    now=self.clock(),
-                    context={
-                        "first_name": first_name,
-                        "confirm_url": f"{self.base}confirm/{token}",
-                        "expires_hours": self.config.web.confirm_hours,
-                    },
-                )
-            )
-        return self._page(200, "subscribe.html", state="sent")
-
-    def _may_join(self, email: str) -> bool:
-        """Active readers need nothing; bounced, complained and forgotten addresses are never
-        re-activated from the web. An unsubscribed reader may come back: only by confirming."""
-        existing = self.subscribers.get_by_email(email)
-        if existing is None:
-            return not self.subscribers.is_forgotten(email)
-        return existing.status == "unsubscribed"
-
-    def _signup(self, token: str) -> tuple[Signup | None, str]:
-        if not _TOKEN.fullmatch(token):
-            return None, ""
-        hashed = self._sign("confirm", token)
-        signup = self.signups.get_signup(hashed)
-        if signup is None or not hmac.compare_digest(signup.token_hash.encode(), hashed.encode()):
-            return None, ""
-        return signup, hashed
-
-    def confirm_page(self, request: Request, *, token: str) -> Response:
-        signup, _ = self._signup(token)
-        if signup is None:
-            return self._not_found()
-        if signup.confirmed_at is None and signup.expires_at <= self.clock():
-            return self._expired()
-        done = signup.confirmed_at is not None
-        return self._page(
-            200, "confirm.html", state="done" if done else "ask", email=_mask(signup.email)
-        )
-
-    def confirm(self, request: Request, *, token: str) -> Response:
-        signup, hashed = self._signup(token)
-        if signup is None:
-            return self._not_found()
-        if signup.confirmed_at is None and signup.expires_at <= self.clock():
-            return self._expired()
-        result = self.signups.confirm_signup(hashed, client_ip=request.client)
-        if (
-            result is not None
-            and result.subscriber is not None
-            and result.outcome in ("added", "resubscribed")
-        ):
-            reader = result.subscriber
-            self.mail.submit(
-                webmail.compose(
-                    self.config,
-                    self.mail_env,
-                    webmail.WELCOME_TEMPLATE,
-                    to=reader.email,
-                    now=self.clock(),
-                    context={
-                        "first_name": reader.first_name,
-                        "resource_url": self.config.web.welcome_resource_url,
-                        "unsubscribe_url": unsubscribe_web_url(self.config, reader.token),
-                    },
-                    unsubscribe=(
-                        unsubscribe_mailto(self.config, reader.token),
-                        unsubscribe_web_url(self.config, reader.token),
-                    ),
-                )
-            )
-        return self._page(200, "confirm.html", state="done", email=_mask(signup.email))
-
-    # -- pages and files ------------------------------------------------------------------
-
-    def _sign(self, purpose: str, *values: str) -> str:
-        message = "\x00".join((purpose, *values)).encode()
-        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
-
-    def _context(self, values: dict[str, Any]) -> dict[str, Any]:
-        defaults = {"error": None, "undo_proof": None, "token": None, "email": None}
-        return {**defaults, "config": self.config, "archive_url": self.config.base_url, **values}
-
-    def _page(self, code: int, template: str, **values: Any) -> Response:
-        html = render_template(self.pages, f"web/{template}", self._context(values))
-        return Response(code, html.encode("utf-8"), [("Content-Type", "text/html; charset=utf-8")])
-
-    def _message(self, status: int, title: str, text: str) -> Response:
-        return self._page(status, "message.html", title=title, text=text)
-
-    def _not_found(self) -> Response:
-        return self._message(
-            404, "Not found", "This link is not valid. Please check that it was copied whole."
-        )
-
-    def _expired(self) -> Response:
-        return self._message(
-            410, "This link has expired", "Please sign up again; a new link will be sent."
-        )
-
     def _static(self, path: str) -> Response:
         assert self.archive_dir is not None
-        if "\x00" in path or any(part.startswith(".") for part in path.split("/")):
-            # Dot-files are the build's bookkeeping (.archive-manifest.json), never pages.
-            return self._not_found()
-        target = (self.archive_dir / path.lstrip("/")).resolve()
-        if not target.is_relative_to(self.archive_dir):
-            return self._not_found()
-        if target.is_dir():
-            if not path.endswith("/"):
-                location = self._prefix + path + "/"
-                return Response(301, b"", [("Location", location)])
-            target = target / "index.html"
-        if not target.is_file():
-            return self._not_found()
-        kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
-        if kind.startswith("text/") or kind in ("application/javascript", "application/xml"):
-            kind += "; charset=utf-8"
-        return Response(200, target.read_bytes(), [("Content-Type", kind)], archive_file=True)
+        return static_file(self.archive_dir, self._prefix, path) or self.pages.not_found()
 
-    def _security_headers(self, response: Response) -> list[tuple[str, str]]:
-        headers = [
-            ("X-Content-Type-Options", "nosniff"),
-            ("X-Frame-Options", "DENY"),
-            ("Cross-Origin-Opener-Policy", "same-origin"),
-        ]
-        if response.archive_file:
-            headers += [
-                ("Referrer-Policy", "strict-origin-when-cross-origin"),
-                ("Cache-Control", "public, max-age=300"),
-                ("Content-Security-Policy", _ARCHIVE_CSP),
-            ]
-        else:
-            # Pages carry tokens in their URL: never cached, never sent on as a Referer.
-            headers += [
-                ("Referrer-Policy", "no-referrer"),
-                ("Cache-Control", "no-store"),
-                ("Content-Security-Policy", _PAGE_CSP),
-                ("X-Robots-Tag", "noindex, nofollow"),
-            ]
-        if self.base.startswith("https://"):
-            headers.append(("Strict-Transport-Security", "max-age=31536000"))
-        return headers
-
-
-def _parse_form(content_type: str, body: bytes) -> dict[str, str]:
-    """application/x-www-form-urlencoded or multipart/form-data (RFC 8058 allows both)."""
-    if content_type.lower().startswith("multipart/form-data"):
-        message = message_from_bytes(
-            f"Content-Type: {content_type}\r\n\r\n".encode("latin-1") + body, policy=HTTP
-        )
-        form: dict[str, str] = {}
-        for part in message.iter_parts() if message.is_multipart() else ():
-            name = part.get_param("name", header="content-disposition")
-            payload = part.get_payload(decode=True)
-            if isinstance(name, str) and isinstance(payload, bytes):
-                form.setdefault(name, payload.decode("utf-8", "replace"))
-        return form
-    text = body.decode("utf-8", "replace")
-    return dict(reversed(parse_qsl(text, keep_blank_values=True)))
-
-
-def _mask(email: str) -> str:
-    """`j•••@example.com`: enough for the reader to recognise, little for anyone else."""
-    local, _, domain = email.rpartition("@")
-    return f"{local[:1]}•••@{domain}"
+    def _archive_form(self, request: Request) -> Response | None:
+        """The archive's own sign-up page, when the archive served here has one."""
+        if self.archive_dir and (self.archive_dir / "subscribe" / "index.html").is_file():
+            return self._static(request.path)
+        return None

@@ -99,9 +99,7 @@ def _views(subject: str, email: Personalised) -> dict[str, tuple[str, Callable[[
     }
 
 
-def make_server(
-    config: Config, issue_ref: str, port: int, today: dt.date
-) -> ThreadingHTTPServer:
+def make_server(config: Config, issue_ref: str, port: int, today: dt.date) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             try:
