@@ -49,6 +49,7 @@ class Body:
     headings: tuple[str, ...]
     # (path, size, mtime_ns) of each local file the body links; size -1 when it was missing
     deps: tuple[tuple[str, int, int], ...]
+    terms: str  # what the search indexes of its text (archive_search.joined_terms)
 
 
 @dataclass(frozen=True)
@@ -123,9 +124,7 @@ class Site:
     def _entry(self, issue: Issue) -> Entry:
         tags = tuple(dict.fromkeys(self.tags[slugify(t)] for t in issue.tags))  # "Teams", "teams"
         number = issue.number or 0  # drafts (unnumbered) are never published
-        return Entry(
-            issue.slug, number, issue.title, issue.date, issue.summary, issue.author, tags
-        )
+        return Entry(issue.slug, number, issue.title, issue.date, issue.summary, issue.author, tags)
 
     def outputs(self) -> list[Output]:
         assets = self._assets()
@@ -285,6 +284,7 @@ class Site:
                 e.path, e.title, e.number, _longdate(e.date), e.summary,
                 " ".join([*(t.name for t in e.tags), *self.bodies[e.slug].headings]),
                 archive_search.plain_text(self.bodies[e.slug].html),
+                self.bodies[e.slug].terms,
             )
             for e in self.entries
         ]  # fmt: skip
