@@ -22,9 +22,10 @@ from pathlib import Path
 import pytest
 
 import newsletter.store.sqlite as store_module
-from newsletter.config import Config, load_config
+from newsletter.config import load_config
 from newsletter.inbox.processor import Processor
 from newsletter.mail.message import message_id
+from newsletter.settings import Config
 from newsletter.store.csvio import ImportRow, normalise_address
 from newsletter.store.sqlite import SQLiteStore, Subscriber, open_store
 

@@ -18,7 +18,6 @@ import pytest
 from schedule_support import FakeIssue, at, make_config
 
 from newsletter.cadence import FixedClock
-from newsletter.config import Config
 from newsletter.errors import DeliveryError
 from newsletter.schedule.run import (
     ScheduleLockedError,
@@ -31,6 +30,7 @@ from newsletter.schedule.run import (
     run_due,
     state_file,
 )
+from newsletter.settings import Config
 
 
 class JsonSendLog:
@@ -279,7 +279,7 @@ import datetime as dt, json, sys, time
 from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
-from newsletter.config import Config
+from newsletter.settings import Config
 from newsletter.schedule.run import StateFileNotices, run_due, state_file
 
 @dataclass(frozen=True)

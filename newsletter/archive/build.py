@@ -37,10 +37,10 @@ from newsletter.archive.write import (
     sync,
     write_file,
 )
-from newsletter.config import Config
 from newsletter.content.issues import Issue
 from newsletter.content.markup import render_markdown
 from newsletter.content.render import RenderedIssue
+from newsletter.settings import Config
 
 __all__ = [
     "CACHE_NAME",

@@ -27,12 +27,12 @@ from newsletter import links
 from newsletter.archive import search as archive_search
 from newsletter.archive.search import SearchDoc
 from newsletter.archive.write import ARCHIVE_VERSION, ArchiveError, Output, digest, json_bytes
-from newsletter.config import Config
 from newsletter.content.issues import Issue
 from newsletter.content.render import RECENT_COUNT, render_template, template_environment
 from newsletter.content.templatesource import template_file, template_names
 from newsletter.errors import TemplateError
 from newsletter.links import slugify
+from newsletter.settings import Config
 
 FEED_ENTRIES = 20
 STATIC_FILES = ("style.css", "search.js")

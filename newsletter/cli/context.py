@@ -13,8 +13,9 @@ from pathlib import Path
 import click
 
 from newsletter.cadence import Clock, OffsetClock, SystemClock, local_day
-from newsletter.config import Config, load_config
+from newsletter.config import load_config
 from newsletter.errors import NewsletterError
+from newsletter.settings import Config
 
 NOW_FORM = "an ISO 8601 date/time such as 2026-12-01T09:00 or 2026-12-01T09:00+01:00"
 

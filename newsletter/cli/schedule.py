@@ -26,7 +26,6 @@ from newsletter.cadence import (
     scheduled_dates,
 )
 from newsletter.cli.context import AppContext, pass_app
-from newsletter.config import Config
 from newsletter.content.issues import Issue
 from newsletter.content.publication import load_publication
 from newsletter.delivery import send as delivery
@@ -40,6 +39,7 @@ from newsletter.schedule.run import (
     send_due,
     stop_on_signals,
 )
+from newsletter.settings import Config
 from newsletter.store.sqlite import DB_NAME, open_store
 
 log = logging.getLogger("newsletter.schedule.run")

@@ -21,7 +21,6 @@ from email import policy
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 
-from newsletter.config import Config
 from newsletter.inbox.classify import (
     Classification,
     OwnAddresses,
@@ -33,6 +32,7 @@ from newsletter.inbox.classify import (
 from newsletter.inbox.mailboxes import Inbox, RawMessage
 from newsletter.inbox.quarantine import Unreadable, digest_key, parse_bounded
 from newsletter.links import bounce_base
+from newsletter.settings import Config
 from newsletter.store.sqlite import Store, Subscriber
 
 log = logging.getLogger("newsletter.inbox.processor")
