@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from newsletter.report.figures import build_report
-from newsletter.store.sqlite import DB_NAME, SQLiteStore
+from newsletter.store.store import DB_NAME, open_sqlite
 
 TARGET_SECONDS = 5.0
 START = dt.datetime(2025, 1, 7, 9, 0, tzinfo=dt.UTC)
@@ -52,7 +52,7 @@ def build(root: Path, readers: int, issues: int) -> None:
     (root / "content").mkdir(parents=True, exist_ok=True)
     (root / "newsletter.yaml").write_text("name: Bench Letter\n", encoding="utf-8")
     db_path = root / "subscribers" / DB_NAME
-    SQLiteStore(db_path).close()  # the schema, every migration included
+    open_sqlite(db_path).close()  # the schema, every migration included
     rng = random.Random(19)
     sends = send_times(issues)
     end = sends[-1] + dt.timedelta(days=30)
@@ -157,9 +157,11 @@ def main() -> None:
         print(f"built {args.readers:,} readers x {args.issues} issues in "
               f"{time.perf_counter() - started:.0f} s ({root})")  # fmt: skip
     size = (root / "subscribers" / DB_NAME).stat().st_size / 2**20
-    with SQLiteStore(root / "subscribers" / DB_NAME) as store:
+    with open_sqlite(root / "subscribers" / DB_NAME) as store:
         started = time.perf_counter()
-        figures = build_report(store, as_of=send_times(args.issues)[-1] + dt.timedelta(days=20))
+        figures = build_report(
+            store.reports, as_of=send_times(args.issues)[-1] + dt.timedelta(days=20)
+        )
         library = time.perf_counter() - started
     program = str(Path(sys.executable).parent / "newsletter")
     command = [program, "--root", str(root), "report", "--json"]

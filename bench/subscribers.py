@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from newsletter.store.csvio import CsvReader
-from newsletter.store.sqlite import SQLiteStore
+from newsletter.store.store import open_sqlite
 
 TARGET_RATE = 25_000
 TARGET_RSS_MB = 150
@@ -48,18 +48,18 @@ def peak_rss_mb() -> float:
 
 
 def phase_import(db: Path, csv_path: Path) -> dict[str, float]:
-    with SQLiteStore(db) as store:
+    with open_sqlite(db) as store:
         started, cpu = time.perf_counter(), time.process_time()
         reader = CsvReader(csv_path)
-        report = store.import_subscribers(reader, source=f"import {csv_path.name}")
+        report = store.imports.import_subscribers(reader, source=f"import {csv_path.name}")
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     return {"rows": report.added, "seconds": seconds, "cpu": cpu, "rss_mb": peak_rss_mb()}
 
 
 def phase_iterate(db: Path) -> dict[str, float]:
-    with SQLiteStore(db) as store:
+    with open_sqlite(db) as store:
         started, cpu = time.perf_counter(), time.process_time()
-        count = sum(1 for _ in store.iter_active())
+        count = sum(1 for _ in store.subscribers.iter_active())
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     return {"rows": count, "seconds": seconds, "cpu": cpu, "rss_mb": peak_rss_mb()}
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from newsletter.configcheck import (
     NO_PUBLICATION,
@@ -55,6 +56,7 @@ __all__ = [
     "SmtpConfig",
     "WebConfig",
     "load_config",
+    "store_problem",
 ]
 
 CONFIG_FILE = "newsletter.yaml"
@@ -84,6 +86,7 @@ def load_config(root: Path, environ: Mapping[str, str] | None = None) -> Config:
     config: Config = _build(Config, data, (), path, located, extra={"root": root})
     secrets = [config.delivery.smtp.password_env, config.inbox.imap.password_env]
     secrets += [config.web.secret_env, (config.dkim or DkimConfig()).private_key_env]
+    secrets.append("NEWSLETTER_STORE_PASSWORD")  # the PostgreSQL store's (newsletter.store)
     check_variables(unknown, setting_variables(Config), secrets)
     _validate(config, path, located)
     return config
@@ -266,6 +269,20 @@ def _parse_env(raw: str, hint: Any) -> Any:
     return raw
 
 
+def store_problem(value: str) -> str | None:
+    """Why a `store:` value cannot work, or None."""
+    if value == "sqlite" or (value.startswith("sqlite:") and len(value) > len("sqlite:")):
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("postgresql", "postgres"):
+        return f"expected sqlite, sqlite:PATH or postgresql://user@host/db, got {value!r}"
+    if parts.password is not None:
+        return "the password goes in $NEWSLETTER_STORE_PASSWORD, not in the file"
+    if not parts.path.strip("/") or any(c.isspace() for c in value):
+        return f"expected postgresql://user@host/db with a database name, got {value!r}"
+    return None
+
+
 def _validate(config: Config, file: Path, located: LocatedYaml) -> None:
     """Checks beyond types: values that parse but cannot work."""
 
@@ -304,6 +321,8 @@ def _validate(config: Config, file: Path, located: LocatedYaml) -> None:
             fail("expected an address without '+': the token goes there", *keypath)
     if config.delivery.smtp.connections < 1:
         fail("expected at least 1", "delivery", "smtp", "connections")
+    if config.store is not None and (problem := store_problem(config.store)):
+        fail(problem, "store")
     for key in ("relay_pause_after", "refusals_pause_after"):
         if getattr(config.delivery, key) < 1:
             fail("expected at least 1", "delivery", key)

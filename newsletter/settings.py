@@ -155,6 +155,9 @@ class Config:
     test_recipients: tuple[str, ...] = ()
     # An issue file larger than this is refused before Markdown runs on it.
     max_issue_bytes: int = 1_000_000
+    # Where subscribers and the send log live: null or `sqlite` (subscribers/subscribers.db),
+    # `sqlite:PATH`, or `postgresql://user@host[:port]/db` (password: $NEWSLETTER_STORE_PASSWORD).
+    store: str | None = None
 
     @property
     def content_dir(self) -> Path:

@@ -7,8 +7,8 @@ complaint; feedback replies, one answering an older issue, one from a stranger. 
 bounces and complaints are real messages put through newsletter.inbox.processor's Processor, quoting
 our Message-IDs as mail clients and servers do.
 
-The store stamps what it records with its own clock (`newsletter.store._now`); `StoreClock`
-moves that clock through the year, so nothing here reads the real one.
+The store stamps what it records with its own clock (`newsletter.store.database.utcnow`);
+`StoreClock` moves that clock through the year, so nothing here reads the real one.
 """
 
 from __future__ import annotations
@@ -21,13 +21,14 @@ from pathlib import Path
 
 import pytest
 
-import newsletter.store.sqlite as store_module
 from newsletter.config import load_config
 from newsletter.inbox.processor import Processor
 from newsletter.mail.message import message_id
 from newsletter.settings import Config
+from newsletter.store import database
 from newsletter.store.csvio import ImportRow, normalise_address
-from newsletter.store.sqlite import SQLiteStore, Subscriber, open_store
+from newsletter.store.records import Subscriber
+from newsletter.store.store import Store, open_store
 
 UTC = dt.UTC
 AS_OF = dt.datetime(2031, 12, 20, 12, 0, tzinfo=UTC)
@@ -42,33 +43,25 @@ class StoreClock:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, start: dt.datetime) -> None:
         self.moment = start
-        clock = self
-
-        class Frozen(dt.datetime):
-            @classmethod
-            def now(cls, tz: dt.tzinfo | None = None) -> Frozen:  # type: ignore[override]
-                return cls.fromtimestamp(clock.moment.timestamp(), tz)
-
-        monkeypatch.setattr(store_module, "_now", lambda: store_module._stamp(self.moment))
-        monkeypatch.setattr(store_module, "datetime", Frozen)
+        monkeypatch.setattr(database, "utcnow", lambda: self.moment)
 
     def at(self, moment: dt.datetime) -> None:
         self.moment = moment
 
 
 class History:
-    def __init__(self, config: Config, store: SQLiteStore, clock: StoreClock) -> None:
+    def __init__(self, config: Config, store: Store, clock: StoreClock) -> None:
         self.config, self.store, self.clock = config, store, clock
         self.inbox = Processor(config, store)
 
     def reader(self, email: str) -> Subscriber:
-        found = self.store.get_by_email(email)
+        found = self.store.subscribers.get_by_email(email)
         assert found is not None, email
         return found
 
     def import_rows(self, when: dt.datetime, name: str, rows: list[tuple[str, str]]) -> None:
         self.clock.at(when)
-        self.store.import_subscribers(
+        self.store.imports.import_subscribers(
             [
                 ImportRow(n, normalise_address(email), None, status)  # type: ignore[arg-type]
                 for n, (email, status) in enumerate(rows, start=2)
@@ -79,24 +72,24 @@ class History:
     def web_signup(self, when: dt.datetime, email: str) -> None:
         self.clock.at(when)
         hashed = f"hash-{email}"
-        self.store.add_signup(
+        self.store.signups.add_signup(
             email, None, token_hash=hashed, client_ip="192.0.2.1", expires_at=when + dt.timedelta(1)
         )
         self.clock.at(when + dt.timedelta(minutes=5))
-        assert self.store.confirm_signup(hashed, client_ip="192.0.2.1") is not None
+        assert self.store.signups.confirm_signup(hashed, client_ip="192.0.2.1") is not None
 
     def send(self, month: int, odd: dict[str, str]) -> None:
         """Issue `month` to every active reader; `odd`: address -> a state other than sent."""
         start = dt.datetime(2031, month, 6, 9, 0, tzinfo=UTC)
         self.clock.at(start)
-        record = self.store.start_send(slug(month))
-        for row in self.store.next_deliveries(record.id, 1000, now=start):
-            self.store.mark_in_flight(row.id, message_id(self.config, slug(month), row.token))
+        record = self.store.sends.start_send(slug(month))
+        for row in self.store.sends.next_deliveries(record.id, 1000, now=start):
+            self.store.sends.mark_in_flight(row.id, message_id(self.config, slug(month), row.token))
             state = odd.get(row.email, "sent")
             later = start + dt.timedelta(days=30) if state == "deferred" else None
-            self.store.record_delivery(row.id, state, reply="250 ok", next_attempt_at=later)  # type: ignore[arg-type]
+            self.store.sends.record_delivery(row.id, state, reply="250 ok", next_attempt_at=later)  # type: ignore[arg-type]
         self.clock.at(start + dt.timedelta(minutes=10))
-        self.store.finish_send(record.id)
+        self.store.sends.finish_send(record.id)
 
     def mail(self, when: dt.datetime, message: EmailMessage | bytes) -> str:
         self.clock.at(when)
@@ -141,7 +134,7 @@ def dsn(history: History, email: str, month: int, hard: bool) -> bytes:
 From: MAILER-DAEMON@mx.example.net (Mail Delivery System)
 To: news+{token}@example.com
 Subject: {"Undelivered Mail Returned to Sender" if hard else "Delayed Mail (still being retried)"}
-Message-ID: <dsn.{month}.{email.split('@')[0]}@mx.example.net>
+Message-ID: <dsn.{month}.{email.split("@")[0]}@mx.example.net>
 Auto-Submitted: auto-replied
 MIME-Version: 1.0
 Content-Type: multipart/report; report-type=delivery-status; boundary="B"
@@ -180,7 +173,7 @@ def complaint(history: History, email: str, month: int) -> bytes:
     return f"""From: Feedback Loop <fbl@fbl.example.net>
 To: news@example.com
 Subject: Complaint about message
-Message-ID: <fbl.{month}.{email.split('@')[0]}@fbl.example.net>
+Message-ID: <fbl.{month}.{email.split("@")[0]}@fbl.example.net>
 MIME-Version: 1.0
 Content-Type: multipart/report; report-type=feedback-report; boundary="F"
 
@@ -240,7 +233,7 @@ def make_year(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         def leave(moment: dt.datetime, email: str, source: str) -> None:
             def run() -> None:
                 clock.at(moment)
-                assert store.unsubscribe(h.reader(email), source=source, detail=source)
+                assert store.subscribers.unsubscribe(h.reader(email), source=source, detail=source)
 
             at(moment, run)
 
@@ -281,7 +274,7 @@ def make_year(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
         def undo() -> None:
             clock.at(on(10, 7, 12, 5))
-            assert store.undo_unsubscribe(
+            assert store.subscribers.undo_unsubscribe(
                 h.reader("w4@example.org"), since=on(10, 7, 11, 55), detail="undo"
             )
 

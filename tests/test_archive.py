@@ -26,7 +26,7 @@ from newsletter.content.issues import load_issues
 from newsletter.content.render import render_issue
 from newsletter.errors import TemplateError
 from newsletter.settings import Config
-from newsletter.store.sqlite import open_store
+from newsletter.store.store import open_store
 
 TODAY = dt.date(2026, 11, 25)
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -181,9 +181,9 @@ def test_a_send_log_adds_early_sends_and_never_drafts(publication: Path) -> None
     add_issue(publication, "2027-04-future", title="Not yet", date="2027-04-06", status="ready")
     config = load_config(publication)
     with open_store(config) as store:
-        store.start_send(SENT_SAMPLE[3])
-        store.start_send("2027-03-early")  # sent by hand before its date
-        store.start_send(DRAFT_SAMPLE)  # a send log entry does not publish a draft
+        store.sends.start_send(SENT_SAMPLE[3])
+        store.sends.start_send("2027-03-early")  # sent by hand before its date
+        store.sends.start_send(DRAFT_SAMPLE)  # a send log entry does not publish a draft
     _, out = build(publication)
     published = sorted(p.name for p in out.iterdir() if (p / "index.html").is_file())
     # Past ready issues without a record were sent before the send log existed: they stay.
@@ -201,8 +201,8 @@ def test_an_empty_send_log_publishes_ready_and_dated(publication: Path) -> None:
     config = load_config(publication)
     issues = load_issues(config, TODAY)
     with open_store(config) as store:  # a real database, nothing sent yet
-        store.add("reader@example.org", source="test", consent="test")
-        chosen = published_issues(issues, store, dt.date(2026, 8, 31))
+        store.subscribers.add("reader@example.org", source="test", consent="test")
+        chosen = published_issues(issues, store.sends.sent_slugs(), dt.date(2026, 8, 31))
     assert [i.slug for i in chosen] == [SENT_SAMPLE[1], SENT_SAMPLE[0]]
 
 

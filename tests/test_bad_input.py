@@ -15,7 +15,7 @@ from conftest import run_cli
 
 from newsletter.archive.write import MANIFEST_NAME, ArchiveError, check_out_folder
 from newsletter.config import load_config
-from newsletter.store.sqlite import open_store
+from newsletter.store.store import open_store
 
 NEWSLETTER = str(Path(sys.executable).parent / "newsletter")
 
@@ -156,8 +156,8 @@ def test_csv_export_neutralises_formulas_and_import_restores_them(
     config = load_config(publication)
     with open_store(config) as store:
         for n, name in enumerate(names):
-            store.add(f"r{n}@example.org", name, source="web", consent="test")
-        store.add("-dash@example.org", "Plain", source="web", consent="test")
+            store.subscribers.add(f"r{n}@example.org", name, source="web", consent="test")
+        store.subscribers.add("-dash@example.org", "Plain", source="web", consent="test")
     out = tmp_path / "export.csv"
     assert run_cli(publication, "subscribers", "export", str(out)).code == 0
     rows = list(csv.reader(io.StringIO(out.read_text(encoding="utf-8"))))
@@ -176,9 +176,9 @@ def test_csv_export_neutralises_formulas_and_import_restores_them(
     assert result.code == 0, result.stdout + result.stderr
     with open_store(load_config(fresh)) as store:
         for n, name in enumerate(names):
-            found = store.get_by_email(f"r{n}@example.org")
+            found = store.subscribers.get_by_email(f"r{n}@example.org")
             assert found is not None and found.first_name == name
-        assert store.get_by_email("-dash@example.org") is not None
+        assert store.subscribers.get_by_email("-dash@example.org") is not None
 
 
 def test_archive_out_refuses_root_home_and_the_publication(

@@ -21,7 +21,9 @@ from newsletter.delivery import send as delivery
 from newsletter.errors import DeliveryError
 from newsletter.mail.message import message_id
 from newsletter.settings import Config
-from newsletter.store.sqlite import DeliveryRow, DeliveryState, SQLiteStore, open_store
+from newsletter.store.records import DeliveryRow, DeliveryState
+from newsletter.store.sends import SendLog
+from newsletter.store.store import open_store
 from newsletter.testing.mta import Faults, FaultyMTA, Received
 
 SLUG = "2026-07-your-first-customer-sits-next-to-you"
@@ -50,7 +52,7 @@ def add_readers(config: Config, count: int = 20) -> list[tuple[str, str | None]]
     readers = TRICKY + [(f"r{n:03d}@example.org", f"Reader {n}") for n in range(count)]
     with open_store(config) as store:
         for email, name in readers:
-            store.add(email, name, source="test", consent="test")
+            store.subscribers.add(email, name, source="test", consent="test")
     return readers
 
 
@@ -61,14 +63,14 @@ def send(config: Config, **kw: Any) -> delivery.SendReport:
 
 def rows(config: Config, *states: DeliveryState) -> dict[str, DeliveryRow]:
     with open_store(config) as store:
-        record = store.get_send(SLUG)
+        record = store.sends.get_send(SLUG)
         assert record is not None
-        return {r.email: r for r in store.deliveries_in_state(record.id, states)}
+        return {r.email: r for r in store.sends.deliveries_in_state(record.id, states)}
 
 
 def status_of(config: Config, email: str) -> str:
     with open_store(config) as store:
-        reader = store.get_by_email(email)
+        reader = store.subscribers.get_by_email(email)
         assert reader is not None
         return reader.status
 
@@ -88,9 +90,9 @@ def test_every_reader_gets_one_message_with_their_own_name_token_and_message_id(
         config = smtp_config(publication, mta)
         readers = add_readers(config)
         with open_store(config) as store:
-            gone = store.get_by_email("r000@example.org")
+            gone = store.subscribers.get_by_email("r000@example.org")
             assert gone is not None
-            store.unsubscribe(gone, source="test", detail=None)
+            store.subscribers.unsubscribe(gone, source="test", detail=None)
         report = send(config)
     assert report.complete and report.paused is None
     assert report.counts["sent"] == len(readers) - 1 == report.sent_now
@@ -101,7 +103,7 @@ def test_every_reader_gets_one_message_with_their_own_name_token_and_message_id(
             if email == "r000@example.org":
                 continue
             (received,) = got[email]
-            subscriber = store.get_by_email(email)
+            subscriber = store.subscribers.get_by_email(email)
             assert subscriber is not None
             token = subscriber.token
             message = received.parse()
@@ -220,7 +222,7 @@ def test_a_5xx_at_mail_from_or_data_pauses_the_send_and_bounces_nobody(
     assert report.counts["pending"] == len(readers)
     assert report.counts["failed"] == report.counts["sent"] == 0
     with open_store(config) as store:
-        assert store.counts()["bounced"] == 0
+        assert store.subscribers.counts()["bounced"] == 0
 
 
 def test_a_server_that_never_answers_pauses_after_max_reconnects(publication: Path) -> None:
@@ -247,9 +249,9 @@ def test_an_unsubscribe_recorded_mid_send_is_honoured(publication: Path) -> None
         store = open_store(config)
 
         def unsubscribe_the_last_reader(event: delivery.Progress) -> None:
-            last = store.get_by_email(readers[-1][0])
+            last = store.subscribers.get_by_email(readers[-1][0])
             if event.done == 1 and last is not None:
-                store.unsubscribe(last, source="reply", detail="mid-send")
+                store.subscribers.unsubscribe(last, source="reply", detail="mid-send")
 
         report = send(config, on_progress=unsubscribe_the_last_reader)
         store.close()
@@ -261,13 +263,14 @@ def test_an_unsubscribe_recorded_mid_send_is_honoured(publication: Path) -> None
 
 
 class FailingLog:
-    """The real store, except that recording a result fails after `ok` successes (disk full)."""
+    """The real send log, except that recording a result fails after `ok` successes (disk
+    full)."""
 
-    def __init__(self, store: SQLiteStore, ok: int) -> None:
-        self.store, self.ok = store, ok
+    def __init__(self, log: SendLog, ok: int) -> None:
+        self.log, self.ok = log, ok
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.store, name)
+        return getattr(self.log, name)
 
     def record_and_claim_many(self, items: list[Any]) -> list[bool]:
         for item in items:
@@ -275,7 +278,7 @@ class FailingLog:
                 if self.ok <= 0:
                     raise sqlite3.OperationalError("database or disk is full")
                 self.ok -= 1
-        return self.store.record_and_claim_many(items)
+        return self.log.record_and_claim_many(items)
 
 
 def test_when_a_result_cannot_be_recorded_sending_stops(publication: Path) -> None:
@@ -287,7 +290,8 @@ def test_when_a_result_cannot_be_recorded_sending_stops(publication: Path) -> No
         with open_store(config) as store:
             report = delivery.run_send(
                 config,
-                FailingLog(store, ok=3),  # type: ignore[arg-type]
+                FailingLog(store.sends, ok=3),  # type: ignore[arg-type]
+                store.subscribers,
                 rendered,
                 skeleton,
                 connect=lambda: open_transport_for(config),
@@ -355,7 +359,7 @@ def test_a_draft_is_refused(publication: Path) -> None:
         delivery.send_issue(config, draft, issues)
     assert err.value.field == "status"
     with open_store(config) as store:
-        assert store.get_send(draft.slug) is None
+        assert store.sends.get_send(draft.slug) is None
 
 
 def test_classify_covers_the_policy_table() -> None:
@@ -495,7 +499,9 @@ def test_when_a_worker_cannot_record_a_result_the_whole_send_stops(publication: 
     @contextmanager
     def failing_log() -> Any:
         with open_store(config) as store:
-            yield FailingLog(store, ok=3)  # each worker's copy fails on its 4th result
+            # each worker's copy fails on its 4th result
+            store.sends = FailingLog(store.sends, ok=3)  # type: ignore[assignment]
+            yield store
 
     with FaultyMTA(Faults(delay=0.01)) as mta:
         config = smtp_config(publication, mta, connections=2)

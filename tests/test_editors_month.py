@@ -13,7 +13,7 @@ import pytest
 from conftest import run_cli
 
 from newsletter.config import load_config
-from newsletter.store.sqlite import DB_NAME, open_store
+from newsletter.store.store import DB_NAME, open_store
 from newsletter.testing.mta import FaultyMTA
 
 DRAFT = "2026-12-thanks-that-travel-upstream"
@@ -32,7 +32,7 @@ def smtp(mta: FaultyMTA) -> dict[str, str | None]:
 def add_readers(root: Path, *emails: str) -> None:
     with open_store(load_config(root)) as store:
         for n, address in enumerate(emails):
-            store.add(address, f"Reader{n}", source="test", consent="test")
+            store.subscribers.add(address, f"Reader{n}", source="test", consent="test")
 
 
 def set_front_matter(root: Path, slug: str, key: str, value: str) -> Path:
@@ -73,8 +73,8 @@ def test_a_draft_goes_to_every_to_as_a_test_copy_and_nowhere_else(publication: P
         # A subscriber sees their own copy; anyone else a sample reader's, never a real token.
         assert ("Reader1" in html.get_content()) == (to == "me@example.net")
     with open_store(load_config(publication)) as store:
-        assert store.get_send(DRAFT) is None
-        assert store.fixed_numbers() == {}  # a test copy fixes nothing
+        assert store.sends.get_send(DRAFT) is None
+        assert store.numbers.fixed_numbers() == {}  # a test copy fixes nothing
 
 
 def test_test_mails_the_test_recipients(publication: Path) -> None:
@@ -137,10 +137,10 @@ def test_numbers_never_change_once_sent_or_archived(publication: Path) -> None:
     assert archive.code == 0, archive.stderr
     page = (publication / "build" / "archive" / OCTOBER / "index.html").read_text()
     assert "No.&nbsp;4" in page
-    backdated = (publication / "build" / "archive" / "2026-05-backdated" / "index.html")
+    backdated = publication / "build" / "archive" / "2026-05-backdated" / "index.html"
     assert "No.&nbsp;5" in backdated.read_text()  # the next free number, not No. 1
     with open_store(load_config(publication)) as store:
-        fixed = store.fixed_numbers()
+        fixed = store.numbers.fixed_numbers()
     assert fixed[OCTOBER] == 4 and fixed["2026-05-backdated"] == 5
     assert fixed["2026-07-your-first-customer-sits-next-to-you"] == 1  # archived: fixed
     # Deleting the draft and adding another changes nothing that readers have seen.
@@ -158,7 +158,7 @@ def test_a_store_from_before_fixed_numbers_keeps_what_readers_saw(publication: P
     )
     config = load_config(publication)
     with open_store(config) as store:
-        store.finish_send(store.start_send(OCTOBER).id)
+        store.sends.finish_send(store.sends.start_send(OCTOBER).id)
     with sqlite3.connect(config.subscribers_dir / DB_NAME) as db:
         db.execute("DELETE FROM issue_numbers")  # as an upgraded store has it
     result = run_cli(publication, "archive", now="2026-11-20T12:00")
@@ -166,7 +166,7 @@ def test_a_store_from_before_fixed_numbers_keeps_what_readers_saw(publication: P
     page = (publication / "build" / "archive" / OCTOBER / "index.html").read_text()
     assert "No.&nbsp;5" in page
     with open_store(config) as store:
-        assert store.fixed_numbers()[OCTOBER] == 5
+        assert store.numbers.fixed_numbers()[OCTOBER] == 5
 
 
 # -- check catches the unfinished ----------------------------------------------------------------

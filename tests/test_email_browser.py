@@ -29,7 +29,7 @@ from conftest import SAMPLE_TODAY, copy_sample, run_cli
 
 from newsletter.config import load_config
 from newsletter.content.render import PreviewReader
-from newsletter.store.sqlite import open_store
+from newsletter.store.store import open_store
 from newsletter.web import preview
 
 pytestmark = pytest.mark.real_clock
@@ -87,7 +87,7 @@ def sent(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Sent
     root = copy_sample(tmp_path_factory.mktemp("email") / "publication")
     with open_store(load_config(root)) as store:
         for address, name in READERS.values():
-            store.add(address, name, source="test", consent="test")
+            store.subscribers.add(address, name, source="test", consent="test")
     # --now: the schedule is evaluated at the issue's own send time, never the real clock.
     result = run_cli(root, "send", "--due", "--now", "2026-08-04T09:00")
     assert result.code == 0, result.stderr

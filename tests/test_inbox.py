@@ -18,7 +18,7 @@ import pytest
 from conftest import run_cli
 
 from newsletter.config import load_config
-from newsletter.store.sqlite import open_store
+from newsletter.store.store import open_store
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 
@@ -38,7 +38,7 @@ def subscribe_corpus_readers(publication: Path) -> Path:
     with open_store(config) as store:
         for row in manifest():
             if row["reader"] != "-":
-                store.add(row["reader"], source="test", consent="corpus test")
+                store.subscribers.add(row["reader"], source="test", consent="corpus test")
     # The corpus messages carry fixed tokens; real tokens are random, so set them here.
     db = sqlite3.connect(config.subscribers_dir / "subscribers.db")
     with db:
@@ -63,11 +63,11 @@ def assert_manifest_effects(root: Path) -> None:
         for row in manifest():
             if row["reader"] == "-":
                 continue
-            reader = store.get_by_email(row["reader"])
+            reader = store.subscribers.get_by_email(row["reader"])
             assert reader is not None
             assert reader.status == row["after"], row["file"]
-        assert store.get_by_email("stranger@elsewhere.example.net") is None
-        assert store.get_by_email("old-alias@example.com") is None
+        assert store.subscribers.get_by_email("stranger@elsewhere.example.net") is None
+        assert store.subscribers.get_by_email("old-alias@example.com") is None
 
 
 def confirmations(root: Path) -> list[Path]:
@@ -149,7 +149,7 @@ def test_mta_pipe_as_a_real_process(readers: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     with open_store(load_config(readers)) as store:
-        reader = store.get_by_email("xia.xu@example.com")
+        reader = store.subscribers.get_by_email("xia.xu@example.com")
         assert reader is not None and reader.status == "bounced"
 
 
@@ -164,8 +164,8 @@ def test_a_following_send_skips_unsubscribed_and_bounced_readers(
     assert run_cli(readers, "inbox", "--mbox", str(path), "--no-confirm").code == 0
     assert confirmations(readers) == []
     with open_store(load_config(readers)) as store:
-        send = store.start_send("2025-11-next")
-        rows = store.next_deliveries(send.id, 1000)
+        send = store.sends.start_send("2025-11-next")
+        rows = store.sends.next_deliveries(send.id, 1000)
     recipients = {row.email for row in rows}
     gone = {
         r["reader"] for r in manifest() if r["after"] in ("unsubscribed", "bounced", "complained")

@@ -12,7 +12,7 @@ from test_inbox import CORPUS, subscribe_corpus_readers
 from newsletter.cli.main import main
 from newsletter.config import load_config
 from newsletter.inbox.processor import Processor
-from newsletter.store.sqlite import open_store
+from newsletter.store.store import open_store
 from newsletter.testing.mta import Faults, FaultyMTA
 
 
@@ -60,7 +60,7 @@ def test_one_confirmation_per_unsubscribe_over_smtp(readers: Path) -> None:
     assert note["In-Reply-To"] == original["Message-ID"]
     assert "Leader Notes" in str(note["Subject"])
     with open_store(load_config(readers)) as store:
-        tia = store.get_by_email("tia.tran@example.org")
+        tia = store.subscribers.get_by_email("tia.tran@example.org")
         assert tia is not None and tia.status == "unsubscribed"
 
 
@@ -70,7 +70,7 @@ def test_a_refused_confirmation_keeps_the_unsubscribe(readers: Path) -> None:
         pipe(readers, (CORPUS / "01-gmail-unsubscribe-top-post.eml").read_bytes(), smtp_env(mta))
     assert mta.messages == []
     with open_store(load_config(readers)) as store:
-        ann = store.get_by_email("ann.archer@example.org")
+        ann = store.subscribers.get_by_email("ann.archer@example.org")
         assert ann is not None and ann.status == "unsubscribed"
 
 

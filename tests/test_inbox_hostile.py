@@ -18,7 +18,7 @@ from conftest import run_cli
 from newsletter.config import load_config
 from newsletter.links import bounce_address, unsubscribe_address
 from newsletter.mail.message import message_id
-from newsletter.store.sqlite import open_store
+from newsletter.store.store import open_store
 
 NEWSLETTER = str(Path(sys.executable).parent / "newsletter")
 
@@ -29,7 +29,7 @@ def add_readers(root: Path, *emails: str) -> dict[str, str]:
     tokens = {}
     with open_store(config) as store:
         for email in emails:
-            added = store.add(email, source="test", consent="issue 13 test")
+            added = store.subscribers.add(email, source="test", consent="issue 13 test")
             assert added.subscriber is not None
             tokens[email] = added.subscriber.token
     return tokens
@@ -37,7 +37,7 @@ def add_readers(root: Path, *emails: str) -> dict[str, str]:
 
 def statuses(root: Path, *emails: str) -> dict[str, str]:
     with open_store(load_config(root)) as store:
-        found = {email: store.get_by_email(email) for email in emails}
+        found = {email: store.subscribers.get_by_email(email) for email in emails}
     return {email: (r.status if r else "missing") for email, r in found.items()}
 
 

@@ -13,7 +13,7 @@ from conftest import SAMPLE_TODAY, run_cli
 from newsletter.config import load_config
 from newsletter.content.issues import KNOWN_KEYS, Epigraph, Issue, find_issue, load_issues
 from newsletter.errors import IssueError
-from newsletter.store.sqlite import open_store
+from newsletter.store.store import open_store
 
 ERROR_LINE = re.compile(r"^error: (?P<path>.+?):(?P<line>\d+): (?P<rest>.*)$")
 
@@ -226,7 +226,7 @@ def test_a_number_two_unfixed_issues_ask_for_is_a_warning(publication: Path) -> 
 def test_a_number_equal_to_a_fixed_one_is_an_error_naming_both(publication: Path) -> None:
     config = load_config(publication, environ={})
     with open_store(config) as store:
-        store.fix_numbers({"2026-08-handoffs-are-the-product": 2}, how="sent")
+        store.numbers.fix_numbers({"2026-08-handoffs-are-the-product": 2}, how="sent")
     path = write(publication, "2031-10-dup.md",
                  "---\ntitle: Dup\nsummary: s\nnumber: 2\nstatus: ready\n---\nB\n")  # fmt: skip
     code, _, stderr = run_cli(publication, "check")

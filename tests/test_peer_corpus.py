@@ -18,7 +18,8 @@ from newsletter.inbox.classify import classify
 from newsletter.inbox.processor import Processor
 from newsletter.inbox.replytext import strip_reply
 from newsletter.links import bounce_address
-from newsletter.store.sqlite import Subscriber, open_store
+from newsletter.store.records import Subscriber
+from newsletter.store.store import open_store
 
 
 def _peer_folder() -> Path:
@@ -59,12 +60,14 @@ def test_bounce_labels_match_the_store_after_processing(publication: Path) -> No
         (root / "newsletter.yaml").write_bytes((publication / "newsletter.yaml").read_bytes())
         config = load_config(root)
         with open_store(config) as store:
-            added = store.add(row["recipient"], source="test", consent="peer corpus test")
+            added = store.subscribers.add(
+                row["recipient"], source="test", consent="peer corpus test"
+            )
             Processor(config, store, confirm=None).process(
                 (PEER / "bounces" / row["file"]).read_bytes(),
                 recipient=bounce_address(config, reader_token(added.subscriber)),
             )
-            reader = store.get_by_email(row["recipient"])
+            reader = store.subscribers.get_by_email(row["recipient"])
             assert reader is not None
             if reader.status != EXPECTED[row["kind"]]:
                 misses.append(f"{row['file']}: {row['kind']} -> {reader.status}")
@@ -128,14 +131,16 @@ def test_without_proof_no_bounce_or_complaint_changes_anyone(publication: Path) 
     config = load_config(publication)
     with open_store(config) as store:
         for row in labelled:
-            if store.get_by_email(row["recipient"]) is None:
-                store.add(row["recipient"], source="test", consent="peer corpus test")
+            if store.subscribers.get_by_email(row["recipient"]) is None:
+                store.subscribers.add(row["recipient"], source="test", consent="peer corpus test")
         processor = Processor(config, store, confirm=None)
         actions = [
             processor.process((PEER / "bounces" / row["file"]).read_bytes()).action
             for row in labelled
         ]
-        statuses = {row["recipient"]: store.get_by_email(row["recipient"]) for row in labelled}
+        statuses = {
+            row["recipient"]: store.subscribers.get_by_email(row["recipient"]) for row in labelled
+        }
     changed = {email: r.status for email, r in statuses.items() if r and r.status != "active"}
     # arf-26 is Apple Mail's unsubscribe button (a person, checked by From): not a report.
     assert changed == {"example@icloud.com": "unsubscribed"}
@@ -146,10 +151,10 @@ def test_without_proof_no_bounce_or_complaint_changes_anyone(publication: Path) 
 def test_unlabelled_messages_change_nobody(publication: Path) -> None:
     config = load_config(publication)
     with open_store(config) as store:
-        store.add("shironeko@example.com", source="test", consent="peer corpus test")
+        store.subscribers.add("shironeko@example.com", source="test", consent="peer corpus test")
         processor = Processor(config, store, confirm=None)
         for row in rows("bounces"):
             if not row["recipient"]:
                 processor.process((PEER / "bounces" / row["file"]).read_bytes())
-        reader = store.get_by_email("shironeko@example.com")
+        reader = store.subscribers.get_by_email("shironeko@example.com")
         assert reader is not None and reader.status == "active"

@@ -17,7 +17,7 @@ from report_history import AS_OF, make_year, slug
 
 from newsletter.config import load_config
 from newsletter.report.figures import Month, Unsubscribes, build_report
-from newsletter.store.sqlite import open_store
+from newsletter.store.store import open_store
 
 # Active readers when each send began (9 launch readers after r9 left, a web sign-up each
 # month, r1-r4 leaving in January-April, w1/w2/w3 bounced or complaining, 3 imported in July).
@@ -42,7 +42,7 @@ def year(publication: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def figures(root: Path, *, detail: bool = False):  # type: ignore[no-untyped-def]
     with open_store(load_config(root, environ={})) as store:
-        return build_report(store, as_of=AS_OF, detail=detail)
+        return build_report(store.reports, as_of=AS_OF, detail=detail)
 
 
 def test_per_issue_figures_of_a_year(year: Path) -> None:
@@ -135,9 +135,7 @@ def test_cli_tables_json_and_one_issue(year: Path) -> None:
     assert code == 0, err
     data = json.loads(out)
     assert [i["slug"] for i in data["issues"]] == [slug(5)]
-    assert data["details"] == [
-        {"slug": slug(5), "what": "hard bounce", "email": "w1@example.org"}
-    ]
+    assert data["details"] == [{"slug": slug(5), "what": "hard bounce", "email": "w1@example.org"}]
 
 
 def test_html_report_written_and_refused_inside_the_archive(year: Path, tmp_path: Path) -> None:

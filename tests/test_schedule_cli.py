@@ -23,7 +23,7 @@ from newsletter.cli.schedule import echo_schedule_log
 from newsletter.config import load_config
 from newsletter.content.issues import Issue
 from newsletter.schedule.run import scheduler_lock, send_due
-from newsletter.store.sqlite import open_store
+from newsletter.store.store import open_store
 from newsletter.testing.mta import Faults, FaultyMTA
 
 LONDON = ZoneInfo("Europe/London")
@@ -59,7 +59,7 @@ def test_list_shows_the_next_dates_and_the_issue_due_on_each(publication: Path) 
 def test_list_marks_what_the_send_log_says_is_sent(publication: Path) -> None:
     config = load_config(publication)
     with open_store(config) as store:
-        store.finish_send(store.start_send("2026-10-listening-rounds").id)
+        store.sends.finish_send(store.sends.start_send("2026-10-listening-rounds").id)
     result = run_cli(publication, "schedule", "--list", "1", "--now", "2026-10-06T09:30")
     assert "already sent: 2026-10-listening-rounds" in result.stdout
     unsent = run_cli(publication, "schedule", "--list", "1", "--now", "2026-08-04T10:00")
@@ -102,7 +102,9 @@ def test_the_editor_is_told_once_through_the_transport_and_the_store(publication
     body = notice.get_body(("plain",))
     assert body is not None and DECEMBER in body.get_content()
     with open_store(config) as store:
-        assert store.has_event("schedule-notice", "schedule-notice:no_issue_ready:2026-12-01")
+        assert store.events.has_event(
+            "schedule-notice", "schedule-notice:no_issue_ready:2026-12-01"
+        )
     # Once the editor marks it ready, the same morning's next run sends it.
     set_status(publication, DECEMBER, "ready")
     run = send_due(config, start + dt.timedelta(minutes=30), lambda issue: sent.append(issue))
@@ -194,7 +196,7 @@ def test_the_scheduler_sends_at_start_up_and_resumes_after_a_kill(publication: P
     readers = [f"reader{n}@example.org" for n in range(6)]
     with open_store(config) as store:
         for address in readers:
-            store.add(address, None, source="test", consent="test fixture")
+            store.subscribers.add(address, None, source="test", consent="test fixture")
     with FaultyMTA(Faults(delay=0.1)) as mta:
         env = dict(os.environ)
         env.update(
@@ -245,9 +247,9 @@ def test_the_scheduler_sends_at_start_up_and_resumes_after_a_kill(publication: P
                 third.kill()
                 third.wait()
     with open_store(config) as store:
-        record = store.get_send(slug)
+        record = store.sends.get_send(slug)
         assert record is not None and record.finished_at is not None
-        unknown = store.delivery_counts(record.id)["unknown"]
+        unknown = store.sends.delivery_counts(record.id)["unknown"]
     assert unknown <= 1
     assert len(set(readers) - set(received)) <= unknown
     assert len(received) - len(set(received)) <= unknown

@@ -16,7 +16,7 @@ import pytest
 from conftest import run_cli
 
 from newsletter.config import load_config
-from newsletter.store.sqlite import open_store
+from newsletter.store.store import open_store
 from newsletter.testing.mta import Faults, FaultyMTA
 
 DECEMBER = "2026-12-thanks-that-travel-upstream"
@@ -35,7 +35,7 @@ def add_readers(publication: Path, count: int) -> list[str]:
     emails = [f"reader{n}@example.org" for n in range(count)]
     with open_store(load_config(publication)) as store:
         for address in emails:
-            store.add(address, None, source="test", consent="test fixture")
+            store.subscribers.add(address, None, source="test", consent="test fixture")
     return emails
 
 
@@ -184,7 +184,7 @@ def test_a_restart_after_a_kill_finishes_the_send(publication: Path) -> None:
         before = len(mta.messages)
         assert 3 <= before < len(readers)
         with open_store(load_config(publication)) as store:
-            record = store.get_send(DECEMBER)
+            record = store.sends.get_send(DECEMBER)
             assert record is not None and record.finished_at is None
         restarted = subprocess.run(
             [NEWSLETTER, "--root", str(publication), "send", "--due", "--now", "2026-12-01T09:20"],
@@ -196,9 +196,9 @@ def test_a_restart_after_a_kill_finishes_the_send(publication: Path) -> None:
         received = mta.recipients()
     assert "(resuming the unfinished send)" in restarted.stdout, restarted.stderr
     with open_store(load_config(publication)) as store:
-        record = store.get_send(DECEMBER)
+        record = store.sends.get_send(DECEMBER)
         assert record is not None and record.finished_at is not None
-        unknown = store.delivery_counts(record.id)["unknown"]
+        unknown = store.sends.delivery_counts(record.id)["unknown"]
     # One connection: at most the message in flight at the kill is of unknown fate; it is
     # reported, not silently re-sent, and nobody else is missed or sent twice.
     assert unknown <= 1

@@ -17,7 +17,7 @@ from conftest import run_cli
 from newsletter.config import load_config
 from newsletter.delivery import send as delivery
 from newsletter.errors import DeliveryError
-from newsletter.store.sqlite import open_store
+from newsletter.store.store import open_store
 from newsletter.testing.mta import Faults, FaultyMTA
 
 SLUG = "2026-07-your-first-customer-sits-next-to-you"
@@ -41,7 +41,7 @@ def add_readers(root: Path, count: int) -> list[str]:
     emails = [f"r{n:03d}@example.org" for n in range(count)]
     with open_store(load_config(root)) as store:
         for n, email in enumerate(emails):
-            store.add(email, f"Reader {n}", source="test", consent="test")
+            store.subscribers.add(email, f"Reader {n}", source="test", consent="test")
     return emails
 
 
@@ -74,7 +74,7 @@ def test_dry_run_counts_and_shows_a_sample_without_sending(publication: Path) ->
     assert "Message-ID: <2026-07-your-first-customer-sits-next-to-you." in result.stdout
     assert not (publication / "outbox").exists()
     with open_store(load_config(publication)) as store:
-        assert store.get_send(SLUG) is None
+        assert store.sends.get_send(SLUG) is None
 
 
 def test_to_sends_one_test_copy_outside_the_log(publication: Path) -> None:
@@ -86,7 +86,7 @@ def test_to_sends_one_test_copy_outside_the_log(publication: Path) -> None:
     assert mta.recipients() == ["me@example.net"]
     assert mta.messages[0].parse()["To"].addresses[0].addr_spec == "me@example.net"
     with open_store(load_config(publication)) as store:
-        assert store.get_send(SLUG) is None
+        assert store.sends.get_send(SLUG) is None
 
 
 def test_send_then_status_after_a_faulty_run_shows_each_failure(publication: Path) -> None:
@@ -128,7 +128,7 @@ def test_a_refused_send_pauses_with_a_clear_message(publication: Path) -> None:
     assert "554 5.7.1 message content rejected" in result.stderr
     assert "nobody was marked bounced" in result.stderr
     with open_store(load_config(publication)) as store:
-        assert store.counts()["bounced"] == 0
+        assert store.subscribers.counts()["bounced"] == 0
 
 
 def test_a_second_send_reports_the_one_running(publication: Path) -> None:
@@ -169,9 +169,9 @@ def test_a_killed_send_resumes_and_everyone_gets_the_issue_once(publication: Pat
         assert process.returncode == -signal.SIGKILL
         assert 20 <= delivered_before_kill < len(emails)  # killed mid-send
         with open_store(load_config(publication)) as store:
-            record = store.get_send(SLUG)
+            record = store.sends.get_send(SLUG)
             assert record is not None
-            in_doubt = store.delivery_counts(record.id)["in_flight"]
+            in_doubt = store.sends.delivery_counts(record.id)["in_flight"]
         assert in_doubt <= connections  # at most one message per connection
         resumed = subprocess.run(
             [*command, "--resend-unknown"], env=env, capture_output=True, text=True
@@ -215,9 +215,9 @@ def test_when_only_the_parent_is_killed_the_workers_stop_cleanly(publication: Pa
             process.wait()
         _wait_for_the_lock(publication)
         with open_store(load_config(publication)) as store:
-            record = store.get_send(SLUG)
+            record = store.sends.get_send(SLUG)
             assert record is not None
-            counts = store.delivery_counts(record.id)
+            counts = store.sends.delivery_counts(record.id)
         assert counts["in_flight"] == 0 and 20 <= counts["sent"] < len(emails)
         resumed = subprocess.run(command, env=env, capture_output=True, text=True)
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr

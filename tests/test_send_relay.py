@@ -15,7 +15,7 @@ from test_delivery import add_readers, rows, send, smtp_config
 from test_send_cli import smtp_env
 
 from newsletter.settings import Config
-from newsletter.store.sqlite import open_store
+from newsletter.store.store import open_store
 from newsletter.testing.mta import Faults, FaultyMTA
 
 SLUG = "2026-07-your-first-customer-sits-next-to-you"
@@ -23,7 +23,7 @@ SLUG = "2026-07-your-first-customer-sits-next-to-you"
 
 def soft_bounces(config: Config) -> int:
     with open_store(config) as store:
-        return len(store.events_of_kind("soft_bounce"))
+        return len(store.events.events_of_kind("soft_bounce"))
 
 
 @pytest.mark.parametrize("connections", [1, 3])
@@ -105,7 +105,7 @@ def test_one_reader_refused_after_the_dot_fails_alone_and_the_send_goes_on(
     assert failed["r004@example.org"].last_reply == refused
     assert report.counts["sent"] == len(readers) - 1
     with open_store(config) as store:
-        reader = store.get_by_email("r004@example.org")
+        reader = store.subscribers.get_by_email("r004@example.org")
         assert reader is not None and reader.status == "active"  # refused content: no bounce
     # a second run sends nothing again and names nobody new: it does not stall
     again = send(config)

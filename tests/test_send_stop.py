@@ -14,7 +14,7 @@ import pytest
 from test_send_cli import NEWSLETTER, SLUG, add_readers, smtp_env
 
 from newsletter.config import load_config
-from newsletter.store.sqlite import open_store
+from newsletter.store.store import open_store
 from newsletter.testing.mta import Faults, FaultyMTA
 
 
@@ -38,9 +38,9 @@ def test_one_connection_stops_with_nothing_in_flight(publication: Path, signum: 
         assert process.returncode == 128 + signum, stderr
         assert b"interrupted: `newsletter send" in stderr and b"Traceback" not in stderr
         with open_store(load_config(publication)) as store:
-            record = store.get_send(SLUG)
+            record = store.sends.get_send(SLUG)
             assert record is not None
-            counts = store.delivery_counts(record.id)
+            counts = store.sends.delivery_counts(record.id)
         assert counts["in_flight"] == counts["unknown"] == 0, counts
         assert counts["sent"] == len(mta.messages) and 5 <= counts["sent"] < len(emails)
         # no --resend-unknown needed: every reader gets exactly one copy

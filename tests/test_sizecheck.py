@@ -10,7 +10,7 @@ from newsletter.config import load_config
 from newsletter.content.issues import find_issue, load_issues
 from newsletter.content.render import PreviewReader, RenderedIssue, render_issue
 from newsletter.content.sizecheck import LONGEST_ADDRESS, LongestReader, size_warnings
-from newsletter.store.sqlite import TOKEN_LENGTH
+from newsletter.store.subscribers import TOKEN_LENGTH
 
 SLUG = "2031-01-big"
 # the signature and IHDR of a 1120 x 560 PNG: what markup.image_size reads

@@ -17,7 +17,7 @@ import pytest
 from conftest import REPO, copy_sample, run_cli
 
 from newsletter.config import load_config
-from newsletter.store.sqlite import open_store
+from newsletter.store.store import open_store
 
 SAMPLE = REPO / "subscribers" / "sample.csv"
 NEWSLETTER = [sys.executable, "-c", "from newsletter.cli.main import main; main()"]
@@ -267,8 +267,8 @@ def test_an_import_and_an_unsubscribe_in_two_processes_lose_nothing(
     assert u_err == ""
     config = load_config(publication)
     with open_store(config) as store:
-        counts = store.counts()
-        statuses = {e: store.get_by_email(e).status for e in leavers}  # type: ignore[union-attr]
+        counts = store.subscribers.counts()
+        statuses = {e: store.subscribers.get_by_email(e).status for e in leavers}  # type: ignore[union-attr]
     assert statuses == dict.fromkeys(leavers, "unsubscribed")
     assert counts["active"] + counts["unsubscribed"] == 20_020
     assert counts["unsubscribed"] == 3
@@ -279,14 +279,14 @@ UNSUBSCRIBE = """
 import sys, time
 from pathlib import Path
 from newsletter.config import load_config
-from newsletter.store.sqlite import open_store
+from newsletter.store.store import open_store
 root, emails = Path(sys.argv[1]), sys.argv[2:]
 with open_store(load_config(root)) as store:
     for email in emails:
         for _ in range(600):  # reader5 exists only once the import has committed
-            reader = store.get_by_email(email)
+            reader = store.subscribers.get_by_email(email)
             if reader is not None:
                 break
             time.sleep(0.05)
-        print(store.unsubscribe(reader, source="reply", detail="concurrency test"))
+        print(store.subscribers.unsubscribe(reader, source="reply", detail="concurrency test"))
 """

@@ -17,7 +17,7 @@ from newsletter.store.csvio import (
     clean_name,
     normalise_address,
 )
-from newsletter.store.sqlite import SQLiteStore
+from newsletter.store.store import Store, open_sqlite
 
 TRICKY = [
     "plain@example.com",
@@ -249,53 +249,55 @@ def test_status_column_is_read_and_checked(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> SQLiteStore:
-    with SQLiteStore(tmp_path / "db" / "subscribers.db") as opened:
+def store(tmp_path: Path) -> Store:
+    with open_sqlite(tmp_path / "db" / "subscribers.db") as opened:
         yield opened  # type: ignore[misc]
 
 
-def test_import_counts_duplicates_existing_and_case_variants(
-    store: SQLiteStore, tmp_path: Path
-) -> None:
-    store.add("old@example.com", source="command", consent=None)
+def test_import_counts_duplicates_existing_and_case_variants(store: Store, tmp_path: Path) -> None:
+    store.subscribers.add("old@example.com", source="command", consent=None)
     path = write(
         tmp_path,
         "email,name\nada@example.com,Ada\nADA@Example.com,Ada\nold@example.com,\n"
         + "".join(f"r{i}@example.net,\n" for i in range(2500))
         + "r7@EXAMPLE.NET,\n",
     )
-    report = store.import_subscribers(CsvReader(path), source="import list.csv", batch_size=1000)
+    report = store.imports.import_subscribers(
+        CsvReader(path), source="import list.csv", batch_size=1000
+    )
     assert (report.added, report.duplicates, report.existing) == (2501, 2, 1)
-    ada = store.get_by_email("ada@example.com")
+    ada = store.subscribers.get_by_email("ada@example.com")
     assert ada is not None and ada.consent_source == "import list.csv"
-    assert [kind for _, kind, _, _ in store.events(ada)] == ["subscribed"]
+    assert [kind for _, kind, _, _ in store.events.events(ada)] == ["subscribed"]
 
 
-def test_invalid_rows_roll_back_the_whole_import(store: SQLiteStore, tmp_path: Path) -> None:
+def test_invalid_rows_roll_back_the_whole_import(store: Store, tmp_path: Path) -> None:
     rows = "".join(f"r{i}@example.org\n" for i in range(5000)) + "broken@@example.org\n"
     path = write(tmp_path, "email\n" + rows)
     with pytest.raises(ImportRejected) as caught:
-        store.import_subscribers(CsvReader(path), source="import", batch_size=1000)
+        store.imports.import_subscribers(CsvReader(path), source="import", batch_size=1000)
     assert caught.value.problems[0].line == 5002
-    assert store.counts()["active"] == 0
-    report = store.import_subscribers(CsvReader(path, skip_invalid=True), source="import")
+    assert store.subscribers.counts()["active"] == 0
+    report = store.imports.import_subscribers(CsvReader(path, skip_invalid=True), source="import")
     assert report.added == 5000
 
 
-def test_reimport_never_reactivates_suppressed_readers(store: SQLiteStore, tmp_path: Path) -> None:
+def test_reimport_never_reactivates_suppressed_readers(store: Store, tmp_path: Path) -> None:
     path = write(tmp_path, "email\nu@example.com\nb@example.com\nc@example.com\nf@example.com\n")
-    store.import_subscribers(CsvReader(path), source="import")
+    store.imports.import_subscribers(CsvReader(path), source="import")
     for email, action in (("u", "unsubscribe"), ("b", "bounce"), ("c", "complain")):
-        reader = store.get_by_email(f"{email}@example.com")
+        reader = store.subscribers.get_by_email(f"{email}@example.com")
         assert reader is not None
         if action == "unsubscribe":
-            store.unsubscribe(reader, source="reply", detail=None)
+            store.subscribers.unsubscribe(reader, source="reply", detail=None)
         elif action == "bounce":
-            store.record_bounce(reader, hard=True, issue_slug="x", detail="550", soft_limit=3)
+            store.subscribers.record_bounce(
+                reader, hard=True, issue_slug="x", detail="550", soft_limit=3
+            )
         else:
-            store.mark_complained(reader, detail="abuse report")
-    store.forget("f@example.com", reason="erasure request")
-    report = store.import_subscribers(CsvReader(path), source="import again")
+            store.subscribers.mark_complained(reader, detail="abuse report")
+    store.subscribers.forget("f@example.com", reason="erasure request")
+    report = store.imports.import_subscribers(CsvReader(path), source="import again")
     assert report.added == 0
     assert report.suppressed_rows == [
         (2, "u@example.com", "unsubscribed"),
@@ -303,29 +305,32 @@ def test_reimport_never_reactivates_suppressed_readers(store: SQLiteStore, tmp_p
         (4, "c@example.com", "complained"),
         (5, "f@example.com", "forgotten"),
     ]
-    assert store.counts() == {
+    assert store.subscribers.counts() == {
         "active": 0, "unsubscribed": 1, "bounced": 1, "complained": 1, "forgotten": 1,
     }  # fmt: skip
 
 
-def test_export_then_import_elsewhere_keeps_suppressions(
-    store: SQLiteStore, tmp_path: Path
-) -> None:
+def test_export_then_import_elsewhere_keeps_suppressions(store: Store, tmp_path: Path) -> None:
     from newsletter.store.csvio import write_csv
 
     for name in ("a", "b", "c"):
-        store.add(f"{name}@example.com", name.upper(), source="command", consent=None)
-    b = store.get_by_email("b@example.com")
+        store.subscribers.add(f"{name}@example.com", name.upper(), source="command", consent=None)
+    b = store.subscribers.get_by_email("b@example.com")
     assert b is not None
-    store.unsubscribe(b, source="reply", detail=None)
+    store.subscribers.unsubscribe(b, source="reply", detail=None)
     exported = tmp_path / "export.csv"
     with exported.open("w", encoding="utf-8", newline="") as out:
-        write_csv(out, ((s.email, s.first_name, s.status) for s in store.iter_subscribers()))
-    with SQLiteStore(tmp_path / "other" / "subscribers.db") as other:
-        other.add("b@example.com", source="command", consent=None)
-        report = other.import_subscribers(CsvReader(exported), source="import export.csv")
+        write_csv(
+            out, ((s.email, s.first_name, s.status) for s in store.subscribers.iter_subscribers())
+        )
+    with open_sqlite(tmp_path / "other" / "subscribers.db") as other:
+        other.subscribers.add("b@example.com", source="command", consent=None)
+        report = other.imports.import_subscribers(CsvReader(exported), source="import export.csv")
         assert (report.added, report.status_applied) == (2, 1)
-        assert other.counts()["active"] == 2
-        moved = other.get_by_email("B@example.com")
+        assert other.subscribers.counts()["active"] == 2
+        moved = other.subscribers.get_by_email("B@example.com")
         assert moved is not None and moved.status == "unsubscribed"
-        assert other.add("b@example.com", source="command", consent=None).outcome == "suppressed"
+        assert (
+            other.subscribers.add("b@example.com", source="command", consent=None).outcome
+            == "suppressed"
+        )

@@ -24,7 +24,7 @@ from newsletter.content.render import render_issue
 from newsletter.links import unsubscribe_web_url
 from newsletter.mail.message import IssueMessage
 from newsletter.settings import Config, DeliveryConfig, SmtpConfig, WebConfig
-from newsletter.store.sqlite import SQLiteStore, open_store
+from newsletter.store.store import Store, open_store
 from newsletter.testing.mta import FaultyMTA
 from newsletter.web.app import WebApp
 
@@ -53,7 +53,7 @@ class Clock:
 @dataclass
 class Site:
     config: Config
-    store: SQLiteStore
+    store: Store
     app: WebApp
     mta: FaultyMTA
     clock: Clock
@@ -135,7 +135,14 @@ def make_site(
         )
         clock = Clock()
         store = open_store(config)
-        app = WebApp(config, store, secret=SECRET, archive_dir=archive, clock=clock)
+        app = WebApp(
+            config,
+            store.subscribers,
+            store.signups,
+            secret=SECRET,
+            archive_dir=archive,
+            clock=clock,
+        )
         server = ServerThread(app, port=port).start()
         try:
             yield Site(config, store, app, mta, clock, server.url)
@@ -151,13 +158,13 @@ def site(publication: Path, tmp_path: Path) -> Iterator[Site]:
 
 
 def reader(site: Site, address: str = "ada@example.org") -> str:
-    result = site.store.add(address, "Ada", source="test", consent="test fixture")
+    result = site.store.subscribers.add(address, "Ada", source="test", consent="test fixture")
     assert result.subscriber is not None
     return result.subscriber.token
 
 
 def status(site: Site, address: str = "ada@example.org") -> str:
-    subscriber = site.store.get_by_email(address)
+    subscriber = site.store.subscribers.get_by_email(address)
     assert subscriber is not None
     return subscriber.status
 
@@ -172,9 +179,11 @@ def test_one_click_post_unsubscribes_at_once_and_is_idempotent(site: Site) -> No
     assert status(site) == "unsubscribed"
     again = site.request("POST", f"/unsubscribe/{token}", ONE_CLICK)
     assert again.status == 200
-    subscriber = site.store.get_by_email("ada@example.org")
+    subscriber = site.store.subscribers.get_by_email("ada@example.org")
     assert subscriber is not None
-    kinds = [(kind, source, detail) for _, kind, source, detail in site.store.events(subscriber)]
+    kinds = [
+        (kind, source, detail) for _, kind, source, detail in site.store.events.events(subscriber)
+    ]
     assert kinds.count(("unsubscribed", "link", "one-click (RFC 8058)")) == 1
     assert site.mails() == []
 
@@ -187,9 +196,9 @@ def test_one_click_as_multipart_form_data(site: Site) -> None:
     )
     reply = site.request("POST", f"/unsubscribe/{token}", body, "multipart/form-data; boundary=XyZ")
     assert reply.status == 200
-    subscriber = site.store.get_by_email("ada@example.org")
+    subscriber = site.store.subscribers.get_by_email("ada@example.org")
     assert subscriber is not None and subscriber.status == "unsubscribed"
-    assert site.store.events(subscriber)[-1][3] == "one-click (RFC 8058)"
+    assert site.store.events.events(subscriber)[-1][3] == "one-click (RFC 8058)"
 
 
 def test_get_shows_a_button_and_changes_nothing(site: Site) -> None:
@@ -202,9 +211,9 @@ def test_get_shows_a_button_and_changes_nothing(site: Site) -> None:
     assert page.count("<button") == 1
     assert "a•••@example.org" in page and "ada@example.org" not in page
     assert status(site) == "active"
-    subscriber = site.store.get_by_email("ada@example.org")
+    subscriber = site.store.subscribers.get_by_email("ada@example.org")
     assert subscriber is not None
-    assert [kind for _, kind, _, _ in site.store.events(subscriber)] == ["subscribed"]
+    assert [kind for _, kind, _, _ in site.store.events.events(subscriber)] == ["subscribed"]
     # The page's button is an ordinary form post: it unsubscribes too.
     assert site.post(f"/unsubscribe/{token}", confirm="yes").status == 200
     assert status(site) == "unsubscribed"
@@ -212,7 +221,7 @@ def test_get_shows_a_button_and_changes_nothing(site: Site) -> None:
 
 def test_the_issue_header_url_is_the_one_that_unsubscribes(site: Site) -> None:
     token = reader(site)
-    subscriber = site.store.get_by_email("ada@example.org")
+    subscriber = site.store.subscribers.get_by_email("ada@example.org")
     assert subscriber is not None
     skeleton = IssueMessage(
         site.config, slug="2026-01-notes", subject="January", date=datetime(2026, 1, 6, tzinfo=UTC)
@@ -264,9 +273,9 @@ def test_undo_reactivates_only_a_fresh_link_unsubscribe(site: Site) -> None:
     done = site.post(f"/unsubscribe/{token}/undo", proof=proof.group(1))
     assert (done.status, "Welcome back" in done.body) == (200, True)
     assert status(site) == "active"
-    subscriber = site.store.get_by_email("ada@example.org")
+    subscriber = site.store.subscribers.get_by_email("ada@example.org")
     assert subscriber is not None
-    assert site.store.events(subscriber)[-1][1:3] == ("resubscribed", "link")
+    assert site.store.events.events(subscriber)[-1][1:3] == ("resubscribed", "link")
     # The same proof cannot undo a second, later unsubscribe after the window has passed.
     page = site.request("POST", f"/unsubscribe/{token}", ONE_CLICK).body
     proof = re.search(r'name="proof" value="([^"]+)"', page)
@@ -281,9 +290,9 @@ def test_undo_cannot_reactivate_a_reader_who_left_another_way(site: Site) -> Non
     page = site.request("POST", f"/unsubscribe/{token}", ONE_CLICK).body
     proof = re.search(r'name="proof" value="([^"]+)"', page)
     assert proof
-    subscriber = site.store.get_by_email("ada@example.org")
+    subscriber = site.store.subscribers.get_by_email("ada@example.org")
     assert subscriber is not None
-    assert site.store.mark_complained(subscriber, detail="feedback loop")
+    assert site.store.subscribers.mark_complained(subscriber, detail="feedback loop")
     assert site.post(f"/unsubscribe/{token}/undo", proof=proof.group(1)).status == 409
     assert status(site) == "complained"
 
@@ -300,7 +309,9 @@ def confirm_link(message: EmailMessage) -> str:
 def test_subscribe_confirm_activate_and_welcome_mail(site: Site) -> None:
     answer = site.post("/subscribe", email="Grace@Example.org", first_name="Grace", website="")
     assert answer.status == 200 and "Check your inbox" in answer.body
-    assert site.store.get_by_email("grace@example.org") is None  # pending, not a subscriber
+    assert (
+        site.store.subscribers.get_by_email("grace@example.org") is None
+    )  # pending, not a subscriber
     [confirmation] = site.mails()
     assert confirmation["To"] == "Grace@example.org"
     assert confirmation["Auto-Submitted"] == "auto-generated"
@@ -308,11 +319,11 @@ def test_subscribe_confirm_activate_and_welcome_mail(site: Site) -> None:
 
     page = site.request("GET", link)
     assert page.status == 200 and page.body.count("<button") == 1
-    assert site.store.get_by_email("grace@example.org") is None  # GET changes nothing
+    assert site.store.subscribers.get_by_email("grace@example.org") is None  # GET changes nothing
 
     done = site.post(link, confirm="yes")
     assert done.status == 200 and "Thank you" in done.body
-    grace = site.store.get_by_email("grace@example.org")
+    grace = site.store.subscribers.get_by_email("grace@example.org")
     assert grace is not None
     assert (grace.status, grace.first_name, grace.consent_source) == ("active", "Grace", "web form")
     assert grace.consent_note is not None and "from 127.0.0.1" in grace.consent_note
@@ -368,10 +379,12 @@ def test_welcome_mail_links_the_free_resource(publication: Path, tmp_path: Path)
 def test_the_same_answer_whether_or_not_the_address_exists(site: Site) -> None:
     reader(site, "active@example.org")
     reader(site, "bounced@example.org")
-    bounced = site.store.get_by_email("bounced@example.org")
+    bounced = site.store.subscribers.get_by_email("bounced@example.org")
     assert bounced is not None
-    site.store.record_bounce(bounced, hard=True, issue_slug=None, detail="550", soft_limit=3)
-    site.store.forget("gone@example.org", reason="erasure request")
+    site.store.subscribers.record_bounce(
+        bounced, hard=True, issue_slug=None, detail="550", soft_limit=3
+    )
+    site.store.subscribers.forget("gone@example.org", reason="erasure request")
     answers = {
         address: site.post("/subscribe", email=address)
         for address in (
@@ -395,18 +408,18 @@ def test_an_unsubscribed_reader_comes_back_only_by_confirming(site: Site) -> Non
     assert status(site) == "unsubscribed"
     site.post(confirm_link(confirmation), confirm="yes")
     assert status(site) == "active"
-    subscriber = site.store.get_by_email("ada@example.org")
+    subscriber = site.store.subscribers.get_by_email("ada@example.org")
     assert subscriber is not None
-    assert site.store.events(subscriber)[-1][1] == "resubscribed"
+    assert site.store.events.events(subscriber)[-1][1] == "resubscribed"
 
 
 def test_a_suppressed_address_is_not_reactivated_by_a_pending_link(site: Site) -> None:
     site.post("/subscribe", email="late@example.org")
     link = confirm_link(site.mails()[0])
-    site.store.add("late@example.org", source="test", consent="test")
-    late = site.store.get_by_email("late@example.org")
+    site.store.subscribers.add("late@example.org", source="test", consent="test")
+    late = site.store.subscribers.get_by_email("late@example.org")
     assert late is not None
-    site.store.mark_complained(late, detail="complaint meanwhile")
+    site.store.subscribers.mark_complained(late, detail="complaint meanwhile")
     assert site.post(link, confirm="yes").status == 200
     assert status(site, "late@example.org") == "complained"
     assert len(site.mails()) == 1  # no welcome
@@ -423,7 +436,7 @@ def test_expired_and_forged_confirmation_links(site: Site) -> None:
     assert site.request("GET", link).status == 410
     expired = site.post(link, confirm="yes")
     assert expired.status == 410 and "expired" in expired.body
-    assert site.store.get_by_email("slow@example.org") is None
+    assert site.store.subscribers.get_by_email("slow@example.org") is None
     assert len(site.mails()) == 1
 
 
@@ -432,7 +445,9 @@ def test_the_honeypot_answers_alike_and_records_nothing(site: Site) -> None:
     real = site.post("/subscribe", email="human@example.org", website="")
     assert (trapped.status, trapped.body) == (real.status, real.body)
     assert [m["To"] for m in site.mails()] == ["human@example.org"]
-    assert site.store._one("SELECT count(*) FROM signups WHERE email_key = 'bot@example.org'") == 0
+    assert (
+        site.store.db.one("SELECT count(*) FROM signups WHERE email_key = 'bot@example.org'") == 0
+    )
 
 
 def test_a_bad_address_is_a_400_with_the_form_again(site: Site) -> None:
@@ -623,7 +638,7 @@ def test_serve_runs_waitress_and_stops_on_sigterm(publication: Path) -> None:
         assert body == "archive index"
         assert server_header == "newsletter"
         with open_store(load_config(publication)) as store:
-            token = store.add("ed@example.org", source="test", consent="t").subscriber
+            token = store.subscribers.add("ed@example.org", source="test", consent="t").subscriber
         assert token is not None
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/unsubscribe/{token.token}", data=ONE_CLICK, method="POST"
@@ -639,7 +654,7 @@ def test_serve_runs_waitress_and_stops_on_sigterm(publication: Path) -> None:
     assert process.returncode == 0, stderr
     assert f"serving http://127.0.0.1:{port}/" in stderr
     with open_store(load_config(publication)) as store:
-        assert store.get_by_email("ed@example.org").status == "unsubscribed"  # type: ignore[union-attr]
+        assert store.subscribers.get_by_email("ed@example.org").status == "unsubscribed"  # type: ignore[union-attr]
 
 
 def test_the_rate_limiter_window_slides_and_its_memory_is_bounded() -> None:

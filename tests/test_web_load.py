@@ -29,7 +29,7 @@ from newsletter.content.issues import load_issues
 from newsletter.delivery.send import SendReport, send_issue
 from newsletter.settings import Config, SmtpConfig, WebConfig
 from newsletter.store.csvio import ImportRow, normalise_address
-from newsletter.store.sqlite import open_store
+from newsletter.store.store import open_store
 from newsletter.web.app import WebApp
 
 READERS = 1500
@@ -104,8 +104,8 @@ def test_500_one_click_posts_from_20_clients_during_a_send(publication: Path) ->
             ImportRow(n, normalise_address(f"reader{n:05d}@example.org"), None)
             for n in range(1, READERS + 1)
         )
-        store.import_subscribers(rows, source="load test", consent="test")
-        readers = list(store.iter_active())
+        store.imports.import_subscribers(rows, source="load test", consent="test")
+        readers = list(store.subscribers.iter_active())
     # Every other reader after the gate, POSTed in reverse order: the send climbs the list
     # while the clients come down it, so the two meet mid-way.
     targets = readers[GATE_AT + 1 :: 2][:TARGETS][::-1]
@@ -116,7 +116,7 @@ def test_500_one_click_posts_from_20_clients_during_a_send(publication: Path) ->
 
     mta.start()
     web_store = open_store(config)
-    app = WebApp(config, web_store, secret=b"s" * 40)
+    app = WebApp(config, web_store.subscribers, web_store.signups, secret=b"s" * 40)
     server = ServerThread(app, port=web_port).start()
     reports: list[SendReport] = []
     errors: list[BaseException] = []
@@ -168,18 +168,18 @@ def test_500_one_click_posts_from_20_clients_during_a_send(publication: Path) ->
     for at, rcpt in handler.arrivals:
         arrivals.setdefault(rcpt, []).append(at)
     with open_store(config) as store:
-        assert store._one("PRAGMA integrity_check") == "ok"
-        send_record = store.get_send(issue.slug)
+        assert store.db.one("PRAGMA integrity_check") == "ok"
+        send_record = store.sends.get_send(issue.slug)
         assert send_record is not None
         states = {
             row.email.lower(): row.state
             for state in ("sent", "skipped")
-            for row in store.deliveries_in_state(send_record.id, (state,))
+            for row in store.sends.deliveries_in_state(send_record.id, (state,))
         }
         for reader in targets:
-            current = store.get(reader.id)
+            current = store.subscribers.get(reader.id)
             assert current is not None and current.status == "unsubscribed"
-            unsubscribed = [e for e in store.events(current) if e[1] == "unsubscribed"]
+            unsubscribed = [e for e in store.events.events(current) if e[1] == "unsubscribed"]
             assert len(unsubscribed) == 1 and unsubscribed[0][2] == "link"
     target_emails = {reader.email.lower() for reader in targets}
     skipped = [e for e in target_emails if states[e] == "skipped"]

@@ -20,7 +20,7 @@ from conftest import run_cli
 
 from newsletter.cadence import is_scheduled_day
 from newsletter.config import load_config
-from newsletter.store.sqlite import open_store
+from newsletter.store.store import open_store
 from newsletter.testing.mta import Faults, FaultyMTA
 
 LONDON = ZoneInfo("Europe/London")
@@ -82,7 +82,9 @@ def test_a_year_of_publishing(publication: Path, tmp_path: Path) -> None:
     config = load_config(publication, environ={})
     with open_store(config) as store:
         for address in readers:
-            store.add(address, address.split("@")[0].title(), source="test", consent="test")
+            store.subscribers.add(
+                address, address.split("@")[0].title(), source="test", consent="test"
+            )
     faults = Faults(rcpt_replies={"reader2@example.org": ["451 4.2.0 mailbox busy, try later"]})
     with FaultyMTA(faults) as mta:
         env: dict[str, str | None] = {
@@ -139,12 +141,12 @@ def test_a_year_of_publishing(publication: Path, tmp_path: Path) -> None:
                 pub.write("last", "Never Finished", months[MONTHS - 1])  # stays a draft
             if day in joiners:
                 with open_store(config) as store:
-                    store.add(joiners[day], None, source="test", consent="test")
+                    store.subscribers.add(joiners[day], None, source="test", consent="test")
                 active.add(joiners[day])
             if day in leavers:
                 leaver = leavers[day]
                 with open_store(config) as store:
-                    subscriber = store.get_by_email(leaver)
+                    subscriber = store.subscribers.get_by_email(leaver)
                 assert subscriber is not None
                 last = [m for m in mta.messages if leaver in m.rcpt_tos][-1].parse()
                 box = tmp_path / f"replies-{day}.mbox"
@@ -154,7 +156,7 @@ def test_a_year_of_publishing(publication: Path, tmp_path: Path) -> None:
                                     "inbox", "--mbox", str(box))  # fmt: skip
                 active.discard(leaver)
                 with open_store(config) as store:
-                    gone = store.get_by_email(leaver)
+                    gone = store.subscribers.get_by_email(leaver)
                 assert gone is not None and gone.status == "unsubscribed", out
 
             # -- cron ------------------------------------------------------------------------

@@ -15,12 +15,12 @@ import html
 import json
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from newsletter.archive import search as archive_search
@@ -42,16 +42,17 @@ from newsletter.content.markup import render_markdown
 from newsletter.content.render import RenderedIssue
 from newsletter.settings import Config
 
+if TYPE_CHECKING:  # the store is imported only when a build opens it
+    from newsletter.store.numbers import IssueNumbers
+
 __all__ = [
     "CACHE_NAME",
     "MANIFEST_NAME",
     "ArchiveError",
     "ArchiveReport",
-    "SendLog",
     "build_archive",
     "check_slug",
     "default_out_dir",
-    "open_send_log",
     "published_issues",
 ]
 
@@ -62,14 +63,6 @@ RESERVED_SLUGS = frozenset({"tags", "subscribe", "privacy"})
 _LINK_DELIMITERS = " \t\n()[]<>\"'`/=:"
 _HEADING = re.compile(r"<h[2-4][^>]*>(.*?)</h[2-4]>", re.S)
 _TAG = re.compile(r"<[^>]+>")
-
-
-class SendLog(Protocol):
-    """What the archive needs from the store: whether an issue has been sent, and where to
-    fix the numbers of the issues it lists (readers have seen them from then on)."""
-
-    def get_send(self, issue_slug: str) -> object | None: ...
-    def fix_numbers(self, numbers: Mapping[str, int], *, how: str) -> dict[str, int]: ...
 
 
 @dataclass(frozen=True)
@@ -97,34 +90,31 @@ def default_out_dir(config: Config) -> Path:
     return config.root / "build" / "archive"
 
 
-def published_issues(
-    issues: Sequence[Issue], send_log: SendLog | None, today: dt.date
-) -> list[Issue]:
-    """Newest first: `ready` issues that the send log has sent (even early), and `ready` issues
-    dated on or before today that it has no record of (sent before this tool took over, or
-    by hand). Drafts never, even with a send record."""
-    sent = {i.slug for i in issues if send_log is not None and send_log.get_send(i.slug)}
+def published_issues(issues: Sequence[Issue], sent: Collection[str], today: dt.date) -> list[Issue]:
+    """Newest first: `ready` issues that the send log has sent (`sent`: their slugs, even when
+    sent early), and `ready` issues dated on or before today that it has no record of (sent
+    before this tool took over, or by hand). Drafts never, even with a send record."""
     chosen = [i for i in issues if i.is_ready and (i.slug in sent or i.date <= today)]
     return sorted(chosen, key=lambda i: (i.date, i.number or 0), reverse=True)
 
 
-def _publish(issues: Sequence[Issue], send_log: SendLog | None, today: dt.date) -> list[Issue]:
-    chosen = published_issues(issues, send_log, today)
-    if send_log is not None:
-        send_log.fix_numbers({i.slug: i.number for i in chosen if i.number}, how="archive")
-    return chosen
-
-
 @contextmanager
-def open_send_log(config: Config) -> Iterator[SendLog | None]:
-    """The publication's store when its database exists; never creates one."""
-    from newsletter.store.sqlite import DB_NAME, open_store
+def _send_log(config: Config) -> Iterator[tuple[frozenset[str], IssueNumbers | None]]:
+    """The issues with a send log and the numbers repository, when the publication's database
+    exists; never creates one."""
+    from newsletter.store.store import open_store, store_exists
 
-    if not (config.subscribers_dir / DB_NAME).exists():
-        yield None
+    if not store_exists(config):
+        yield frozenset(), None
         return
     with open_store(config) as store:
-        yield store
+        yield frozenset(store.sends.sent_slugs()), store.numbers
+
+
+def _fix_numbers(chosen: Sequence[Issue], numbers: IssueNumbers | None) -> None:
+    """Readers see the numbers of the issues listed from now on: fix them."""
+    if numbers is not None:
+        numbers.fix_numbers({i.slug: i.number for i in chosen if i.number}, how="archive")
 
 
 def check_slug(issue: Issue) -> str:
@@ -145,7 +135,8 @@ def build_archive(
     out_dir: Path | None = None,
     *,
     today: dt.date,
-    send_log: SendLog | None = None,
+    sent: Collection[str] | None = None,
+    numbers: IssueNumbers | None = None,
     rendered: Mapping[str, RenderedIssue] | None = None,
     workers: int | None = None,
     force: bool = False,
@@ -153,8 +144,9 @@ def build_archive(
     """Write (or bring up to date) the static archive in `out_dir` (default build/archive/).
 
     `issues`: every loaded issue (load_issues); which appear is decided here, as of `today`.
-    `send_log`: default the publication's store when its database exists; the numbers of the
-    issues listed are fixed there. `rendered`: issues the caller
+    `sent`: the slugs the send log has begun (default: from the publication's store when its
+    database exists); the numbers of the issues listed are fixed in `numbers` (default: that
+    store's). `rendered`: issues the caller
     already rendered, by slug, so their Markdown is not run again. `workers`: processes for
     Markdown (default: one per CPU when many bodies need rendering). `force`: write into a
     non-empty folder no build wrote before (its foreign files are still never overwritten).
@@ -163,11 +155,13 @@ def build_archive(
     if out.is_relative_to(config.content_dir.resolve()):
         raise ArchiveError("the archive cannot be written inside content/", path=out)
     check_out_folder(out, config.root, (MANIFEST_NAME, CACHE_NAME), force)
-    if send_log is None:
-        with open_send_log(config) as log:
-            chosen = _publish(issues, log, today)
+    if sent is None:
+        with _send_log(config) as (sent, numbers):
+            chosen = published_issues(issues, sent, today)
+            _fix_numbers(chosen, numbers)
     else:
-        chosen = _publish(issues, send_log, today)
+        chosen = published_issues(issues, sent, today)
+        _fix_numbers(chosen, numbers)
     for issue in chosen:
         check_slug(issue)
     try:

@@ -11,30 +11,16 @@ from __future__ import annotations
 import datetime as dt
 import shlex
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from newsletter.archive.build import SendLog, build_archive, default_out_dir
+from newsletter.archive.build import build_archive, default_out_dir
 from newsletter.content.issues import Issue
 from newsletter.errors import DeliveryError
 from newsletter.settings import Config
+from newsletter.store.store import Store
 
 PUBLISH_TIMEOUT = 600  # seconds: an rsync of a whole archive over a slow line
-
-
-class _WithIssue:
-    """The store's send log, reporting the issue about to be sent as sent: the archive then
-    lists it even when it goes out before its date (`send --yes`)."""
-
-    def __init__(self, log: SendLog, slug: str) -> None:
-        self.log = log
-        self.slug = slug
-
-    def get_send(self, issue_slug: str) -> object | None:
-        return self.log.get_send(issue_slug) or (True if issue_slug == self.slug else None)
-
-    def fix_numbers(self, numbers: Mapping[str, int], *, how: str) -> dict[str, int]:
-        return self.log.fix_numbers(numbers, how=how)
 
 
 def archive_out(config: Config) -> Path | None:
@@ -45,15 +31,17 @@ def publish_before_send(
     config: Config,
     issue: Issue,
     issues: Sequence[Issue],
-    log: SendLog,
+    store: Store,
     today: dt.date,
     say: Callable[[str], None],
 ) -> None:
-    """Build the archive (with `issue`) into archive.out and publish it; no-op when unset."""
+    """Build the archive (with `issue`) into archive.out and publish it; no-op when unset.
+    The issue is listed as sent (even before its date, `send --yes`): it is about to be."""
     out = archive_out(config)
     if out is None:
         return
-    report = build_archive(config, issues, out, today=today, send_log=_WithIssue(log, issue.slug))
+    sent = {*store.sends.sent_slugs(), issue.slug}
+    report = build_archive(config, issues, out, today=today, sent=sent, numbers=store.numbers)
     say(f"archive: {report.summary()}")
     command = config.archive.publish_command
     if not command:

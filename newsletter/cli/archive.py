@@ -9,7 +9,7 @@ import click
 from newsletter.archive.build import build_archive
 from newsletter.cli.context import AppContext, pass_app
 from newsletter.content.publication import load_publication
-from newsletter.store.sqlite import open_store
+from newsletter.store.store import open_store
 
 
 @click.command("archive")
@@ -49,7 +49,14 @@ def archive(app: AppContext, out: Path | None, force: bool) -> None:
         click.echo(warning, err=True)
     # Publishing fixes the numbers of the issues listed, so the store is opened (made) here.
     with open_store(config) as store:
+        sent = store.sends.sent_slugs()
         report = build_archive(
-            config, publication.issues, out, today=today, send_log=store, force=force
+            config,
+            publication.issues,
+            out,
+            today=today,
+            sent=sent,
+            numbers=store.numbers,
+            force=force,
         )
     click.echo(f"archive: {report.summary()}")

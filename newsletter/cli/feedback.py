@@ -10,16 +10,16 @@ from newsletter.cli.context import AppContext
 from newsletter.content.publication import load_publication
 from newsletter.inbox.feedback import FeedbackGroup, feedback_by_issue
 from newsletter.inbox.feedback import as_json as feedback_json
-from newsletter.store.sqlite import DB_NAME, open_store
+from newsletter.store.store import open_store, store_exists
 
 
 def list_feedback(app: AppContext, *, as_json: bool) -> None:
     config = app.config
     groups: tuple[FeedbackGroup, ...] = ()
-    if (config.subscribers_dir / DB_NAME).exists():  # looking never creates a store
+    if store_exists(config):  # looking never creates a store
         titles = {i.slug: i.title for i in load_publication(config, app.today()).issues}
         with open_store(config) as store:
-            groups = feedback_by_issue(store, titles)
+            groups = feedback_by_issue(store.reports, titles)
     if as_json:
         click.echo(json.dumps(feedback_json(groups), indent=2, ensure_ascii=False))
         return

@@ -22,7 +22,7 @@ from newsletter.inbox.processor import (
 from newsletter.mail.oneoff import OneOffSender, outgoing
 from newsletter.mail.transport import TransportFailure
 from newsletter.settings import Config
-from newsletter.store.sqlite import open_store
+from newsletter.store.store import open_store
 
 
 @click.command()
@@ -35,9 +35,7 @@ from newsletter.store.sqlite import open_store
     metavar="ADDR",
     help="With -: the envelope recipient the MTA delivered to (Postfix ${original_recipient}).",
 )
-@click.option(
-    "--feedback", is_flag=True, help="List the readers' feedback by issue, newest first."
-)
+@click.option("--feedback", is_flag=True, help="List the readers' feedback by issue, newest first.")
 @click.option("--json", "as_json", is_flag=True, help="With --feedback: print it as JSON.")
 @click.option(
     "--review", is_flag=True, help="List what was kept for review or quarantined, with why."
@@ -163,7 +161,7 @@ def _print_summary(summary: Summary, verbose: bool) -> None:
 
 def _list_review(config: Config) -> None:
     with open_store(config) as store:
-        details = [detail for _, detail in store.events_of_kind("inbox") if detail]
+        details = [detail for _, detail in store.events.events_of_kind("inbox") if detail]
     entries = review_entries(details)
     if not entries:
         click.echo("nothing to review")
@@ -176,4 +174,3 @@ def _list_review(config: Config) -> None:
         if entry.get("reason") and entry["reason"] not in entry.get("action", ""):
             click.echo(f"  Why: {entry['reason']}")
         click.echo("")
-

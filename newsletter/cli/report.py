@@ -21,7 +21,7 @@ from newsletter.report.figures import (
     only_issue,
 )
 from newsletter.report.html import check_out_dir, write_html
-from newsletter.store.sqlite import DB_NAME, open_store
+from newsletter.store.store import open_store, store_exists
 
 NOTHING_YET = (
     "nothing to report yet: no issue has been sent (`newsletter send ISSUE` starts the send "
@@ -62,11 +62,11 @@ def report(
         check_out_dir(config, html_dir)  # refuse before any work
     publication = load_publication(config, app.today())
     titles = {issue.slug: issue.title for issue in publication.issues}
-    if not (config.subscribers_dir / DB_NAME).exists():
+    if not store_exists(config):
         click.echo(NOTHING_YET)
         return
     with open_store(config) as store:
-        figures = build_report(store, as_of=app.now(), titles=titles, detail=detail)
+        figures = build_report(store.reports, as_of=app.now(), titles=titles, detail=detail)
     if figures.empty:
         click.echo(NOTHING_YET)
         return

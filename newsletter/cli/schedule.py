@@ -40,7 +40,7 @@ from newsletter.schedule.run import (
     stop_on_signals,
 )
 from newsletter.settings import Config
-from newsletter.store.sqlite import DB_NAME, open_store
+from newsletter.store.store import open_store, store_exists
 
 log = logging.getLogger("newsletter.schedule.run")
 SendIssue = Callable[[Issue], object]
@@ -73,10 +73,10 @@ def echo_schedule_log() -> Iterator[logging.Logger]:
 
 def _send_statuses(config: Config, issues: list[Issue]) -> dict[str, SendStatus]:
     """From the send log, without creating a database just to look."""
-    if not (config.subscribers_dir / DB_NAME).exists():
+    if not store_exists(config):
         return {}
     with open_store(config) as store:
-        state = StoreState(store)
+        state = StoreState(store.sends, store.events)
         return {i.slug: state.send_status(i.slug) for i in issues}
 
 

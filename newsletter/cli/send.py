@@ -22,7 +22,7 @@ from newsletter.delivery.interrupts import exit_code as interrupt_exit_code
 from newsletter.errors import ConfigError, DeliveryError
 from newsletter.mail.message import Reader
 from newsletter.settings import Config
-from newsletter.store.sqlite import Store, open_store
+from newsletter.store.store import Store, open_store
 
 PLAIN_EVERY = 5.0  # seconds between progress lines when stdout is not a terminal
 SHOWN_FAILURES = 50
@@ -183,10 +183,10 @@ def send(
         click.echo(warning, err=True)
     _confirm_early(app, issue, yes)
     with open_store(config) as store:
-        existing = store.get_send(issue.slug)
-        todo = store.counts()["active"]
+        existing = store.sends.get_send(issue.slug)
+        todo = store.subscribers.counts()["active"]
         if existing is not None:
-            counts = store.delivery_counts(existing.id)
+            counts = store.sends.delivery_counts(existing.id)
             todo = sum(counts[s] for s in _NEEDS_ATTENTION if s != "unknown" or resend_unknown)
     try:
         with _reporter(todo) as show:
@@ -242,7 +242,7 @@ def _send_test(
     readers: list[Reader] = []
     with open_store(config) as store:
         for address in addresses:
-            known = store.get_by_email(address) if "@" in address else None
+            known = store.subscribers.get_by_email(address) if "@" in address else None
             readers.append(known or PreviewReader(email=address, first_name=None, token="test"))
     replies = delivery.send_test(config, issue, issues, readers)
     route = _route(config, issue.slug)
@@ -256,7 +256,7 @@ def _confirm_early(app: AppContext, issue: Issue, yes: bool) -> None:
     if days <= 1 or yes or not issue.is_ready:  # a draft is refused by the send itself
         return
     with open_store(app.config) as store:
-        if store.get_send(issue.slug) is not None:
+        if store.sends.get_send(issue.slug) is not None:
             return  # resuming a send someone already started
     question = (
         f"{issue.slug} is dated {issue.date:%a %Y-%m-%d}, {days} days from now; "
@@ -288,12 +288,13 @@ def _start(app: AppContext, issue: Issue, issues: list[Issue]) -> None:
 def _dry_run(config: Config, issue: Issue, issues: list[Issue]) -> None:
     rendered, skeleton = delivery.prepare(config, issue, issues)
     with open_store(config) as store:
-        existing = store.get_send(issue.slug)
-        sample = next(store.iter_active(batch_size=1), None)
+        existing = store.sends.get_send(issue.slug)
+        sample = next(store.subscribers.iter_active(batch_size=1), None)
         if existing is None:
-            click.echo(f"would send {issue.slug} to {store.counts()['active']} active subscribers")
+            active = store.subscribers.counts()["active"]
+            click.echo(f"would send {issue.slug} to {active} active subscribers")
         else:
-            counts = store.delivery_counts(existing.id)
+            counts = store.sends.delivery_counts(existing.id)
             left = counts["pending"] + counts["deferred"] + counts["in_flight"]
             states = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
             click.echo(f"would resume {issue.slug}: {left} left of {existing.total} ({states})")
@@ -312,17 +313,17 @@ def status_json(store: Store, issues: list[Issue]) -> list[dict[str, Any]]:
     """One object per issue that has a send: state, recipients, counts, failures."""
     out = []
     for issue in issues:
-        send = store.get_send(issue.slug)
+        send = store.sends.get_send(issue.slug)
         if send is None:
             continue
-        failures = store.deliveries_in_state(send.id, ("failed", "unknown", "deferred"))
+        failures = store.sends.deliveries_in_state(send.id, ("failed", "unknown", "deferred"))
         out.append({
             "issue": issue.slug,
             "state": "finished" if send.finished_at else "open",
             "started_at": send.started_at.isoformat(),
             "finished_at": send.finished_at.isoformat() if send.finished_at else None,
             "recipients": send.total,
-            "counts": store.delivery_counts(send.id),
+            "counts": store.sends.delivery_counts(send.id),
             "failures": [{"email": r.email, "state": r.state, "reply": r.last_reply}
                          for r in failures[:SHOWN_FAILURES]],
         })  # fmt: skip
@@ -355,11 +356,11 @@ def status(app: AppContext, issue_ref: str | None, as_json: bool) -> None:
         if issue_ref is None:
             any_send = False
             for issue in issues:
-                send = store.get_send(issue.slug)
+                send = store.sends.get_send(issue.slug)
                 if send is None:
                     continue
                 any_send = True
-                counts = store.delivery_counts(send.id)
+                counts = store.sends.delivery_counts(send.id)
                 state = "finished" if send.finished_at else "open"
                 summary = ", ".join(f"{counts[s]} {s}" for s in counts if counts[s])
                 click.echo(f"{issue.slug}: {state}, {send.total} recipients: {summary}")
@@ -367,17 +368,17 @@ def status(app: AppContext, issue_ref: str | None, as_json: bool) -> None:
                 click.echo("no issue has been sent yet")
             return
         issue = publication.find(config, issue_ref)
-        send = store.get_send(issue.slug)
+        send = store.sends.get_send(issue.slug)
         if send is None:
             click.echo(f"{issue.slug}: not sent yet")
             return
-        counts = store.delivery_counts(send.id)
+        counts = store.sends.delivery_counts(send.id)
         finished = f", finished {send.finished_at:%Y-%m-%d %H:%M}" if send.finished_at else ""
         click.echo(f"{issue.slug}: started {send.started_at:%Y-%m-%d %H:%M} UTC{finished}")
         for state, count in counts.items():
             click.echo(f"  {state:<10}{count:>8}")
-        rows = store.deliveries_in_state(send.id, ("failed", "unknown", "deferred"))
-        rows += store.held_back(send.id, SHOWN_FAILURES + 1)  # a paused send's (issue 13)
+        rows = store.sends.deliveries_in_state(send.id, ("failed", "unknown", "deferred"))
+        rows += store.sends.held_back(send.id, SHOWN_FAILURES + 1)  # a paused send's (issue 13)
         for row in rows[:SHOWN_FAILURES]:
             due = f" (retry after {row.next_attempt_at:%H:%M})" if row.next_attempt_at else ""
             click.echo(f"{row.state:<9} {row.email}: {row.last_reply or 'no reply'}{due}")

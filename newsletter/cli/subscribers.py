@@ -23,13 +23,14 @@ from newsletter.store.csvio import (
     Status,
     write_csv,
 )
-from newsletter.store.sqlite import SQLiteStore, Subscriber, open_store
+from newsletter.store.records import Subscriber
+from newsletter.store.store import Store, open_store
 
 SHOWN_PROBLEMS = 20
 STATUS_CHOICE = click.Choice([*STATUSES, "all"])
 
 
-def _store(app: AppContext) -> SQLiteStore:
+def _store(app: AppContext) -> Store:
     return open_store(app.config)
 
 
@@ -70,7 +71,9 @@ def add(
             --consent "asked again by email on 2026-05-02"
     """
     with _store(app) as store:
-        result = store.add(email, name, source="command", consent=consent, resubscribe=resubscribe)
+        result = store.subscribers.add(
+            email, name, source="command", consent=consent, resubscribe=resubscribe
+        )
     if result.outcome == "suppressed":
         raise StoreError(
             f"suppressed ({result.reason}); only --resubscribe --consent NOTE re-activates it",
@@ -101,15 +104,15 @@ def remove(app: AppContext, email: str, forget: bool, reason: str | None) -> Non
     """
     with _store(app) as store:
         if forget:
-            store.forget(email, reason=reason or "erasure request (command)")
+            store.subscribers.forget(email, reason=reason or "erasure request (command)")
             click.echo(f"forgot {email.strip()}: data erased, address kept only as a hash")
             return
-        subscriber = store.get_by_email(email)
+        subscriber = store.subscribers.get_by_email(email)
         if subscriber is None:
             raise StoreError(
                 "not on the list (use --forget to suppress it without storing it)", path=email
             )
-        if store.unsubscribe(subscriber, source="command", detail=reason):
+        if store.subscribers.unsubscribe(subscriber, source="command", detail=reason):
             click.echo(f"unsubscribed {subscriber.email}")
         else:
             click.echo(f"{subscriber.email} is already {subscriber.status}")
@@ -131,7 +134,7 @@ def list_(app: AppContext, status: str, as_json: bool) -> None:
         newsletter subscribers list --json | jq -r 'select(.first_name == null) | .email'
     """
     with _store(app) as store:
-        for reader in store.iter_subscribers(_status(status)):
+        for reader in store.subscribers.iter_subscribers(_status(status)):
             if as_json:
                 click.echo(json.dumps(reader_json(reader), ensure_ascii=False))
             else:
@@ -151,16 +154,16 @@ def show(app: AppContext, email: str, as_json: bool) -> None:
         newsletter subscribers show jane@example.com --json
     """
     with _store(app) as store:
-        reader = store.get_by_email(email)
+        reader = store.subscribers.get_by_email(email)
         if reader is None:
-            forgotten = store.is_forgotten(email)
+            forgotten = store.subscribers.is_forgotten(email)
             why = (
                 "forgotten: erased on request, kept only as a hash"
                 if forgotten
                 else "not on the list"
             )
             raise StoreError(why, path=email.strip())
-        events = store.events(reader)
+        events = store.events.events(reader)
     if as_json:
         record = reader_json(reader)
         record["events"] = [
@@ -210,7 +213,7 @@ def stats(app: AppContext, as_json: bool) -> None:
         newsletter subscribers stats --json | jq .active
     """
     with _store(app) as store:
-        counts = store.counts()
+        counts = store.subscribers.counts()
     if as_json:
         total = sum(v for k, v in counts.items() if k != "forgotten")
         click.echo(json.dumps({**counts, "total": total}))
@@ -276,7 +279,7 @@ def import_(
         return
     with _store(app) as store:
         try:
-            report = store.import_subscribers(
+            report = store.imports.import_subscribers(
                 reader, source=f"import {file.name}", consent=consent or f"listed in {file.name}"
             )
         except ImportRejected as exc:
@@ -348,7 +351,7 @@ def export(app: AppContext, file: Path, status: str) -> None:
                 _iso(r.consent_at),
                 r.consent_source,
             )
-            for r in store.iter_subscribers(_status(status))
+            for r in store.subscribers.iter_subscribers(_status(status))
         )
         if str(file) == "-":
             write_csv(sys.stdout, rows)

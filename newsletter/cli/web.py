@@ -22,7 +22,7 @@ from waitress import wasyncore
 
 from newsletter.cli.context import AppContext, pass_app
 from newsletter.mail import dkim
-from newsletter.store.sqlite import open_store
+from newsletter.store.store import open_store
 from newsletter.web.accesslog import AccessLog
 from newsletter.web.app import MAX_BODY, WebApp, web_secret
 
@@ -114,7 +114,9 @@ def serve(
     secret = web_secret(config, os.environ)
     dkim.check(config)
     with open_store(config) as store:
-        webapp = WebApp(config, store, secret=secret, archive_dir=archive_dir)
+        webapp = WebApp(
+            config, store.subscribers, store.signups, secret=secret, archive_dir=archive_dir
+        )
         try:
             server = create_server(
                 AccessLog(webapp, lambda line: click.echo(line, err=True)),

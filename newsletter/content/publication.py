@@ -16,7 +16,7 @@ from newsletter.content.issues import Issue, find_issue, parse_issues
 from newsletter.content.numbering import Clash, assign_numbers, legacy_numbers
 from newsletter.errors import IssueError
 from newsletter.settings import Config
-from newsletter.store.sqlite import DB_NAME, open_store
+from newsletter.store.store import open_store, store_exists
 
 
 @dataclass(frozen=True)
@@ -46,14 +46,14 @@ def load_publication(config: Config, today: dt.date) -> Publication:
     """
     issues, broken = parse_issues(config, today)
     fixed: dict[str, int] = {}
-    if (config.subscribers_dir / DB_NAME).exists():
+    if store_exists(config):
         with open_store(config) as store:
-            fixed = store.fixed_numbers()
-            unrecorded = [slug for slug in store.sent_slugs() if slug not in fixed]
+            fixed = store.numbers.fixed_numbers()
+            unrecorded = [slug for slug in store.sends.sent_slugs() if slug not in fixed]
             if unrecorded:
                 # Sent before numbers were fixed: keep what readers saw then.
                 legacy = legacy_numbers(issues)
                 shown = {slug: legacy[slug] for slug in unrecorded if slug in legacy}
-                fixed = store.fix_numbers(shown, how="upgrade")
+                fixed = store.numbers.fix_numbers(shown, how="upgrade")
     numbered, clashes = assign_numbers(issues, fixed)
     return Publication(numbered, broken, clashes, fixed)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from newsletter.content.render import RenderedIssue
-from newsletter.store.sqlite import TOKEN_LENGTH
+from newsletter.store.subscribers import TOKEN_LENGTH
 
 HTML_LIMIT_BYTES = 100 * 1024  # the limit checks.py applies to the preview reader
 IMAGE_LIMIT_BYTES = 1024 * 1024

@@ -15,20 +15,22 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
 
 from newsletter.config import Config
 from newsletter.content.render import RenderedIssue
-from newsletter.delivery.groupcommit import GroupCommit, Item
+from newsletter.delivery.groupcommit import GroupCommit
 from newsletter.delivery.interrupts import Interrupted, stop_on_signals
 from newsletter.delivery.relaywatch import Held, RelayWatch, describe
 from newsletter.errors import DeliveryError, NewsletterError
 from newsletter.mail.message import BodyEncoder, InvalidRecipient, IssueMessage
 from newsletter.mail.transport import Disconnected, Transport, TransportFailure
-from newsletter.store.sqlite import DeliveryRow, DeliveryState, SendRecord, Subscriber
+from newsletter.store.records import DeliveryRow, DeliveryState, SendRecord
+from newsletter.store.sends import SendLog
+from newsletter.store.subscribers import Subscribers
 
 _BATCH = 200
 _MAX_BACKOFF = 300.0
@@ -37,38 +39,6 @@ _DEFER_AT_RCPT = (450, 451, 452, 552)  # 552 at RCPT: "too many recipients" (RFC
 # A held row (see newsletter.delivery.relaywatch) is not due for this long, so no other
 # connection or worker takes it meanwhile; a run settles or releases what it holds before it ends.
 _HOLD = timedelta(minutes=10)
-
-
-class SendLog(Protocol):
-    """The store's send-log methods this runner needs (newsletter.store.sqlite.SQLiteStore)."""
-
-    def start_send(self, issue_slug: str) -> SendRecord: ...
-    def next_deliveries(self, send_id: int, limit: int) -> list[DeliveryRow]: ...
-    def mark_in_flight(self, delivery_id: int, message_id: str) -> bool: ...
-    def record_and_claim_many(self, items: Sequence[Item]) -> list[bool]: ...
-    def record_delivery(
-        self,
-        delivery_id: int,
-        state: DeliveryState,
-        *,
-        reply: str | None,
-        next_attempt_at: datetime | None = None,
-    ) -> None: ...
-    def deliveries_in_state(
-        self, send_id: int, states: tuple[DeliveryState, ...]
-    ) -> list[DeliveryRow]: ...
-    def delivery_counts(self, send_id: int) -> dict[str, int]: ...
-    def finish_send(self, send_id: int) -> None: ...
-    def get(self, subscriber_id: int) -> Subscriber | None: ...
-    def record_bounce(
-        self,
-        subscriber: Subscriber,
-        *,
-        hard: bool,
-        issue_slug: str | None,
-        detail: str | None,
-        soft_limit: int,
-    ) -> bool: ...
 
 
 Action = Literal["sent", "deferred", "refused", "failed", "bounced", "unknown", "retry", "pause"]
@@ -176,6 +146,7 @@ class _Message:
 class _Run:
     config: Config
     log: SendLog
+    readers: Subscribers  # a bounce at RCPT is recorded against its reader
     send: SendRecord
     skeleton: IssueMessage
     bodies: BodyEncoder
@@ -297,9 +268,11 @@ class _Run:
             # Once paused, an acceptance on another connection proves nothing about the
             # held readers: they are released uncharged at the end of the run instead.
             self.charge(self.watch.accepted())
-        reader = self.log.get(row.subscriber_id) if result.bounce and row.subscriber_id else None
+        reader = (
+            self.readers.get(row.subscriber_id) if result.bounce and row.subscriber_id else None
+        )
         if reader is not None:
-            self.log.record_bounce(
+            self.readers.record_bounce(
                 reader,
                 hard=result.bounce == "hard",
                 issue_slug=self.send.issue_slug,
@@ -406,6 +379,7 @@ class _Run:
 def run_send(
     config: Config,
     log: SendLog,
+    readers: Subscribers,
     rendered: RenderedIssue,
     skeleton: IssueMessage,
     *,
@@ -425,6 +399,7 @@ def run_send(
     run = _Run(
         config,
         log,
+        readers,
         send,
         skeleton,
         BodyEncoder(rendered),

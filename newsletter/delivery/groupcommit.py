@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from newsletter.errors import DeliveryError
-from newsletter.store.sqlite import DeliveryState
+from newsletter.store.records import DeliveryState
 
 # (delivery id, new state, server reply, next attempt, (next row id, its Message-ID) to claim)
 Item = tuple[int, DeliveryState, str | None, datetime | None, tuple[int, str] | None]

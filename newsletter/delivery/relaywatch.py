@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass
 from typing import Literal
 
-from newsletter.store.sqlite import DeliveryRow
+from newsletter.store.records import DeliveryRow
 
 Kind = Literal["deferred", "refused"]
 

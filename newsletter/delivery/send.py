@@ -21,7 +21,6 @@ from newsletter.content.render import RenderedIssue, render_issue
 from newsletter.delivery.engine import (
     Outcome,
     Progress,
-    SendLog,
     SendReport,
     classify,
     run_send,
@@ -32,7 +31,8 @@ from newsletter.mail import dkim
 from newsletter.mail.message import BodyEncoder, IssueMessage, Reader, message_id
 from newsletter.mail.oneoff import OneOffSender, OutgoingMail, recipient_for
 from newsletter.mail.transport import TransportFailure, open_transport
-from newsletter.store.sqlite import open_store
+from newsletter.store.sends import SendLog
+from newsletter.store.store import open_store
 
 __all__ = [
     "BodyEncoder",
@@ -117,7 +117,7 @@ def send_issue(
     if issue.number is not None:
         shown[issue.slug] = issue.number
     with open_store(config) as store:
-        store.fix_numbers(shown, how="sent")
+        store.numbers.fix_numbers(shown, how="sent")
     on_start()
     connections = config.delivery.smtp.connections if smtp else FILE_WRITERS
     max_per_second = config.delivery.smtp.max_per_second if smtp else 0.0
@@ -137,7 +137,8 @@ def send_issue(
         with open_store(config) as store:
             return run_send(
                 config,
-                store,
+                store.sends,
+                store.subscribers,
                 rendered,
                 skeleton,
                 connect=lambda: open_transport(config, slug=issue.slug),

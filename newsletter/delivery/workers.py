@@ -34,7 +34,6 @@ from newsletter.content.render import RenderedIssue
 from newsletter.delivery.engine import (
     _BATCH,
     Progress,
-    SendLog,
     SendReport,
     _RateLimit,
     _Run,
@@ -46,7 +45,9 @@ from newsletter.delivery.groupcommit import Item
 from newsletter.delivery.interrupts import Interrupted
 from newsletter.mail.message import BodyEncoder, IssueMessage
 from newsletter.mail.transport import Transport
-from newsletter.store.sqlite import DeliveryRow, SendRecord
+from newsletter.store.records import DeliveryRow, SendRecord
+from newsletter.store.sends import SendLog
+from newsletter.store.store import Store
 
 _FLUSH_EVERY = 0.05  # seconds a worker may hold progress events before telling the parent
 _FLUSH_BATCH = 100
@@ -135,7 +136,7 @@ class _OneCommitAtATime:
 
 def _worker(
     config: Config,
-    open_log: Callable[[], AbstractContextManager[SendLog]],
+    open_log: Callable[[], AbstractContextManager[Store]],
     send: SendRecord,
     skeleton: IssueMessage,
     bodies: BodyEncoder,
@@ -153,7 +154,7 @@ def _worker(
     paused: str | None = None
     try:
         with open_log() as store:
-            log = cast(SendLog, _OneCommitAtATime(store, commits))
+            log = cast(SendLog, _OneCommitAtATime(store.sends, commits))
 
             def fetch() -> list[DeliveryRow]:
                 try:
@@ -170,7 +171,15 @@ def _worker(
                 return rows
 
             run = _Run(
-                config, log, send, skeleton, bodies, connect, events.put, _RateLimit(per_second)
+                config,
+                log,
+                store.subscribers,
+                send,
+                skeleton,
+                bodies,
+                connect,
+                events.put,
+                _RateLimit(per_second),
             )
             run.stop, run.fetch = stop, fetch
             run.worker()
@@ -237,7 +246,7 @@ class _Parent:
 
 def _run_round(
     parent: _Parent,
-    open_log: Callable[[], AbstractContextManager[SendLog]],
+    open_log: Callable[[], AbstractContextManager[Store]],
     connections: int,
     stop: SharedStop,
     target: Callable[[Connection], None],
@@ -255,7 +264,7 @@ def _run_round(
     parent.queue, parent.handed = [], set()  # a new round: every due row is up for grabs
     with contextlib.ExitStack() as stack:
         try:  # only now: no SQLite connection may cross a fork
-            parent.log = stack.enter_context(open_log())
+            parent.log = stack.enter_context(open_log()).sends
         except Exception as exc:
             parent.pause(f"stopped: cannot open the send log: {exc}", stop)
         try:
@@ -337,7 +346,7 @@ def _sigterm_interrupts() -> Iterator[None]:
 
 def run_send_workers(
     config: Config,
-    open_log: Callable[[], AbstractContextManager[SendLog]],
+    open_log: Callable[[], AbstractContextManager[Store]],
     rendered: RenderedIssue,
     skeleton: IssueMessage,
     *,
@@ -351,8 +360,8 @@ def run_send_workers(
     """`sendrun.run_send` with `connections` worker processes. The caller holds `send_lock`
     (the forked workers share its open file, so the lock lasts until the last one exits)."""
     started = time.monotonic()
-    with open_log() as log:
-        report = begin_send(log, skeleton.slug, resend_unknown)
+    with open_log() as store:
+        report = begin_send(store.sends, skeleton.slug, resend_unknown)
     bodies = BodyEncoder(rendered)  # built once, inherited by every worker
     per_second = max_per_second / connections  # the limit is shared: each takes its part
     parent = _Parent(on_progress, report.send.id)
@@ -378,13 +387,13 @@ def run_send_workers(
             _run_round(parent, open_log, connections, stop, target)
             if parent.paused:
                 break
-            with open_log() as log:
-                due = next_deferred(log, report.send.id)
+            with open_log() as store:
+                due = next_deferred(store.sends, report.send.id)
             if due is None or due > deadline:
                 break
             seconds = max(0.0, due - time.monotonic())
             text = f"next retry of deferred readers in {seconds:.0f} s"
             on_progress(Progress("waiting", "", text, parent.done))
             wait_for(seconds)
-    with open_log() as log:
-        return finish_send(log, report, parent.sent, parent.paused, started)
+    with open_log() as store:
+        return finish_send(store.sends, report, parent.sent, parent.paused, started)

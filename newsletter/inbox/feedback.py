@@ -11,12 +11,9 @@ import datetime as dt
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-
-class FeedbackStore(Protocol):
-    def report_sends(self) -> list[tuple[int, str, int, str, str | None, int | None]]: ...
-    def report_feedback(self) -> list[tuple[int, str, int | None, str]]: ...
+from newsletter.store.reports import Reports
 
 
 @dataclass(frozen=True)
@@ -37,14 +34,14 @@ class FeedbackGroup:
 
 
 def feedback_by_issue(
-    store: FeedbackStore, titles: Mapping[str, str] | None = None
+    reports: Reports, titles: Mapping[str, str] | None = None
 ) -> tuple[FeedbackGroup, ...]:
     """Every feedback reply kept, grouped by issue; the newest issue first."""
     titles = titles or {}
-    sends = {row[0]: row for row in store.report_sends()}  # in order, oldest first
+    sends = {row[0]: row for row in reports.sends()}  # in order, oldest first
     order = {send_id: index for index, send_id in enumerate(sends)}
     grouped: dict[int | None, list[FeedbackEntry]] = {}
-    for _, at, owner, detail in store.report_feedback():
+    for _, at, owner, detail in reports.feedback():
         grouped.setdefault(owner, []).append(_entry(at, detail))
     groups = []
     for owner in sorted(grouped, key=lambda s: -1 if s is None else order[s], reverse=True):

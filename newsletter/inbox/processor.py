@@ -33,7 +33,8 @@ from newsletter.inbox.mailboxes import Inbox, RawMessage
 from newsletter.inbox.quarantine import Unreadable, digest_key, parse_bounded
 from newsletter.links import bounce_base
 from newsletter.settings import Config
-from newsletter.store.sqlite import Store, Subscriber
+from newsletter.store.records import Subscriber
+from newsletter.store.store import Store
 
 log = logging.getLogger("newsletter.inbox.processor")
 
@@ -119,7 +120,7 @@ class Processor:
             # Parsing and classifying touch no store: whatever a hostile message makes them
             # raise is that message's problem, recorded and set aside, not the inbox's.
             return self._quarantine(data, f"cannot classify: {type(exc).__name__}: {exc}"[:300])
-        if self.store.has_event("inbox", key):
+        if self.store.events.has_event("inbox", key):
             return Outcome(key, result, None, "nothing: already processed", repeat=True)
         reader = self._reader(message, result)
         action = self._apply(message, result, reader)
@@ -140,7 +141,7 @@ class Processor:
         # The issue it answers, when it quotes our Message-ID: `newsletter report` counts
         # feedback, unsubscribes and complaints per issue from this.
         slug = _issue_slug(message, reader.token) if reader else None
-        self.store.record_event(
+        self.store.events.record_event(
             reader,
             "inbox",
             json.dumps(detail, ensure_ascii=False),
@@ -159,7 +160,7 @@ class Processor:
         """Record an unparseable message by its digest, so no later run stumbles on it."""
         key = digest_key(data)
         result = Classification("feedback", reason=reason)
-        if self.store.has_event("inbox", key):
+        if self.store.events.has_event("inbox", key):
             return Outcome(key, result, None, "nothing: already processed", repeat=True)
         detail = {
             "kind": "quarantined",
@@ -168,7 +169,7 @@ class Processor:
             "size": str(len(data)),
             "start": data[:200].decode("ascii", "replace"),
         }
-        self.store.record_event(None, "inbox", json.dumps(detail), key=key, source="inbox")
+        self.store.events.record_event(None, "inbox", json.dumps(detail), key=key, source="inbox")
         log.warning("quarantined %s: %s", key[:23], reason)
         return Outcome(key, result, None, f"quarantined: {reason}", quarantined=True)
 
@@ -177,9 +178,9 @@ class Processor:
             return None  # never acted on, so never looked up
         if result.kind in ("bounce", "complaint"):
             # Only a proven token names the reader: a report's free text can name anyone.
-            return self.store.get_by_token(result.token) if result.token else None
+            return self.store.subscribers.get_by_token(result.token) if result.token else None
         if result.token is not None:
-            found = self.store.get_by_token(result.token)
+            found = self.store.subscribers.get_by_token(result.token)
             if found is not None:
                 return found
         if result.recipient is None:
@@ -187,7 +188,7 @@ class Processor:
         if result.kind in ("unsubscribe", "feedback") and sender_unverified(message):
             log.warning("not trusting From %s: authentication failed", result.recipient)
             return None
-        return self.store.get_by_email(result.recipient)
+        return self.store.subscribers.get_by_email(result.recipient)
 
     def _apply(
         self, message: EmailMessage, result: Classification, reader: Subscriber | None
@@ -207,13 +208,15 @@ class Processor:
             return "nothing: unknown reader"
         if result.kind == "unsubscribe":
             source = "reply" if result.reason.startswith(("reply", "subject")) else "mailto"
-            changed = self.store.unsubscribe(reader, source=source, detail=result.reason)
+            changed = self.store.subscribers.unsubscribe(
+                reader, source=source, detail=result.reason
+            )
             return "unsubscribed" if changed else f"nothing: already {reader.status}"
         if result.kind == "complaint":
-            changed = self.store.mark_complained(reader, detail=result.reason)
+            changed = self.store.subscribers.mark_complained(reader, detail=result.reason)
             return "complained" if changed else f"nothing: already {reader.status}"
         slug = _issue_slug(message, reader.token)
-        bounced = self.store.record_bounce(
+        bounced = self.store.subscribers.record_bounce(
             reader,
             hard=bool(result.hard),
             issue_slug=slug,
@@ -228,7 +231,7 @@ class Processor:
         """One short confirmation, never to a machine, never twice for one message."""
         if self.confirm is None or auto_submitted_reason(message) is not None:
             return False
-        if not self.store.record_event(reader, "unsubscribe_confirmation", None, key=key):
+        if not self.store.events.record_event(reader, "unsubscribe_confirmation", None, key=key):
             return False
         note = confirmation(self.config, reader.email, message)
         self.confirm(reader.email, note.as_bytes(), str(note["Message-ID"]))

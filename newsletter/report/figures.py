@@ -3,9 +3,9 @@
 No opens and no clicks, by design: nothing we send carries a pixel or a rewritten link. What
 the store knows honestly is the send log (who was targeted, what each server answered) and
 the events table (sign-ups, imports, unsubscribes with their source, bounces, complaints,
-feedback replies). Every figure here is a count from indexed queries (store.py, `report_*`);
-each change is given to an issue by the rule beside `_ATTRIBUTED` in store.py (the Message-ID
-it quotes, else the last issue the reader was sent, else the issue out at the time).
+feedback replies). Every figure here is a count from indexed queries (newsletter.store.reports);
+each change is given to an issue by the rule beside `_ATTRIBUTED` there (the Message-ID it
+quotes, else the last issue the reader was sent, else the issue out at the time).
 Addresses only with `detail=True`.
 
 What is not counted: imported statuses (a CSV marking someone unsubscribed is no reaction to
@@ -20,25 +20,15 @@ import datetime as dt
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
+
+from newsletter.store.reports import Reports
 
 SOURCES = ("reply", "mailto", "link", "admin", "other")
 # The store's event sources -> the report's names (`command` is `subscribers remove`).
 _SOURCE_NAMES = {"reply": "reply", "mailto": "mailto", "link": "link", "command": "admin"}
 _MONTH_COLUMNS = ("signups", "imports", "unsubscribes", "bounces", "complaints")
 _MONTH_COLUMN_OF = {"unsubscribed": "unsubscribes", "bounced": "bounces", "complaint": "complaints"}
-
-
-class ReportStore(Protocol):
-    def report_sends(self) -> list[tuple[int, str, int, str, str | None, int | None]]: ...
-    def report_delivery_counts(self) -> dict[int, dict[str, int]]: ...
-    def report_joins(self) -> list[tuple[str, str | None, str, int]]: ...
-    def report_reactions(self) -> list[tuple[int | None, str, str, str | None, int, int]]: ...
-    def report_reaction_readers(
-        self,
-    ) -> list[tuple[int | None, str, str, str | None, int, int | None]]: ...
-    def report_emails(self, subscriber_ids: list[int]) -> dict[int, str]: ...
-    def report_active(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -134,7 +124,7 @@ def _label(kind: str, source: str | None, streak: int) -> str:
 
 
 def build_report(
-    store: ReportStore,
+    reports: Reports,
     *,
     as_of: dt.datetime,
     titles: Mapping[str, str] | None = None,
@@ -142,17 +132,17 @@ def build_report(
 ) -> Report:
     """Every figure, from a handful of indexed reads. `titles`: slug -> title, for display."""
     titles = titles or {}
-    sends = store.report_sends()
+    sends = reports.sends()
     per_send: dict[int | None, Counter[str]] = {}
     per_month: dict[str, Counter[str]] = {}
     details: tuple[Detail, ...] = ()
     if detail:  # one row per change: the same figures, and who
-        rows = store.report_reaction_readers()
+        rows = reports.reaction_readers()
         tally = [
             (owner, month, _label(kind, source, streak), 1)
             for owner, month, kind, source, streak, _ in rows
         ]
-        emails = store.report_emails([row[5] for row in rows if row[5] is not None])
+        emails = reports.emails([row[5] for row in rows if row[5] is not None])
         slug_of = {row[0]: row[1] for row in sends}
         details = tuple(
             Detail(
@@ -165,14 +155,14 @@ def build_report(
     else:
         tally = [
             (owner, month, _label(kind, source, streak), count)
-            for owner, month, kind, source, streak, count in store.report_reactions()
+            for owner, month, kind, source, streak, count in reports.reactions()
         ]
     for owner, month, label, count in tally:
         per_send.setdefault(owner, Counter())[label] += count
         column = _MONTH_COLUMN_OF.get(label.partition(":")[0])
         if column is not None:
             per_month.setdefault(month, Counter())[column] += count
-    states = store.report_delivery_counts()
+    states = reports.delivery_counts()
     issues = tuple(
         _issue(row, Counter(states.get(row[0], {})), per_send.get(row[0], Counter()), titles)
         for row in sends
@@ -180,9 +170,9 @@ def build_report(
     ranked = sorted((i for i in issues if i.feedback), key=lambda i: (-i.feedback, i.started_at))
     return Report(
         as_of=as_of,
-        active_now=store.report_active(),
+        active_now=reports.active(),
         issues=issues,
-        months=_months(store, per_month, as_of),
+        months=_months(reports, per_month, as_of),
         list_size=tuple(ListPoint(slug, _time(at), total) for _, slug, total, at, _, _ in sends),
         most_feedback=tuple((i.slug, i.feedback) for i in ranked[:5]),
         before_first_issue=sum(per_send.get(None, Counter()).values()),
@@ -236,10 +226,10 @@ def _issue(
 
 
 def _months(
-    store: ReportStore, tally: dict[str, Counter[str]], as_of: dt.datetime
+    reports: Reports, tally: dict[str, Counter[str]], as_of: dt.datetime
 ) -> tuple[Month, ...]:
     """Per UTC month, from the first recorded change to `as_of`; quiet months are zeros."""
-    for kind, source, stamp, count in store.report_joins():
+    for kind, source, stamp, count in reports.joins():
         if kind == "resubscribed" and source == "link":
             continue  # an undo on the unsubscribe page, not a new reader
         column = "imports" if (source or "").startswith("import ") else "signups"

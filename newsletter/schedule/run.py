@@ -46,7 +46,9 @@ from newsletter.errors import DeliveryError, NewsletterError
 from newsletter.fsutil import write_atomic
 from newsletter.mail.oneoff import OneOffSender, outgoing
 from newsletter.mail.transport import TransportFailure
-from newsletter.store.sqlite import open_store
+from newsletter.store.events import Events
+from newsletter.store.sends import SendLog as StoreSendLog
+from newsletter.store.store import open_store
 
 log = logging.getLogger("newsletter.schedule.run")
 
@@ -249,40 +251,25 @@ class StateFileNotices:
         write_atomic(self.path, json.dumps(data, indent=1, sort_keys=True) + "\n", durable=True)
 
 
-class _SendRecordLike(Protocol):
-    @property
-    def finished_at(self) -> dt.datetime | None: ...
-
-
-class StoreLike(Protocol):
-    """The parts of `newsletter.store.sqlite.Store` the schedule uses."""
-
-    def get_send(self, issue_slug: str) -> _SendRecordLike | None: ...
-    def has_event(self, kind: str, key: str) -> bool: ...
-    def record_event(
-        self, subscriber: None, kind: str, detail: str | None, *, key: str | None = None
-    ) -> bool: ...
-
-
 class StoreState:
     """The store's send log and events table as the schedule's SendLog and NoticeLog."""
 
     NOTICE = "schedule-notice"
 
-    def __init__(self, store: StoreLike) -> None:
-        self.store = store
+    def __init__(self, sends: StoreSendLog, events: Events) -> None:
+        self.sends, self.events = sends, events
 
     def send_status(self, slug: str) -> SendStatus:
-        record = self.store.get_send(slug)
+        record = self.sends.get_send(slug)
         if record is None:
             return "none"
         return "started" if record.finished_at is None else "finished"
 
     def already_told(self, key: str) -> bool:
-        return self.store.has_event(self.NOTICE, key)
+        return self.events.has_event(self.NOTICE, key)
 
     def record_told(self, key: str, detail: str) -> None:
-        self.store.record_event(None, self.NOTICE, detail, key=key)
+        self.events.record_event(None, self.NOTICE, detail, key=key)
 
 
 def state_file(config: Config) -> Path:
@@ -554,7 +541,7 @@ def send_due(
         logger.warning("%s", warning)
     issues = publication.issues
     with open_store(config) as store:
-        state = StoreState(store)
+        state = StoreState(store.sends, store.events)
         return run_due(
             config,
             now,

@@ -36,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.policy import HTTP
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from newsletter.config import Config
@@ -45,7 +45,9 @@ from newsletter.errors import ConfigError, StoreError
 from newsletter.links import unsubscribe_mailto, unsubscribe_web_url
 from newsletter.mail import webmail
 from newsletter.store.csvio import InvalidAddress, clean_name, normalise_address
-from newsletter.store.sqlite import AddResult, Subscriber
+from newsletter.store.records import Signup, Subscriber
+from newsletter.store.signups import Signups
+from newsletter.store.subscribers import Subscribers
 
 log = logging.getLogger("newsletter.web.app")
 PAGES = ("unsubscribe.html", "unsubscribed.html", "subscribe.html", "confirm.html", "message.html")
@@ -66,42 +68,6 @@ _ARCHIVE_CSP = (
     "img-src 'self' https: data:; object-src 'none'; form-action 'self' https:; "
     "frame-ancestors 'none'; base-uri 'self'"
 )
-
-
-class Signup(Protocol):
-    """A pending web sign-up as the store keeps it (newsletter.store.sqlite.Signup)."""
-
-    @property
-    def email(self) -> str: ...
-    @property
-    def first_name(self) -> str | None: ...
-    @property
-    def token_hash(self) -> str: ...
-    @property
-    def expires_at(self) -> datetime: ...
-    @property
-    def confirmed_at(self) -> datetime | None: ...
-
-
-class WebStore(Protocol):
-    """What the endpoints need from the subscriber store (newsletter.store.sqlite.SQLiteStore)."""
-
-    def get_by_token(self, token: str) -> Subscriber | None: ...
-    def get_by_email(self, email: str) -> Subscriber | None: ...
-    def is_forgotten(self, email: str) -> bool: ...
-    def unsubscribe(self, subscriber: Subscriber, *, source: str, detail: str | None) -> bool: ...
-    def undo_unsubscribe(self, subscriber: Subscriber, *, since: datetime, detail: str) -> bool: ...
-    def add_signup(
-        self,
-        email: str,
-        first_name: str | None,
-        *,
-        token_hash: str,
-        client_ip: str,
-        expires_at: datetime,
-    ) -> Signup: ...
-    def get_signup(self, token_hash: str) -> Signup | None: ...
-    def confirm_signup(self, token_hash: str, *, client_ip: str) -> AddResult | None: ...
 
 
 def web_secret(config: Config, environ: Mapping[str, str]) -> bytes:
@@ -167,7 +133,8 @@ class WebApp:
     def __init__(
         self,
         config: Config,
-        store: WebStore,
+        subscribers: Subscribers,
+        signups: Signups,
         *,
         secret: bytes,
         archive_dir: Path | None = None,
@@ -177,7 +144,8 @@ class WebApp:
             raise ConfigError(
                 "expected the public URL of this server (mails link to it)", field="web.public_url"
             )
-        self.config, self.store, self.clock = config, store, clock
+        self.config, self.clock = config, clock
+        self.subscribers, self.signups = subscribers, signups
         self._secret = secret
         self.base = config.web.public_url.rstrip("/") + "/"
         self._prefix = urlsplit(self.base).path.rstrip("/")
@@ -269,7 +237,7 @@ class WebApp:
     def _reader(self, token: str) -> Subscriber | None:
         if not _TOKEN.fullmatch(token):
             return None
-        reader = self.store.get_by_token(token)
+        reader = self.subscribers.get_by_token(token)
         if reader is None or not hmac.compare_digest(reader.token.encode(), token.lower().encode()):
             return None
         return reader
@@ -288,7 +256,7 @@ class WebApp:
             return self._not_found()
         one_click = request.form.get("List-Unsubscribe") == "One-Click"
         how = "one-click (RFC 8058)" if one_click else "unsubscribe page"
-        changed = self.store.unsubscribe(reader, source="link", detail=how)
+        changed = self.subscribers.unsubscribe(reader, source="link", detail=how)
         undo = changed or reader.status == "unsubscribed"
         return self._page(
             200,
@@ -314,7 +282,7 @@ class WebApp:
         if (
             fresh
             and genuine
-            and self.store.undo_unsubscribe(
+            and self.subscribers.undo_unsubscribe(
                 reader, since=now - window, detail="undo on the unsubscribe page"
             )
         ):
@@ -356,7 +324,7 @@ class WebApp:
         if self.per_address.hit(address.key) is None and self._may_join(address.email):
             token = secrets.token_urlsafe(24)  # 192 bits
             expires = self.clock() + timedelta(hours=self.config.web.confirm_hours)
-            self.store.add_signup(
+            self.signups.add_signup(
                 address.email,
                 first_name,
                 token_hash=self._sign("confirm", token),
@@ -382,16 +350,16 @@ class WebApp:
     def _may_join(self, email: str) -> bool:
         """Active readers need nothing; bounced, complained and forgotten addresses are never
         re-activated from the web. An unsubscribed reader may come back: only by confirming."""
-        existing = self.store.get_by_email(email)
+        existing = self.subscribers.get_by_email(email)
         if existing is None:
-            return not self.store.is_forgotten(email)
+            return not self.subscribers.is_forgotten(email)
         return existing.status == "unsubscribed"
 
     def _signup(self, token: str) -> tuple[Signup | None, str]:
         if not _TOKEN.fullmatch(token):
             return None, ""
         hashed = self._sign("confirm", token)
-        signup = self.store.get_signup(hashed)
+        signup = self.signups.get_signup(hashed)
         if signup is None or not hmac.compare_digest(signup.token_hash.encode(), hashed.encode()):
             return None, ""
         return signup, hashed
@@ -413,7 +381,7 @@ class WebApp:
             return self._not_found()
         if signup.confirmed_at is None and signup.expires_at <= self.clock():
             return self._expired()
-        result = self.store.confirm_signup(hashed, client_ip=request.client)
+        result = self.signups.confirm_signup(hashed, client_ip=request.client)
         if (
             result is not None
             and result.subscriber is not None
