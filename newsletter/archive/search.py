@@ -102,7 +102,8 @@ def terms(text: str) -> list[str]:
 def joined_terms(text: str) -> str:
     """`terms(text)` in the form the archive cache keeps: one string, a term a line (the
     tokenizer splits on newlines, so no term holds one). Loading it and splitting it again
-    costs a tenth of analysing the text."""
+    costs a tenth of analysing the text. The cache keys bodies by their Markdown, not by this
+    analysis: a change to it (lunr's pipeline, the separators) bumps write.ARCHIVE_VERSION."""
     return "\n".join(terms(text))
 
 
