@@ -25,7 +25,7 @@ from typing import Any
 from markupsafe import Markup, escape
 
 from newsletter import links
-from newsletter.config import Config, load_config
+from newsletter.config import load_config
 from newsletter.content.emailbody import email_fragment
 from newsletter.content.issues import Issue, find_issue, load_issues
 from newsletter.content.markup import render_markdown
@@ -38,6 +38,7 @@ from newsletter.content.render import (
     template_environment,
     text_context,
 )
+from newsletter.settings import Config
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_RATIO = 500

@@ -16,8 +16,8 @@ from typing import Protocol
 
 from dateutil.rrule import rrulebase, rrulestr
 
-from newsletter.config import Config
 from newsletter.errors import ConfigError
+from newsletter.settings import Config
 
 _BYDAY = {"monday": "MO", "tuesday": "TU", "wednesday": "WE", "thursday": "TH"}
 _BYDAY |= {"friday": "FR", "saturday": "SA", "sunday": "SU"}

@@ -12,7 +12,7 @@ from email.utils import parseaddr
 from email_validator import EmailNotValidError, validate_email
 from slugify import slugify as _slugify
 
-from newsletter.config import Config
+from newsletter.settings import Config
 
 
 def issue_url(config: Config, slug: str) -> str:

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.config import Config, load_config
+from newsletter.config import load_config
 from newsletter.inbox.processor import Processor
 from newsletter.mail.message import message_id
+from newsletter.settings import Config
 from newsletter.store import database
 from newsletter.store.csvio import ImportRow, normalise_address
 from newsletter.store.records import Subscriber

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from newsletter.config import Config, ScheduleConfig
+from newsletter.settings import Config, ScheduleConfig
 
 UTC = dt.UTC
 

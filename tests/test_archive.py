@@ -21,10 +21,11 @@ from newsletter.archive.build import (
     build_archive,
     published_issues,
 )
-from newsletter.config import Config, load_config
+from newsletter.config import load_config
 from newsletter.content.issues import load_issues
 from newsletter.content.render import render_issue
 from newsletter.errors import TemplateError
+from newsletter.settings import Config
 from newsletter.store.store import open_store
 
 TODAY = dt.date(2026, 11, 25)

@@ -65,6 +65,26 @@ def test_the_index_is_built_again_only_when_searchable_text_changes(publication:
     assert (out / "search-index.js").stat().st_mtime_ns == before
 
 
+def test_an_index_built_from_cached_terms_is_the_one_a_full_build_writes(
+    publication: Path, tmp_path: Path
+) -> None:
+    """Rebuilt after one issue changed, from the other bodies' cached terms: byte for byte
+    the index a build into an empty folder writes, and it finds the new word."""
+    out, _ = build(publication)
+    issue = publication / "content" / "2026-08-handoffs-are-the-product.md"
+    text = issue.read_text(encoding="utf-8")
+    issue.write_text(text.replace("\n\n", "\n\nZeppelins carry the handoffs.\n\n", 1))
+    _, written = build(publication)
+    assert "search-index.js" in written
+    config = load_config(publication, environ={})
+    fresh = tmp_path / "fresh"
+    build_archive(config, load_issues(config, TODAY), fresh, today=TODAY)
+    index_js = (out / "search-index.js").read_bytes()
+    assert index_js == (fresh / "search-index.js").read_bytes()
+    index = Index.load(search_data(out)["index"])
+    assert [r["ref"] for r in index.search("zeppelin")] == [f"{AUGUST}/index.html"]
+
+
 def test_plain_text_keeps_words_apart_and_punctuation_close() -> None:
     fragment = (
         "<h2>Where</h2><p>A <strong>bold</strong>: move&amp;more<br>next</p><ul><li>x</li></ul>"

@@ -105,6 +105,25 @@ def test_control_characters_in_a_header_setting_from_the_environment(publication
     one_line_error(imap, "inbox.imap.folder")
 
 
+@pytest.mark.parametrize(
+    ("args", "env", "named"),
+    [
+        (("--now", "garbage", "status"), {}, "--now"),
+        (("--now", "garbage"), {}, "--now"),  # before click's "Missing command"
+        (("--now", "2026-13-01T09:00", "schedule", "--list", "1"), {}, "--now"),
+        (("status",), {"NEWSLETTER_NOW": "garbage"}, "$NEWSLETTER_NOW"),
+        (("schedule", "--list", "1", "--now", "garbage"), {}, "--now"),
+    ],
+)
+def test_a_bad_now_is_one_line_naming_it(
+    publication: Path, args: tuple[str, ...], env: dict[str, str], named: str
+) -> None:
+    line = one_line_error(newsletter(publication, *args, env=env), named, "ISO 8601")
+    bad = next((a for a in args if a.startswith(("garbage", "2026-13"))), "garbage")
+    assert line.startswith(f"error: {named}: expected ") and line.endswith(f"got {bad!r}")
+    assert "2026-12-01T09:00+01:00" in line  # the expected form, with an offset
+
+
 def test_an_oversized_issue_is_refused_before_markdown(publication: Path) -> None:
     issue = publication / "content" / "2026-07-your-first-customer-sits-next-to-you.md"
     with issue.open("a") as fh:

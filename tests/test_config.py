@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 
-from newsletter.config import Config, load_config
+from newsletter.config import load_config
 from newsletter.errors import ConfigError
+from newsletter.settings import Config
 
 ERROR_LINE = re.compile(r"^error: (?P<where>.+?)(?::(?P<line>\d+))?: (?P<rest>.*)$")
 

@@ -14,12 +14,13 @@ from typing import Any
 import pytest
 from conftest import SAMPLE_TODAY
 
-from newsletter.config import Config, load_config
+from newsletter.config import load_config
 from newsletter.content.issues import find_issue, load_issues
 from newsletter.delivery import engine as sendrun
 from newsletter.delivery import send as delivery
 from newsletter.errors import DeliveryError
 from newsletter.mail.message import message_id
+from newsletter.settings import Config
 from newsletter.store.records import DeliveryRow, DeliveryState
 from newsletter.store.sends import SendLog
 from newsletter.store.store import open_store

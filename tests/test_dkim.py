@@ -14,10 +14,10 @@ from pathlib import Path
 import dkim as dkimpy
 import pytest
 
-from newsletter.config import Config, DkimConfig, WebConfig
 from newsletter.errors import ConfigError
 from newsletter.mail import dkim
 from newsletter.mail.message import IssueMessage
+from newsletter.settings import Config, DkimConfig, WebConfig
 
 REQUIRED = {
     b"from",

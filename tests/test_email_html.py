@@ -10,11 +10,12 @@ import lxml.html
 import pytest
 from conftest import SAMPLE_TODAY, copy_sample
 
-from newsletter.config import Config, load_config
+from newsletter.config import load_config
 from newsletter.content.emailbody import email_fragment
 from newsletter.content.issues import Issue, find_issue, load_issues
 from newsletter.content.markup import render_markdown
 from newsletter.content.render import render_issue, text_direction
+from newsletter.settings import Config
 
 HANDOFFS = "2026-08-handoffs-are-the-product"
 

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from conftest import SAMPLE_TODAY, copy_sample
 
-from newsletter.config import Config, load_config
+from newsletter.config import load_config
 from newsletter.content.issues import Issue, find_issue, load_issues
 from newsletter.content.plaintext import WIDTH
 from newsletter.content.render import render_issue
+from newsletter.settings import Config
 
 HANDOFFS = "2026-08-handoffs-are-the-product"
 # A line may pass 72 columns only when it is one URL (optionally "[n] " or indented).

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.config import Config, WebConfig
 from newsletter.errors import DeliveryError
 from newsletter.mail.message import (
     InvalidRecipient,
@@ -23,6 +22,7 @@ from newsletter.mail.message import (
     message_id,
     quoted_printable,
 )
+from newsletter.settings import Config, WebConfig
 
 WHEN = datetime(2026, 1, 6, 9, 0, tzinfo=UTC)
 

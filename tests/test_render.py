@@ -17,9 +17,10 @@ import pytest
 from conftest import SAMPLE_TODAY, copy_sample, run_cli
 
 from newsletter import links
-from newsletter.config import Config, load_config
+from newsletter.config import load_config
 from newsletter.content.issues import Issue, find_issue, load_issues
 from newsletter.content.render import SLOTS, PreviewReader, RenderedIssue, render_issue, subject_for
+from newsletter.settings import Config
 
 STYLED_TAGS = ("p", "a", "h1", "h2", "h3", "td", "th")
 HTML_TAG = re.compile(r"</?[a-zA-Z][a-zA-Z0-9]*(?:\s[^<>]*)?/?>")

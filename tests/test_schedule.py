@@ -9,9 +9,9 @@ import pytest
 from schedule_support import UTC, FakeIssue, at, make_config
 
 from newsletter.cadence import is_scheduled_day, last_scheduled, rule_text, scheduled_dates
-from newsletter.config import Config
 from newsletter.errors import ConfigError
 from newsletter.schedule.due import find_due
+from newsletter.settings import Config
 
 
 def utc(text: str) -> dt.datetime:

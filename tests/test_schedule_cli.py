@@ -70,7 +70,7 @@ def test_list_marks_what_the_send_log_says_is_sent(publication: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("--list", "2", "--now", "first tuesday"), "expected an ISO date-time"),
+        (("--list", "2", "--now", "first tuesday"), "expected an ISO 8601 date/time"),
         (("--list", "0"), "0 is not in the range"),
     ],
 )

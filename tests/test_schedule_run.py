@@ -18,13 +18,13 @@ import pytest
 from schedule_support import FakeIssue, at, make_config
 
 from newsletter.cadence import FixedClock
-from newsletter.config import Config
 from newsletter.errors import DeliveryError
 from newsletter.schedule.due import SendStatus
 from newsletter.schedule.locking import ScheduleLockedError, due_lock, exclusive_lock
 from newsletter.schedule.loop import SchedulerLoop, StopFlag
 from newsletter.schedule.notices import StateFileNotices, state_file
 from newsletter.schedule.run import run_due
+from newsletter.settings import Config
 
 
 class JsonSendLog:

@@ -113,7 +113,7 @@ def test_dry_run_judges_without_sending(publication: Path) -> None:
     [
         (("send", DECEMBER, "--due"), "either ISSUE or --due"),
         (("send", "--now", ON_THE_DAY), "--now goes with --due"),
-        (("send", "--due", "--now", "tuesday"), "expected an ISO date-time"),
+        (("send", "--due", "--now", "tuesday"), "expected an ISO 8601 date/time"),
         (("send",), "ISSUE"),
     ],
 )

@@ -14,7 +14,7 @@ from conftest import run_cli
 from test_delivery import add_readers, rows, send, smtp_config
 from test_send_cli import smtp_env
 
-from newsletter.config import Config
+from newsletter.settings import Config
 from newsletter.store.store import open_store
 from newsletter.testing.mta import Faults, FaultyMTA
 

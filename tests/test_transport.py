@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.config import Config, DeliveryConfig, SmtpConfig
 from newsletter.errors import DeliveryError
 from newsletter.mail.transport import (
     Disconnected,
@@ -21,6 +20,7 @@ from newsletter.mail.transport import (
     SmtpTransport,
     open_transport,
 )
+from newsletter.settings import Config, DeliveryConfig, SmtpConfig
 from newsletter.testing.mta import Faults, FaultyMTA
 
 MESSAGE = b"Subject: hi\r\nMessage-ID: <1@example.com>\r\n\r\n.leading dot\r\nbody\r\n"

@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 from conftest import SAMPLE_TODAY
 
-from newsletter.config import Config, DeliveryConfig, SmtpConfig, WebConfig, load_config
+from newsletter.config import load_config
 from newsletter.content.issues import load_issues
 from newsletter.content.render import render_issue
 from newsletter.links import unsubscribe_web_url
 from newsletter.mail.message import IssueMessage
+from newsletter.settings import Config, DeliveryConfig, SmtpConfig, WebConfig
 from newsletter.store.store import Store, is_server, open_store
 from newsletter.testing.mta import FaultyMTA
 from newsletter.web.app import WebApp

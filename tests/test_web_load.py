@@ -24,9 +24,10 @@ import pytest
 from aiosmtpd.controller import Controller
 from conftest import SAMPLE_TODAY
 
-from newsletter.config import Config, SmtpConfig, WebConfig, load_config
+from newsletter.config import load_config
 from newsletter.content.issues import load_issues
 from newsletter.delivery.send import SendReport, send_issue
+from newsletter.settings import Config, SmtpConfig, WebConfig
 from newsletter.store.csvio import ImportRow, normalise_address
 from newsletter.store.store import open_store
 from newsletter.web.app import WebApp

@@ -1,10 +1,11 @@
 """The static web archive: which issues appear, their bodies, and `build_archive`.
 
 A page per published issue, the index by year, topic pages, an Atom feed, a sitemap, a search
-index, subscribe/privacy/404 pages and the content/ files issues link to (archive_site.py),
-written incrementally (archive_write.py). `.archive-cache.json` in the output folder keeps
-each issue's sanitised body keyed by its Markdown and the files it links, so Markdown runs only
-for issues that changed. The cache and the manifest hold public data only.
+index, subscribe/privacy/404 pages and the content/ files issues link to (site.py), written
+incrementally (write.py). `.archive-cache.json` in the output folder keeps each issue's
+sanitised body and its search terms, keyed by its Markdown and the files it links, so Markdown
+and the search's analysis run only for issues that changed. The cache and the manifest hold
+public data only.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+from newsletter.archive import search as archive_search
 from newsletter.archive.sanitize import sanitize_html
 from newsletter.archive.site import Body, Site
 from newsletter.archive.write import (
@@ -35,10 +37,10 @@ from newsletter.archive.write import (
     sync,
     write_file,
 )
-from newsletter.config import Config
 from newsletter.content.issues import Issue
 from newsletter.content.markup import render_markdown
 from newsletter.content.render import RenderedIssue
+from newsletter.settings import Config
 
 if TYPE_CHECKING:  # the store is imported only when a build opens it
     from newsletter.store.numbers import IssueNumbers
@@ -198,7 +200,8 @@ def _stat(path: Path) -> tuple[str, int, int]:
 
 
 def _cache_entry(body: Body) -> dict[str, Any]:
-    return {"key": body.key, "html": body.html, "headings": body.headings, "deps": body.deps}
+    return {"key": body.key, "html": body.html, "headings": body.headings, "deps": body.deps,
+            "terms": body.terms}  # fmt: skip
 
 
 def _cache_stale(cache: dict[str, Any], bodies: dict[str, Body]) -> bool:
@@ -218,7 +221,8 @@ def _from_cache(entry: Any, key: str) -> Body | None:
         return None
     try:
         deps = tuple((str(p), int(s), int(m)) for p, s, m in entry["deps"])
-        body = Body(key, str(entry["html"]), tuple(map(str, entry["headings"])), deps)
+        headings = tuple(map(str, entry["headings"]))
+        body = Body(key, str(entry["html"]), headings, deps, str(entry["terms"]))
     except (KeyError, TypeError, ValueError):
         return None
     return body if all(_stat(Path(dep[0])) == dep for dep in deps) else None
@@ -230,7 +234,10 @@ def _make_body(key: str, fragment: str, linked: Sequence[Path]) -> Body:
     clean = sanitize_html(fragment)
     headings = tuple(_plain(h) for h in _HEADING.findall(clean))
     files = dict.fromkeys(p for p in linked if p.suffix != ".md")
-    return Body(key, clean, headings, tuple(_stat(p) for p in files))
+    # The search's analysis of the text, done once per body (in the Markdown workers) and
+    # cached with it: analysing all of them again on every rebuild cost half a second.
+    terms = archive_search.joined_terms(archive_search.plain_text(clean))
+    return Body(key, clean, headings, tuple(_stat(p) for p in files), terms)
 
 
 def _render_body(config: Config, issue: Issue, related: list[Issue], key: str) -> Body:

@@ -15,9 +15,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from newsletter.archive.build import build_archive, default_out_dir
-from newsletter.config import Config
 from newsletter.content.issues import Issue
 from newsletter.errors import DeliveryError
+from newsletter.settings import Config
 from newsletter.store.store import Store
 
 PUBLISH_TIMEOUT = 600  # seconds: an rsync of a whole archive over a slow line

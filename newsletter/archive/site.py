@@ -1,5 +1,6 @@
 """The archive's files: every page, feed, sitemap and search index, each as an `Output`
-with the fingerprint of exactly the values its template receives.
+with the fingerprint of exactly the values its template receives (the feed's and sitemap's
+XML is feeds.py's, the search index search.py's).
 
 Pages link each other relatively (`../<slug>/index.html`, with `index.html` spelled out
 because file:// has no directory index), so the site works under any sub-path and from the
@@ -14,7 +15,6 @@ import html
 import json
 import os
 import re
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from email.utils import parseaddr
 from pathlib import Path
@@ -24,20 +24,18 @@ from urllib.parse import quote, unquote, urlsplit
 from markupsafe import Markup
 
 from newsletter import links
+from newsletter.archive import feeds
 from newsletter.archive import search as archive_search
 from newsletter.archive.search import SearchDoc
 from newsletter.archive.write import ARCHIVE_VERSION, ArchiveError, Output, digest, json_bytes
-from newsletter.config import Config
 from newsletter.content.issues import Issue
 from newsletter.content.render import RECENT_COUNT, render_template, template_environment
 from newsletter.content.templatesource import template_file, template_names
 from newsletter.errors import TemplateError
 from newsletter.links import slugify
+from newsletter.settings import Config
 
-FEED_ENTRIES = 20
 STATIC_FILES = ("style.css", "search.js")
-ATOM = "http://www.w3.org/2005/Atom"
-SITEMAP = "http://www.sitemaps.org/schemas/sitemap/0.9"
 
 
 @dataclass(frozen=True)
@@ -49,6 +47,7 @@ class Body:
     headings: tuple[str, ...]
     # (path, size, mtime_ns) of each local file the body links; size -1 when it was missing
     deps: tuple[tuple[str, int, int], ...]
+    terms: str  # what the search indexes of its text (archive_search.joined_terms)
 
 
 @dataclass(frozen=True)
@@ -123,9 +122,7 @@ class Site:
     def _entry(self, issue: Issue) -> Entry:
         tags = tuple(dict.fromkeys(self.tags[slugify(t)] for t in issue.tags))  # "Teams", "teams"
         number = issue.number or 0  # drafts (unnumbered) are never published
-        return Entry(
-            issue.slug, number, issue.title, issue.date, issue.summary, issue.author, tags
-        )
+        return Entry(issue.slug, number, issue.title, issue.date, issue.summary, issue.author, tags)
 
     def outputs(self) -> list[Output]:
         assets = self._assets()
@@ -159,8 +156,10 @@ class Site:
                 tagged[tag.path].append(entry)
         for tag in self.tags.values():
             outputs.append(self.page(tag.path, "tag.html", tag=tag, entries=tagged[tag.path]))
+        body_html = {slug: body.html for slug, body in self.bodies.items()}
+        publisher = str(self.site["publisher"])
         outputs += [
-            _generated("feed.xml", self._feed()),
+            _generated("feed.xml", feeds.atom_feed(self.config, self.issues, body_html, publisher)),
             _generated("sitemap.xml", self._sitemap()),
             self._search_index(),
             _generated(archive_search.LIBRARY, archive_search.library()),
@@ -219,64 +218,13 @@ class Site:
         ordered = sorted(self.tags.items(), key=lambda item: item[1].name.casefold())
         return [{"tag": tag, "count": counts[slug]} for slug, tag in ordered]
 
-    def _moment(self, issue: Issue) -> str:
-        hour, _, minute = self.config.schedule.time.partition(":")
-        at = dt.datetime.combine(issue.date, dt.time(int(hour), int(minute)), self.config.tz)
-        return at.isoformat(timespec="seconds")
-
-    def _feed(self) -> bytes:
-        """Atom (RFC 4287) with the newest issues' full content; built with ElementTree."""
-        config = self.config
-        feed = ET.Element("feed", {"xmlns": ATOM, "xml:lang": config.language})
-        _sub(feed, "title", config.name)
-        if config.tagline:
-            _sub(feed, "subtitle", config.tagline)
-        _sub(feed, "id", config.base_url)
-        _sub(
-            feed,
-            "link",
-            rel="self",
-            type="application/atom+xml",
-            href=config.archive_url("feed.xml"),
-        )
-        _sub(feed, "link", rel="alternate", type="text/html", href=config.base_url)
-        newest = self._moment(self.issues[0]) if self.issues else "2000-01-01T00:00:00+00:00"
-        _sub(feed, "updated", newest)
-        author = _sub(feed, "author")
-        _sub(author, "name", self.site["publisher"])
-        _sub(feed, "generator", "newsletter")
-        for issue in self.issues[:FEED_ENTRIES]:
-            entry = _sub(feed, "entry")
-            url = links.issue_url(config, issue.slug)
-            _sub(entry, "title", f"No. {issue.number}: {issue.title}")
-            _sub(entry, "id", url)
-            _sub(entry, "link", rel="alternate", type="text/html", href=url)
-            _sub(entry, "published", self._moment(issue))
-            _sub(entry, "updated", self._moment(issue))
-            if issue.author:
-                _sub(_sub(entry, "author"), "name", issue.author)
-            for tag in issue.tags:
-                _sub(entry, "category", term=slugify(tag), label=tag)
-            if issue.summary:
-                _sub(entry, "summary", issue.summary)
-            _sub(entry, "content", self.bodies[issue.slug].html, type="html")
-        ET.indent(feed)
-        return _xml(feed)
-
     def _sitemap(self) -> bytes:
-        urlset = ET.Element("urlset", {"xmlns": SITEMAP})
         pages: list[tuple[str, dt.date | None]] = [
             (p, None) for p in ("", "tags/", "subscribe/", "privacy/")
         ]
         pages += [(f"{e.slug}/", e.date) for e in self.entries]
         pages += [(t.path.removesuffix("index.html"), None) for t in self.tags.values()]
-        for path, modified in pages:
-            url = ET.SubElement(urlset, "url")
-            ET.SubElement(url, "loc").text = self.config.archive_url(path)
-            if modified is not None:
-                ET.SubElement(url, "lastmod").text = modified.isoformat()
-        ET.indent(urlset)
-        return _xml(urlset)
+        return feeds.sitemap(self.config, pages)
 
     def _search_index(self) -> Output:
         """search-index.js (archive_search.py), built only when a searchable field changed."""
@@ -285,6 +233,7 @@ class Site:
                 e.path, e.title, e.number, _longdate(e.date), e.summary,
                 " ".join([*(t.name for t in e.tags), *self.bodies[e.slug].headings]),
                 archive_search.plain_text(self.bodies[e.slug].html),
+                self.bodies[e.slug].terms,
             )
             for e in self.entries
         ]  # fmt: skip
@@ -324,18 +273,6 @@ def _first_image(body: str) -> dict[str, str] | None:
     if not attrs.get("src", "").startswith(("https://", "http://")):
         return None
     return {"url": attrs["src"], "alt": attrs.get("alt", "")}
-
-
-def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
-    element = ET.SubElement(parent, tag, attrs)
-    element.text = text
-    return element
-
-
-def _xml(root: ET.Element) -> bytes:
-    """The root carries its namespace as an `xmlns` attribute: children need no prefixes."""
-    data: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
-    return data
 
 
 def _longdate(day: dt.date) -> str:

@@ -13,19 +13,31 @@ from pathlib import Path
 import click
 
 from newsletter.cadence import Clock, OffsetClock, SystemClock, local_day
-from newsletter.config import Config, load_config
+from newsletter.config import load_config
+from newsletter.errors import NewsletterError
+from newsletter.settings import Config
+
+NOW_FORM = "an ISO 8601 date/time such as 2026-12-01T09:00 or 2026-12-01T09:00+01:00"
+
+
+class NowError(NewsletterError):
+    """`--now` or $NEWSLETTER_NOW is not a date/time."""
+
+
+def check_now(value: str, option: str = "--now") -> dt.datetime:
+    """`value` as a date-time, naive when it has no offset; `option` names where it came
+    from in the one-line error (`--now`, or `$NEWSLETTER_NOW`)."""
+    try:
+        return dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise NowError(
+            f"{option}: expected {NOW_FORM} (the offset is optional), got {value!r}"
+        ) from None
 
 
 def parse_now(config: Config, value: str, option: str = "--now") -> dt.datetime:
     """An ISO date-time; without an offset it is the publication's local time."""
-    try:
-        moment = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(
-            f"expected an ISO date-time like 2026-12-01T09:00 or 2026-12-01T09:00+00:00, "
-            f"got {value!r}",
-            param_hint=option,
-        ) from None
+    moment = check_now(value, option)
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=config.tz)
 
 

@@ -11,7 +11,6 @@ import click
 
 from newsletter.cli.context import AppContext, pass_app
 from newsletter.cli.feedback import list_feedback
-from newsletter.config import Config
 from newsletter.content.issues import parse_issues
 from newsletter.inbox.mailboxes import Inbox, MaildirInbox, MboxInbox, StreamInbox, open_imap
 from newsletter.inbox.processor import (
@@ -21,6 +20,7 @@ from newsletter.inbox.processor import (
     transport_confirmations,
 )
 from newsletter.mail.oneoff import OneOffSender
+from newsletter.settings import Config
 from newsletter.store.store import open_store
 
 

@@ -9,9 +9,10 @@ import importlib
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
+from click.core import ParameterSource
 
 from newsletter.errors import NewsletterError
 
@@ -129,12 +130,36 @@ class NewsletterGroup(click.Group):
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
 
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:  # fmt: skip
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except NewsletterError as exc:  # from an option's check (--now) while parsing
+            _fail(exc)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except NewsletterError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(exc.exit_code)
+            _fail(exc)
+
+
+def _fail(exc: NewsletterError) -> NoReturn:
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(exc.exit_code)
+
+
+def _check_now(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A bad --now or $NEWSLETTER_NOW: one line naming it and exit 2, before any command runs
+    (not click's usage block, and not "Missing command" for `newsletter --now x`)."""
+    if value is not None:
+        from newsletter.cli.context import check_now
+
+        source = ctx.get_parameter_source(str(param.name))
+        check_now(value, "$NEWSLETTER_NOW" if source is ParameterSource.ENVIRONMENT else "--now")
+    return value
 
 
 @click.group(cls=NewsletterGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -152,6 +177,7 @@ class NewsletterGroup(click.Group):
     metavar="ISO-DATETIME",
     default=None,
     envvar="NEWSLETTER_NOW",
+    callback=_check_now,
     help="Act as if it were this moment (local time unless it has an offset): rehearse a "
     "send day, or pin the clock in tests. Also $NEWSLETTER_NOW. Default: the system clock.",
 )

@@ -17,13 +17,13 @@ import click
 
 from newsletter.cadence import Clock, OffsetClock, describe, local_day, rule_text
 from newsletter.cli.context import AppContext, pass_app
-from newsletter.config import Config
 from newsletter.content.publication import load_publication
 from newsletter.schedule.due import coming_slots, judge, off_schedule
 from newsletter.schedule.locking import scheduler_lock
 from newsletter.schedule.loop import SchedulerLoop, StopFlag, stop_on_signals
 from newsletter.schedule.run import scheduled_send
 from newsletter.schedule.state import send_statuses
+from newsletter.settings import Config
 
 # The parent of every schedule module's logger: the commands show all of them.
 log = logging.getLogger("newsletter.schedule")

@@ -13,7 +13,6 @@ import click
 from newsletter.archive.publish import publish_before_send
 from newsletter.cli.context import AppContext, pass_app
 from newsletter.cli.schedule import echo_schedule_log
-from newsletter.config import Config
 from newsletter.content.issues import Issue
 from newsletter.content.publication import load_publication
 from newsletter.content.render import PreviewReader
@@ -22,6 +21,7 @@ from newsletter.delivery.interrupts import exit_code as interrupt_exit_code
 from newsletter.errors import ConfigError, DeliveryError
 from newsletter.mail.message import Reader
 from newsletter.schedule.run import send_due, what_is_due
+from newsletter.settings import Config
 from newsletter.store.store import open_store
 
 PLAIN_EVERY = 5.0  # seconds between progress lines when stdout is not a terminal

@@ -14,13 +14,13 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from newsletter.cadence import first_scheduled_on_or_after, is_scheduled_day
-from newsletter.config import WEEKDAYS, Config
 from newsletter.content.issues import Issue
 from newsletter.content.publication import Publication
 from newsletter.content.render import PreviewReader, RenderedIssue, SlotTemplate
 from newsletter.content.scaffold import SCAFFOLD_BODY, SCAFFOLD_SUMMARY
 from newsletter.content.sizecheck import size_warnings
 from newsletter.content.templatesource import template_file
+from newsletter.settings import WEEKDAYS, Config
 
 Severity = Literal["error", "warning"]
 GMAIL_CLIP_BYTES = 100 * 1024  # Gmail clips at about 102 KB; keep a margin

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from newsletter.cadence import first_scheduled_on_or_after
-from newsletter.config import Config
 from newsletter.content.numbering import assign_numbers
 from newsletter.errors import IssueError
 from newsletter.links import slugify
+from newsletter.settings import Config
 from newsletter.yamlio import load_located
 
 Status = Literal["draft", "ready"]

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from newsletter import links
-from newsletter.config import Config
 from newsletter.content.issues import Issue
+from newsletter.settings import Config
 
 if TYPE_CHECKING:  # Markdown and lxml load when an issue is rendered (a fast `send` start)
     import lxml.html

@@ -12,10 +12,10 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
-from newsletter.config import Config
 from newsletter.content.issues import Issue, find_issue, parse_issues
 from newsletter.content.numbering import Clash, assign_numbers, legacy_numbers
 from newsletter.errors import IssueError
+from newsletter.settings import Config
 from newsletter.store.store import open_store, store_exists
 
 

@@ -20,7 +20,6 @@ from urllib.parse import quote
 from markupsafe import Markup
 
 from newsletter import links
-from newsletter.config import Config
 from newsletter.content.emailbody import email_fragment
 from newsletter.content.issues import Issue
 from newsletter.content.markup import BodyLink, render_markdown
@@ -28,6 +27,7 @@ from newsletter.content.plaintext import html_to_text, text_parts
 from newsletter.content.templatefiles import Utf8Loader
 from newsletter.content.templatesource import search_path
 from newsletter.errors import TemplateError
+from newsletter.settings import Config
 
 if TYPE_CHECKING:  # jinja2 and premailer load when an issue is rendered (a fast `send` start)
     import jinja2

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from newsletter.cadence import describe, local_day, moment_on, scheduled_dates
-from newsletter.config import Config
 from newsletter.content.issues import Issue
 from newsletter.errors import IssueError
 from newsletter.links import slugify
+from newsletter.settings import Config
 
 # What `new` writes below the front-matter; `check` refuses a ready issue that still has it.
 SCAFFOLD_BODY = (

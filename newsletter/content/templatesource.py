@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.resources
 from pathlib import Path
 
-from newsletter.config import Config
+from newsletter.settings import Config
 
 PACKAGE_TEMPLATES = "templates"
 

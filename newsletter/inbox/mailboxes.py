@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from newsletter.config import ImapConfig
 from newsletter.errors import InboxError
+from newsletter.settings import ImapConfig
 
 # Our own IMAP keyword for "processed"; servers that allow no keywords get \Seen instead.
 PROCESSED_KEYWORD = "$NewsletterProcessed"

@@ -21,7 +21,6 @@ from email import policy
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 
-from newsletter.config import Config
 from newsletter.inbox.classify import (
     Classification,
     OwnAddresses,
@@ -35,6 +34,7 @@ from newsletter.inbox.quarantine import Unreadable, digest_key, parse_bounded
 from newsletter.links import bounce_base
 from newsletter.mail.oneoff import OneOffSender, outgoing
 from newsletter.mail.transport import TransportFailure
+from newsletter.settings import Config
 from newsletter.store.records import Subscriber
 from newsletter.store.store import Store
 

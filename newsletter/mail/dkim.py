@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from newsletter.config import Config, DkimConfig
 from newsletter.errors import ConfigError
+from newsletter.settings import Config, DkimConfig
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import rsa

@@ -28,7 +28,6 @@ from email.policy import SMTP
 from email.utils import format_datetime, formataddr, parseaddr
 from html import escape
 
-from newsletter.config import Config
 from newsletter.content.render import PreviewReader, RenderedIssue
 from newsletter.content.render import Reader as Reader  # re-exported: who gets a copy
 from newsletter.errors import DeliveryError
@@ -41,6 +40,7 @@ from newsletter.links import (
     unsubscribe_web_url,
 )
 from newsletter.mail import dkim
+from newsletter.settings import Config
 
 # Slot markers: plain ASCII words that quoted-printable leaves alone and no template contains.
 _HEADER_SLOT = "X-Newsletter-Reader-Slot"

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import TracebackType
 
-from newsletter.config import Config
 from newsletter.mail import dkim
 from newsletter.mail.transport import Transport, open_transport
+from newsletter.settings import Config
 
 
 @dataclass(frozen=True)

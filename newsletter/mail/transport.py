@@ -18,9 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, Protocol
 
-from newsletter.config import Config, SmtpConfig
 from newsletter.errors import DeliveryError
 from newsletter.links import ascii_address
+from newsletter.settings import Config, SmtpConfig
 
 Stage = Literal["connect", "auth", "mail", "rcpt", "data", "dot"]
 _LEADING_DOT = re.compile(rb"(?m)^\.")

@@ -23,12 +23,12 @@ from typing import Any
 
 import jinja2
 
-from newsletter.config import Config
 from newsletter.content.render import load_template, render_template, template_environment
 from newsletter.errors import NewsletterError, TemplateError
 from newsletter.mail.message import encode_text, format_mailbox, quoted_printable
 from newsletter.mail.oneoff import OneOffSender, OutgoingMail, outgoing, recipient_for
 from newsletter.mail.transport import TransportFailure
+from newsletter.settings import Config
 
 log = logging.getLogger("newsletter.web.app")
 CONFIRM_TEMPLATE = "confirm.txt"

@@ -18,10 +18,10 @@ from pygal.style import Style
 
 from newsletter.archive.build import default_out_dir
 from newsletter.archive.write import MANIFEST_NAME
-from newsletter.config import Config
 from newsletter.errors import NewsletterError
 from newsletter.fsutil import write_atomic
 from newsletter.report.figures import SOURCES, IssueFigures, Report
+from newsletter.settings import Config
 
 PAGE_NAME = "index.html"
 _STYLE = Style(
