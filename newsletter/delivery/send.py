@@ -18,14 +18,9 @@ from newsletter.config import Config
 from newsletter.content.checks import check_rendered
 from newsletter.content.issues import Issue
 from newsletter.content.render import RenderedIssue, render_issue
-from newsletter.delivery.engine import (
-    Outcome,
-    Progress,
-    SendLog,
-    SendReport,
-    classify,
-    run_send,
-)
+from newsletter.delivery.engine import SendLog, run_send
+from newsletter.delivery.lifecycle import Progress, SendReport
+from newsletter.delivery.policy import Outcome, classify
 from newsletter.delivery.workers import run_send_workers
 from newsletter.errors import DeliveryError
 from newsletter.mail import dkim

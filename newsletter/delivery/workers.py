@@ -31,19 +31,16 @@ from typing import Any, cast
 
 from newsletter.config import Config
 from newsletter.content.render import RenderedIssue
-from newsletter.delivery.engine import (
-    _BATCH,
+from newsletter.delivery.engine import _BATCH, SendLog, _RateLimit, _Run
+from newsletter.delivery.groupcommit import Item
+from newsletter.delivery.interrupts import Interrupted
+from newsletter.delivery.lifecycle import (
     Progress,
-    SendLog,
     SendReport,
-    _RateLimit,
-    _Run,
     begin_send,
     finish_send,
     next_deferred,
 )
-from newsletter.delivery.groupcommit import Item
-from newsletter.delivery.interrupts import Interrupted
 from newsletter.mail.message import BodyEncoder, IssueMessage
 from newsletter.mail.transport import Transport
 from newsletter.store.sqlite import DeliveryRow, SendRecord
