@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
@@ -267,7 +267,8 @@ class _Run:
         with self.lock:
             self.done += 1
             self.sent += event.state == "sent"
-            self.on_progress(replace(event, done=self.done))
+            # Not dataclasses.replace: ~10x its cost, once a message.
+            self.on_progress(Progress(event.state, event.email, event.reply, self.done))
 
     def prepare(self, row: DeliveryRow) -> _Message | Result:
         """The reader's message bytes and envelope, or why there can be none."""
