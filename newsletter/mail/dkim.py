@@ -10,7 +10,9 @@ OpenSSL's, through the `cryptography` package: dkimpy's pure-Python RSA took ~11
 so signing capped a send near 90 messages a second; OpenSSL takes well under a millisecond.
 dkimpy's relaxed body canonicalisation runs two regex substitutions that match every space of
 a 25 KB body (~4 ms, as much as the signature); `canonical_body` gives the same bytes with a
-few passes of bytes.replace (~0.1-0.4 ms).
+few passes of bytes.replace (~0.1-0.4 ms). An issue message's body comes in pieces, the issue's
+fixed parts the same for every reader: `signature(..., body=pieces)` hashes it piece by piece,
+each fixed piece canonicalised once per issue (`_hashed_in_pieces`).
 
 dkimpy (which imports dnspython) and cryptography are imported when a message is signed, not
 with this module: a command that signs nothing does not pay for them (`newsletter --help`).
