@@ -143,8 +143,10 @@ def child(root: Path, port: int, connections: int, key: str) -> None:
 def our_send(root: Path, port: int, connections: int, key: Path | None) -> dict[str, float]:
     command = [sys.executable, __file__, "--child", str(root), str(port), str(connections)]
     result = subprocess.run(
-        [*command, str(key) if key else "-"], check=True, capture_output=True, text=True
+        [*command, str(key) if key else "-"], check=False, capture_output=True, text=True
     )
+    if result.returncode != 0:  # say why: a bench that dies with "exit status 1" tells nothing
+        sys.exit(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr[-3000:]}")
     figures: dict[str, float] = json.loads(result.stdout.strip().splitlines()[-1])
     return figures
 

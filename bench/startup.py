@@ -51,7 +51,7 @@ def timed(module, name):
 import newsletter.content.render, newsletter.content.checks, newsletter.mail.transport
 timed(newsletter.content.render, "render_issue")
 timed(newsletter.content.checks, "check_rendered")
-file_send = newsletter.transport.FileTransport.send
+file_send = newsletter.mail.transport.FileTransport.send
 
 once = threading.Lock()  # the file transport writes on several threads: one report
 
@@ -64,7 +64,7 @@ def first(self, *args, **kwargs):
         os._exit(0)
     return reply
 
-newsletter.transport.FileTransport.send = first
+newsletter.mail.transport.FileTransport.send = first
 from newsletter.cli import main
 main(sys.argv[1:])
 """

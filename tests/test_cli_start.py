@@ -65,6 +65,18 @@ def test_a_command_loads_only_when_asked_for() -> None:
     assert "newsletter.cli.web" not in modules and "waitress" not in modules
 
 
+def test_send_loads_no_renderer_archive_or_worker_library_before_it_renders() -> None:
+    """`send`'s own start (what bench/startup.py times besides rendering): Jinja2, premailer
+    and Markdown load when the issue is rendered, the archive only when archive.out is set,
+    multiprocessing only for several SMTP connections."""
+    modules = imported_by("send", "--help")
+    assert "newsletter.cli.send" in modules and "newsletter.content.render" in modules
+    late = {"jinja2", "premailer", "markdown", "lxml", "multiprocessing", "rich", "dkim"}
+    assert not modules & late, sorted(modules & late)
+    assert not {name for name in modules if name.startswith("newsletter.archive")}
+    assert "newsletter.delivery.workers" not in modules and "newsletter.cli.schedule" not in modules
+
+
 def test_the_listed_help_is_each_commands_own() -> None:
     ctx = click.Context(main)
     for name, (module, attribute, short) in LAZY_COMMANDS.items():

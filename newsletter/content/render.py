@@ -24,7 +24,6 @@ from newsletter.content.emailbody import email_fragment
 from newsletter.content.issues import Issue
 from newsletter.content.markup import BodyLink, render_markdown
 from newsletter.content.plaintext import html_to_text, text_parts
-from newsletter.content.templatefiles import Utf8Loader
 from newsletter.content.templatesource import search_path
 from newsletter.errors import TemplateError
 from newsletter.settings import Config
@@ -145,6 +144,7 @@ def recent_issues(config: Config, issue: Issue, issues: list[Issue]) -> list[Rec
 def template_environment(config: Config, *, autoescape: bool = True) -> jinja2.Environment:
     import jinja2
 
+    from newsletter.content.templatefiles import Utf8Loader  # a jinja2 loader: jinja2 with it
 
     return jinja2.Environment(
         # The publication's templates/ overrides any single file of the package's defaults;

@@ -13,8 +13,18 @@ import contextlib
 import signal
 import threading
 from collections.abc import Callable, Iterator
+from typing import Protocol
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Stop(Protocol):
+    """A stop flag the connections watch: a threading.Event, or the worker processes' shared
+    flag (delivery.workers.SharedStop)."""
+
+    def is_set(self) -> bool: ...
+    def set(self) -> None: ...
+    def wait(self, timeout: float | None = None) -> bool: ...
 
 
 class Interrupted(KeyboardInterrupt):

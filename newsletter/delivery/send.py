@@ -18,14 +18,9 @@ from newsletter.config import Config
 from newsletter.content.checks import check_rendered
 from newsletter.content.issues import Issue
 from newsletter.content.render import RenderedIssue, render_issue
-from newsletter.delivery.engine import (
-    Outcome,
-    Progress,
-    SendReport,
-    classify,
-    run_send,
-)
-from newsletter.delivery.workers import run_send_workers
+from newsletter.delivery.engine import run_send
+from newsletter.delivery.lifecycle import Progress, SendReport
+from newsletter.delivery.policy import Outcome, classify
 from newsletter.errors import DeliveryError
 from newsletter.mail import dkim
 from newsletter.mail.message import BodyEncoder, IssueMessage, Reader, message_id
@@ -159,6 +154,10 @@ def send_issue(
     max_per_second = config.delivery.smtp.max_per_second if smtp else 0.0
     with send_lock(config, issue.slug):
         if smtp and connections > 1:  # worker processes: each opens its own store after fork
+            # Imported here: multiprocessing is not on the way to the file transport's first
+            # message (the start-up time bench/startup.py measures).
+            from newsletter.delivery.workers import run_send_workers
+
             return run_send_workers(
                 config,
                 lambda: open_store(config),

@@ -31,19 +31,16 @@ from typing import Any, cast
 
 from newsletter.config import Config
 from newsletter.content.render import RenderedIssue
-from newsletter.delivery.engine import (
-    _BATCH,
-    OTHERS_POLL,
+from newsletter.delivery.engine import _BATCH, OTHERS_POLL, _RateLimit, _Run
+from newsletter.delivery.groupcommit import Item
+from newsletter.delivery.interrupts import Interrupted
+from newsletter.delivery.lifecycle import (
     Progress,
     SendReport,
-    _RateLimit,
-    _Run,
     begin_send,
     finish_send,
     next_deferred,
 )
-from newsletter.delivery.groupcommit import Item
-from newsletter.delivery.interrupts import Interrupted
 from newsletter.mail.message import BodyEncoder, IssueMessage
 from newsletter.mail.transport import Transport
 from newsletter.store.records import DeliveryRow, SendRecord
@@ -81,16 +78,21 @@ class SharedStop:
         return True
 
 
+# One progress event on its way to the parent: (state, email, reply). Plain tuples pickle in
+# a twentieth of the time of the Progress dataclass (~0.2 us an event instead of ~4, both ends).
+_Event = tuple[str, str, str]
+
+
 class _Events:
     """A worker's progress events, batched to the parent through the worker's own pipe."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        self.batch: list[Progress] = []
+        self.batch: list[_Event] = []
         self.last = time.monotonic()
 
     def put(self, event: Progress) -> None:
-        self.batch.append(event)
+        self.batch.append((event.state, event.email, event.reply))
         now = time.monotonic()
         if (
             event.state != "sent"
@@ -99,7 +101,7 @@ class _Events:
         ):
             self.flush(now)
 
-    def take(self) -> list[Progress]:
+    def take(self) -> list[_Event]:
         """The held events, to travel with the next request for rows (one message, not two)."""
         batch, self.batch, self.last = self.batch, [], time.monotonic()
         return batch
@@ -240,10 +242,10 @@ class _Parent:
             if body:
                 self.pause(body, stop)
             return True
-        for event in body:
+        for state, email, reply in body:
             self.done += 1
-            self.sent += event.state == "sent"
-            self.on_progress(Progress(event.state, event.email, event.reply, self.done))
+            self.sent += state == "sent"
+            self.on_progress(Progress(state, email, reply, self.done))
         return False
 
 

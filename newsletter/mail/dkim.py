@@ -10,7 +10,9 @@ OpenSSL's, through the `cryptography` package: dkimpy's pure-Python RSA took ~11
 so signing capped a send near 90 messages a second; OpenSSL takes well under a millisecond.
 dkimpy's relaxed body canonicalisation runs two regex substitutions that match every space of
 a 25 KB body (~4 ms, as much as the signature); `canonical_body` gives the same bytes with a
-few passes of bytes.replace (~0.1-0.4 ms).
+few passes of bytes.replace (~0.1-0.4 ms). An issue message's body comes in pieces, the issue's
+fixed parts the same for every reader: `signature(..., body=pieces)` hashes it piece by piece,
+each fixed piece canonicalised once per issue (`_hashed_in_pieces`).
 
 dkimpy (which imports dnspython) and cryptography are imported when a message is signed, not
 with this module: a command that signs nothing does not pay for them (`newsletter --help`).
@@ -21,8 +23,10 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import itertools
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -105,8 +109,9 @@ def check(config: Config) -> None:
         private_key(config.dkim)
 
 
-def sign(config: Config, message: bytes) -> bytes:
-    """`message` with a DKIM-Signature header prepended; unchanged when dkim is not configured."""
+def sign(config: Config, message: bytes, *, body: Sequence[bytes] | None = None) -> bytes:
+    """`message` with a DKIM-Signature header prepended; unchanged when dkim is not configured.
+    `body`: the message's body in pieces, if the caller has them (see `signature`)."""
     settings = config.dkim
     if settings is None:
         return message
@@ -117,6 +122,7 @@ def sign(config: Config, message: bytes) -> bytes:
             key,
             selector=settings.selector.encode("ascii"),
             domain=settings.domain.encode("ascii"),
+            body=body,
         )
     except UnicodeEncodeError as exc:
         raise ConfigError(f"cannot DKIM-sign: {exc}", field="dkim") from None
@@ -131,10 +137,14 @@ def signature(
     domain: bytes,
     canonicalization: bytes = DEFAULT_CANONICALIZATION,
     timestamp: int | None = None,
+    body: Sequence[bytes] | None = None,
 ) -> bytes:
     """The `DKIM-Signature: ...` header line (CRLF-terminated) for `message` (RFC 6376 3.5).
 
     Every name in SIGNED_HEADERS is in h=, present or not, so nobody can add one later.
+    `body`, when given, is the message's body in pieces (`message` ends with their join): an
+    issue's fixed parts are the same objects for every reader, so their relaxed form is
+    computed once per issue (`_hashed_in_pieces`) instead of the whole body's per message.
     """
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import padding
@@ -145,8 +155,12 @@ def signature(
         policy = CanonicalizationPolicy.from_c_value(canonicalization)
     except InvalidCanonicalizationPolicyError as exc:
         raise ValueError(f"not a DKIM canonicalization: {canonicalization!r}") from exc
-    headers, body = parse(message)
-    body_hash = base64.b64encode(hashlib.sha256(canonical_body(policy, body)).digest())
+    hashed_body = _hashed_in_pieces(policy, message, body) if body is not None else None
+    if hashed_body is None:
+        headers, whole = parse(message)
+        hashed_body = headers, hashlib.sha256(canonical_body(policy, whole)).digest()
+    headers, digest = hashed_body
+    body_hash = base64.b64encode(digest)
     stamp = str(int(time.time()) if timestamp is None else timestamp).encode("ascii")
     # b= goes last and on a line of its own, so the value hashed below (b= empty) is exactly the
     # header a verifier sees once it strips the b= value, whatever the canonicalization.
@@ -199,6 +213,77 @@ def canonical_body(policy: CanonicalizationPolicy, body: bytes) -> bytes:
         body = body.replace(b"  ", b" ")
     body = body.replace(b" \r\n", b"\r\n")
     return bytes(correct_empty_body(strip_trailing_lines(body)))
+
+
+def _hashed_in_pieces(
+    policy: CanonicalizationPolicy, message: bytes, pieces: Sequence[bytes]
+) -> tuple[list[list[bytes]], bytes] | None:
+    """(headers, relaxed body's SHA-256) of `message`, whose body is the join of `pieces`;
+    None when this way cannot tell (the caller canonicalises the whole body instead).
+
+    Relaxed body canonicalisation only looks at runs of blanks and at the blank before a
+    CRLF, so it works piece by piece wherever no such run or CRLF straddles two pieces: a
+    joint where one piece ends with a blank and the next starts with a blank or CR, or a
+    bare CR or LF anywhere (dkimpy's parse rewrites those), sends the message the whole way.
+    The end of the body (trailing empty lines) is normalised on the last piece, which must
+    hold more than line ends. An issue's fixed pieces are canonicalised once (`_relaxed_cached`)."""
+    from dkim import rfc822_parse
+    from dkim.canonicalization import Relaxed, strip_trailing_lines
+
+    parts = [piece for piece in pieces if piece]
+    head = message[: len(message) - sum(map(len, parts))]
+    if (
+        policy.body_algorithm is not Relaxed
+        or not parts
+        or head.find(b"\r\n\r\n") != len(head) - 4  # the first blank line ends the headers
+        or not _crlf_only(head)
+        or not message.endswith(b"".join(parts))
+    ):
+        return None
+    for before, after in itertools.pairwise(parts):
+        if before[-1] in _BLANKS and after[0] in _BLANKS_OR_CR:
+            return None
+    canonical: list[bytes] = []
+    for part in parts:
+        relaxed = _relaxed_cached(part)
+        if relaxed is None:
+            return None
+        canonical.append(relaxed)
+    if not canonical[-1].replace(b"\r\n", b""):
+        return None
+    canonical[-1] = strip_trailing_lines(canonical[-1])
+    digest = hashlib.sha256()
+    for piece in canonical:
+        digest.update(piece)
+    headers, _ = rfc822_parse(head)
+    return headers, digest.digest()
+
+
+_BLANKS = b" \t"
+_BLANKS_OR_CR = b" \t\r"
+
+
+def _crlf_only(data: bytes) -> bool:
+    """No bare CR or LF: every line end is CRLF."""
+    crlf = data.count(b"\r\n")
+    return data.count(b"\n") == crlf and data.count(b"\r") == crlf
+
+
+def _relaxed(piece: bytes) -> bytes | None:
+    """`canonical_body`'s blank-squeezing for one piece (no end-of-body step); None when the
+    piece holds a bare CR or LF."""
+    if not _crlf_only(piece):
+        return None
+    piece = piece.replace(b"\t", b" ")
+    while b"  " in piece:
+        piece = piece.replace(b"  ", b" ")
+    return piece.replace(b" \r\n", b"\r\n")
+
+
+# An issue's fixed parts (~30 pieces, the same bytes objects for every reader: each one's hash
+# is computed once) stay, being used by every message; a reader's own pieces (~8 a message)
+# pass through. Bounded, so a send's memory stays flat however many readers it has.
+_relaxed_cached = functools.lru_cache(maxsize=256)(_relaxed)
 
 
 def _fold_names(names: list[bytes]) -> bytes:

@@ -178,6 +178,11 @@ class QuotedPrintableTemplate:
         self.literals = [_qp_piece(literal) if literal else b"" for literal in parts[0::2]]
 
     def fill(self, values: Sequence[str]) -> bytes:
+        return b"".join(self.pieces(values))
+
+    def pieces(self, values: Sequence[str]) -> list[bytes]:
+        """`fill` unjoined: the literals stay the same objects for every reader, so the DKIM
+        signer canonicalises each once per issue (newsletter.mail.dkim.signature's `body`)."""
         out = [self.literals[0]]
         encoded = {value: _qp_piece(value) for value in set(values)}  # slots repeat values
         for value, literal in zip(values, self.literals[1:], strict=True):
@@ -185,11 +190,13 @@ class QuotedPrintableTemplate:
                 out += (_SOFT_BREAK, encoded[value])
             if literal:
                 out += (_SOFT_BREAK, literal)
-        body = b"".join(out)
+        end = b"".join(
+            out[-3:]
+        )  # the body's last 3 bytes at least: no piece but the first is empty
         # The body ends with a line break before the MIME boundary.
-        if not body.endswith(b"\r\n") or body.endswith(_SOFT_BREAK):
-            body += b"\r\n"
-        return body
+        if not end.endswith(b"\r\n") or end.endswith(_SOFT_BREAK):
+            out.append(b"\r\n")
+        return out
 
 
 def _domain(address: str) -> str:
@@ -258,7 +265,11 @@ class IssueMessage:
         html_at = rest.index(_HTML_SLOT.encode() + b"\r\n")
         if head or text_at > html_at:
             raise AssertionError("the skeleton's slots moved")  # a stdlib change, not a user's
-        self._mime_head = rest[:text_at]
+        # The header block ends at the first blank line; the body starts with the MIME preamble.
+        headers_end = rest.index(b"\r\n\r\n") + 4
+        if headers_end > text_at:
+            raise AssertionError("the skeleton's slots moved")
+        self._mime_headers, self._body_head = rest[:headers_end], rest[headers_end:text_at]
         self._between = rest[text_at + len(_TEXT_SLOT) + 2 : html_at]
         self._tail = rest[html_at + len(_HTML_SLOT) + 2 :]
 
@@ -302,27 +313,22 @@ class IssueMessage:
         )
 
     def render_encoded(
-        self, reader: Reader, *, html: bytes, text: bytes, msgid: str | None = None
+        self,
+        reader: Reader,
+        *,
+        html: bytes | list[bytes],
+        text: bytes | list[bytes],
+        msgid: str | None = None,
     ) -> bytes:
-        """`render` with bodies already quoted-printable (from a QuotedPrintableTemplate)."""
+        """`render` with bodies already quoted-printable (from a QuotedPrintableTemplate),
+        whole or in its pieces (`QuotedPrintableTemplate.pieces`, cheaper to sign)."""
         to, per_reader = self.reader_headers(reader, msgid=msgid)
-        return dkim.sign(
-            self.config,
-            b"".join(
-                (
-                    self._head_from,
-                    to,
-                    self._head_middle,
-                    per_reader,
-                    self._head_static,
-                    self._mime_head,
-                    text,
-                    self._between,
-                    html,
-                    self._tail,
-                )
-            ),
-        )
+        text_parts = [text] if isinstance(text, bytes) else text
+        html_parts = [html] if isinstance(html, bytes) else html
+        body = [self._body_head, *text_parts, self._between, *html_parts, self._tail]
+        head = (self._head_from, to, self._head_middle, per_reader, self._head_static)
+        message = b"".join((*head, self._mime_headers, *body))
+        return dkim.sign(self.config, message, body=body)
 
 
 def _checked_token(token: str) -> str:
@@ -359,23 +365,23 @@ class BodyEncoder:
         self.text = QuotedPrintableTemplate(rendered.text.parts)
         probe = PreviewReader(first_name='Zoë "<&>" O\'Neil, Jr', token="probe")
         expected = rendered.personalise(probe)
-        html, text = self._fast(probe)
+        html, text = (b"".join(pieces) for pieces in self._fast(probe))
         self.fast = _decoded(html) == _lines(expected.html) and _decoded(text) == _lines(
             expected.text
         )
 
-    def _fast(self, reader: Reader) -> tuple[bytes, bytes]:
+    def _fast(self, reader: Reader) -> tuple[list[bytes], list[bytes]]:
         raw = self.rendered.slot_values(reader)
         html = [escape(raw[name], quote=True) for name in self.rendered.html.slots]
         text = [raw[name] for name in self.rendered.text.slots]
-        return self.html.fill(html), self.text.fill(text)
+        return self.html.pieces(html), self.text.pieces(text)
 
-    def encode(self, reader: Reader) -> tuple[bytes, bytes]:
-        """(html, text), quoted-printable."""
+    def encode(self, reader: Reader) -> tuple[list[bytes], list[bytes]]:
+        """(html, text), quoted-printable, each in pieces to be joined (`render_encoded`)."""
         if self.fast:
             return self._fast(reader)
         body = self.rendered.personalise(reader)
-        return quoted_printable(body.html), quoted_printable(body.text)
+        return [quoted_printable(body.html)], [quoted_printable(body.text)]
 
 
 def _lines(text: str) -> str:
