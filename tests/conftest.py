@@ -47,6 +47,28 @@ def missing(reason: str) -> None:
     pytest.skip(reason)
 
 
+# The modules whose tests take longest (a wheel built and installed, a year of cron runs,
+# Chromium, real servers under load), longest first. They run first, so that under pytest-xdist
+# (`make test` runs -n auto) no worker is left at the end with one of them while the others
+# idle. Only the order changes: a module missing from here runs in its usual place.
+SLOW_FIRST = (
+    "test_standalone.py",
+    "test_email_browser.py",
+    "test_archive_browser.py",
+    "test_year_of_publishing.py",
+    "test_schedule_run.py",
+    "test_web_load.py",
+    "test_schedule_cli.py",
+    "test_send_cli.py",
+    "test_send_stop.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: n for n, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_FIRST)))  # stable
+
+
 @pytest.fixture
 def publication(tmp_path: Path) -> Path:
     """A private copy of the bundled sample publication; returns its root."""
