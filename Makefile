@@ -41,8 +41,9 @@ test: $(STAMP)
 ## read once (FAKETIME_CACHE_DURATION): re-reading FAKETIME on every clock call raced with
 ## tests setting environment variables while a server thread waited in select(), and crashed
 ## pytest (SIGSEGV in getenv). A run still killed by a signal is run once more; a failing test
-## never is. The pytest-xdist workers inherit LD_PRELOAD and FAKETIME; tests/test_faked_clock.py
-## fails if the clock where the tests run is not the faked one.
+## never is; under pytest-xdist a crashed worker's test is run once more instead (conftest.py).
+## The workers inherit LD_PRELOAD and FAKETIME; tests/test_faked_clock.py fails if the clock
+## where the tests run is not the faked one.
 FAKETIME_AT = "2026-10-06 10:00:00" "2026-12-31 23:59:00"
 FAKETIME_LIB = $(shell $(BIN)/python -c 'import libfaketime, pathlib; print(pathlib.Path(libfaketime.__file__).parent / "vendor/libfaketime/src/libfaketime.so.1")' 2>/dev/null)
 test-faketime: $(STAMP)
