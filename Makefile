@@ -23,10 +23,12 @@ run: $(STAMP)
 	$(BIN)/newsletter status
 
 ## The whole test suite, then the linters: all three run even when one fails, and the
-## target fails if any did.
+## target fails if any did. The suite runs on every core (pytest-xdist; TEST_JOBS=0 runs it in
+## one process): most tests wait on servers and subprocesses, and CI has two cores.
+TEST_JOBS ?= auto
 test: $(STAMP)
 	@status=0; \
-	$(BIN)/pytest -q || status=1; \
+	$(BIN)/pytest -q -n $(TEST_JOBS) || status=1; \
 	$(BIN)/ruff check newsletter tests bench || status=1; \
 	$(BIN)/mypy || status=1; \
 	exit $$status
@@ -39,7 +41,9 @@ test: $(STAMP)
 ## read once (FAKETIME_CACHE_DURATION): re-reading FAKETIME on every clock call raced with
 ## tests setting environment variables while a server thread waited in select(), and crashed
 ## pytest (SIGSEGV in getenv). A run still killed by a signal is run once more; a failing test
-## never is.
+## never is; under pytest-xdist a crashed worker's test is run once more instead (conftest.py).
+## The workers inherit LD_PRELOAD and FAKETIME; tests/test_faked_clock.py fails if the clock
+## where the tests run is not the faked one.
 FAKETIME_AT = "2026-10-06 10:00:00" "2026-12-31 23:59:00"
 FAKETIME_LIB = $(shell $(BIN)/python -c 'import libfaketime, pathlib; print(pathlib.Path(libfaketime.__file__).parent / "vendor/libfaketime/src/libfaketime.so.1")' 2>/dev/null)
 test-faketime: $(STAMP)
@@ -47,7 +51,7 @@ test-faketime: $(STAMP)
 	  for attempt in 1 2; do \
 	    echo "== the clock at $$at"; \
 	    LD_PRELOAD=$(FAKETIME_LIB) FAKETIME="@$$at" FAKETIME_DONT_FAKE_MONOTONIC=1 FAKETIME_CACHE_DURATION=86400 \
-	      $(BIN)/pytest -q -p no:cacheprovider -m "not real_clock"; rc=$$?; \
+	      $(BIN)/pytest -q -p no:cacheprovider -n $(TEST_JOBS) -m "not real_clock"; rc=$$?; \
 	    [ $$rc -eq 0 ] && break; \
 	    [ $$rc -lt 128 ] || [ $$attempt -eq 2 ] && exit 1; \
 	    echo "== pytest was killed by signal $$((rc - 128)) (libfaketime): once more"; \
