@@ -5,6 +5,7 @@ being `unknown` (sent or not, no one can tell) or a duplicate."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 from pgserver import PostgresServer
 from test_send_cli import NEWSLETTER, SLUG, add_readers, smtp_env
 
@@ -74,3 +76,11 @@ def test_three_senders_one_killed_every_reader_served_once(
     assert set(emails) - set(received) <= unknown
     duplicates = sum(n - 1 for n in received.values())
     assert duplicates <= 1, received.most_common(3)
+    # `status` names each sender with its rows; together they account for every reader.
+    shown = run_cli(publication, "status", SLUG, "--json")
+    assert shown.code == 0, shown.stderr
+    senders = json.loads(shown.stdout)[0]["senders"]
+    assert len(senders) == SENDERS and not any(s["running"] for s in senders)
+    assert sum(sum(s["counts"].values()) for s in senders) == READERS
+    text = run_cli(publication, "status", SLUG).stdout
+    assert text.count(" sender ") == SENDERS and "gone" in text

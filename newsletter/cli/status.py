@@ -33,6 +33,9 @@ def status_json(store: Store, issues: list[Issue]) -> list[dict[str, Any]]:
             "counts": store.sends.delivery_counts(send.id),
             "failures": [{"email": r.email, "state": r.state, "reply": r.last_reply}
                          for r in failures[:SHOWN_FAILURES]],
+            "senders": [{"id": s.id, "host": s.host, "pid": s.pid, "running": s.running,
+                         "started_at": s.started_at.isoformat(), "counts": s.counts}
+                        for s in store.sends.senders(send.id)],
         })  # fmt: skip
     return out
 
@@ -84,6 +87,13 @@ def status(app: AppContext, issue_ref: str | None, as_json: bool) -> None:
         click.echo(f"{issue.slug}: started {send.started_at:%Y-%m-%d %H:%M} UTC{finished}")
         for state, count in counts.items():
             click.echo(f"  {state:<10}{count:>8}")
+        for sender in store.sends.senders(send.id):  # several senders on PostgreSQL
+            rows_text = ", ".join(f"{n} {state}" for state, n in sender.counts.items()) or "no rows"
+            alive = "running" if sender.running else "gone"
+            click.echo(
+                f"  sender {sender.id} on {sender.host} (pid {sender.pid}, {alive},"
+                f" since {sender.started_at:%H:%M} UTC): {rows_text}"
+            )
         rows = store.sends.deliveries_in_state(send.id, delivery.TROUBLE)
         rows += store.sends.held_back(send.id, SHOWN_FAILURES + 1)  # a paused send's (issue 13)
         for row in rows[:SHOWN_FAILURES]:

@@ -10,8 +10,11 @@ interrupts at once, for an operator who cannot wait for a slow server (that row 
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
+import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
@@ -20,11 +23,35 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 class Stop(Protocol):
     """A stop flag the connections watch: a threading.Event, or the worker processes' shared
-    flag (delivery.workers.SharedStop)."""
+    flag (SharedStop)."""
 
     def is_set(self) -> bool: ...
     def set(self) -> None: ...
     def wait(self, timeout: float | None = None) -> bool: ...
+
+
+class SharedStop:
+    """A stop flag in shared memory. No lock: a killed process cannot leave it held. A worker
+    also stops when its parent is gone (killed), after recording the message in flight."""
+
+    def __init__(self) -> None:
+        self.flag = multiprocessing.get_context("fork").RawValue("b", 0)
+        self.parent = os.getpid()
+
+    def is_set(self) -> bool:
+        return bool(self.flag.value) or os.getppid() != self.parent != os.getpid()
+
+    def set(self) -> None:
+        self.flag.value = 1
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.is_set():
+            left = 0.05 if deadline is None else min(0.05, deadline - time.monotonic())
+            if left <= 0:
+                return False
+            time.sleep(left)
+        return True
 
 
 class Interrupted(KeyboardInterrupt):

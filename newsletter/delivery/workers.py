@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
-import os
 import signal
 import sys
 import time
@@ -33,7 +32,7 @@ from newsletter.config import Config
 from newsletter.content.render import RenderedIssue
 from newsletter.delivery.engine import _BATCH, OTHERS_POLL, _RateLimit, _Run
 from newsletter.delivery.groupcommit import Item
-from newsletter.delivery.interrupts import Interrupted
+from newsletter.delivery.interrupts import Interrupted, SharedStop
 from newsletter.delivery.lifecycle import (
     Progress,
     SendReport,
@@ -52,30 +51,6 @@ _FLUSH_BATCH = 100
 # Rows per request: small enough that the workers finish together (50 rows are ~0.1 s of one
 # connection), large enough that asking the parent is not a cost (10 cost ~4% of the CPU).
 _SHARE = 50
-
-
-class SharedStop:
-    """A stop flag in shared memory. No lock: a killed process cannot leave it held. A worker
-    also stops when its parent is gone (killed), after recording the message in flight."""
-
-    def __init__(self) -> None:
-        self.flag = multiprocessing.get_context("fork").RawValue("b", 0)
-        self.parent = os.getpid()
-
-    def is_set(self) -> bool:
-        return bool(self.flag.value) or os.getppid() != self.parent != os.getpid()
-
-    def set(self) -> None:
-        self.flag.value = 1
-
-    def wait(self, timeout: float | None = None) -> bool:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not self.is_set():
-            left = 0.05 if deadline is None else min(0.05, deadline - time.monotonic())
-            if left <= 0:
-                return False
-            time.sleep(left)
-        return True
 
 
 # One progress event on its way to the parent: (state, email, reply). Plain tuples pickle in

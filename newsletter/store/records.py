@@ -150,3 +150,15 @@ class Signup:
     created_at: datetime
     expires_at: datetime
     confirmed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class SenderProgress:
+    """One sender of a send on a server store (store.sends): where it ran, and its rows."""
+
+    id: int
+    host: str
+    pid: int
+    started_at: datetime
+    running: bool  # its connection is still there
+    counts: dict[str, int]  # rows it reserved or claimed, per state

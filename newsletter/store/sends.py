@@ -29,6 +29,7 @@ from newsletter.store.records import (
     DELIVERY_STATES,
     DeliveryRow,
     DeliveryState,
+    SenderProgress,
     SendRecord,
     delivery_from_row,
 )
@@ -109,6 +110,36 @@ class SendLog:
                 ).fetchone()
                 is not None
             )
+
+    def senders(self, send_id: int) -> list[SenderProgress]:
+        """Who shares the send (a server store; none on SQLite): each sender's rows per state,
+        and whether its connection is still there."""
+        if not self._server:
+            return []
+        own = set(self._senders.values())
+        with self._db.write(exclusive=False) as tx:
+            rows = tx.execute(
+                "SELECT id, host, pid, started_at, ended_at FROM senders WHERE send_id = ?"
+                " ORDER BY id",
+                (send_id,),
+            ).fetchall()
+            running = {
+                sid: ended is None and (sid in own or not _take_lock(tx, sid))
+                for sid, _, _, _, ended in rows
+            }
+            counts: dict[int, dict[str, int]] = {}
+            for sender, state, count in tx.execute(
+                "SELECT sender_id, state, count(*) FROM deliveries WHERE send_id = ?"
+                " AND sender_id IS NOT NULL GROUP BY sender_id, state",
+                (send_id,),
+            ):
+                counts.setdefault(sender, {})[state] = count
+        return [
+            SenderProgress(
+                sid, host, pid, datetime.fromisoformat(at), running[sid], counts.get(sid, {})
+            )
+            for sid, host, pid, at, _ in rows
+        ]
 
     def settle_interrupted(self, send_id: int) -> int:
         """Rows a stopped run left `in_flight` (handed to a server, no answer heard) become
