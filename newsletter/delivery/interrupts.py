@@ -10,7 +10,6 @@ interrupts at once, for an operator who cannot wait for a slow server (that row 
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import os
 import signal
 import threading
@@ -35,6 +34,9 @@ class SharedStop:
     also stops when its parent is gone (killed), after recording the message in flight."""
 
     def __init__(self) -> None:
+        # Imported here: only sends with several SMTP connections fork (a plain start skips it).
+        import multiprocessing
+
         self.flag = multiprocessing.get_context("fork").RawValue("b", 0)
         self.parent = os.getpid()
 
