@@ -16,8 +16,6 @@ lock), and none of this is needed.
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -33,64 +31,25 @@ from newsletter.store.records import (
     SendRecord,
     delivery_from_row,
 )
+from newsletter.store.senders import INTERRUPTED, SenderRegistry
 
 # The send runner's group commit: (delivery_id, state, reply, next_attempt_at, claim), where
 # claim is (next delivery_id, its Message-ID) or None.
 Outcome = tuple[int, DeliveryState, str | None, datetime | None, tuple[int, str] | None]
-# The first key of the senders' advisory locks (the second is the sender's id): this
-# program's own constant, beside pg_schema's MIGRATION_LOCK and postgres.WRITE_LOCK.
-_SENDER_LOCK = 1852798068
-INTERRUPTED = "in flight when an earlier run stopped"
 
 
 class SendLog:
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._senders: dict[int, int] = {}  # send id -> this connection's sender id (server)
+        self._registry = SenderRegistry()  # this connection's senders (a server store)
 
     @property
     def _server(self) -> bool:
         return self._db.dialect == "postgresql"
 
     def _sender(self, tx: Tx, send_id: int) -> int | None:
-        """On a server, this connection's sender for the send: registered on first use and
-        held alive by a session advisory lock until the connection closes."""
-        if not self._server:
-            return None
-        if send_id not in self._senders:
-            sender = tx.execute(
-                "INSERT INTO senders (send_id, host, pid, started_at) VALUES (?, ?, ?, ?)"
-                " RETURNING id",
-                (send_id, socket.gethostname(), os.getpid(), now_stamp()),
-            ).fetchone()[0]
-            tx.execute("SELECT pg_advisory_lock(?::integer, ?::integer)", (_SENDER_LOCK, sender))
-            self._senders[send_id] = sender
-        return self._senders[send_id]
-
-    def _settle_dead_senders(self, tx: Tx, send_id: int) -> int:
-        """Free the reserved rows of senders whose connection is gone, and turn their
-        in-flight rows `unknown`. Returns how many rows became unknown."""
-        own = set(self._senders.values())
-        dead = [
-            sender
-            for (sender,) in tx.execute(
-                "SELECT id FROM senders WHERE send_id = ? AND ended_at IS NULL", (send_id,)
-            ).fetchall()
-            if sender not in own and _take_lock(tx, sender)
-        ]
-        if not dead:
-            return 0
-        now = now_stamp()
-        which = marks(len(dead))
-        tx.execute(f"UPDATE senders SET ended_at = ? WHERE id IN ({which})", (now, *dead))
-        return int(
-            tx.execute(
-                "UPDATE deliveries SET state = 'unknown', attempts = attempts + 1,"
-                " last_reply = ?, updated_at = ?"
-                f" WHERE send_id = ? AND state = 'in_flight' AND sender_id IN ({which})",
-                (INTERRUPTED, now, send_id, *dead),
-            ).rowcount
-        )
+        """This connection's sender for the send, on a server (store.senders)."""
+        return self._registry.register(tx, send_id) if self._server else None
 
     def others_busy(self, send_id: int) -> bool:
         """Whether other live senders still hold rows of the send (reserved or in flight): a
@@ -99,47 +58,15 @@ class SendLog:
         if not self._server:
             return False
         with self._db.write(exclusive=False) as tx:
-            self._settle_dead_senders(tx, send_id)
-            own = list(self._senders.values()) or [0]
-            return (
-                tx.execute(
-                    "SELECT 1 FROM deliveries d JOIN senders s ON s.id = d.sender_id"
-                    " WHERE d.send_id = ? AND d.state IN ('pending', 'in_flight')"
-                    f" AND s.ended_at IS NULL AND s.id NOT IN ({marks(len(own))}) LIMIT 1",
-                    (send_id, *own),
-                ).fetchone()
-                is not None
-            )
+            return self._registry.others_busy(tx, send_id)
 
     def senders(self, send_id: int) -> list[SenderProgress]:
         """Who shares the send (a server store; none on SQLite): each sender's rows per state,
         and whether its connection is still there."""
         if not self._server:
             return []
-        own = set(self._senders.values())
         with self._db.write(exclusive=False) as tx:
-            rows = tx.execute(
-                "SELECT id, host, pid, started_at, ended_at FROM senders WHERE send_id = ?"
-                " ORDER BY id",
-                (send_id,),
-            ).fetchall()
-            running = {
-                sid: ended is None and (sid in own or not _take_lock(tx, sid))
-                for sid, _, _, _, ended in rows
-            }
-            counts: dict[int, dict[str, int]] = {}
-            for sender, state, count in tx.execute(
-                "SELECT sender_id, state, count(*) FROM deliveries WHERE send_id = ?"
-                " AND sender_id IS NOT NULL GROUP BY sender_id, state",
-                (send_id,),
-            ):
-                counts.setdefault(sender, {})[state] = count
-        return [
-            SenderProgress(
-                sid, host, pid, datetime.fromisoformat(at), running[sid], counts.get(sid, {})
-            )
-            for sid, host, pid, at, _ in rows
-        ]
+            return self._registry.progress(tx, send_id)
 
     def settle_interrupted(self, send_id: int) -> int:
         """Rows a stopped run left `in_flight` (handed to a server, no answer heard) become
@@ -154,7 +81,7 @@ class SendLog:
                     " WHERE send_id = ? AND state = 'in_flight' AND sender_id IS NULL",
                     (INTERRUPTED, now_stamp(), send_id),
                 ).rowcount
-                return int(orphans) + self._settle_dead_senders(tx, send_id)
+                return int(orphans) + self._registry.settle_dead(tx, send_id)
             return int(
                 tx.execute(
                     "UPDATE deliveries SET state = 'unknown', attempts = attempts + 1,"
@@ -214,7 +141,7 @@ class SendLog:
             sender = self._sender(tx, send_id)
             mine = ""
             if sender is not None:
-                self._settle_dead_senders(tx, send_id)
+                self._registry.settle_dead(tx, send_id)
                 # Rows no other live sender reserved, and none another is locking right now.
                 mine = (
                     " AND (d.sender_id IS NULL OR d.sender_id = ? OR d.sender_id IN"
@@ -290,18 +217,24 @@ class SendLog:
         # Single-row conditional UPDATEs: row locks suffice, other senders commit alongside.
         with self._db.write(exclusive=False) as tx:
             for delivery_id, state, reply, due, claim in items:
-                tx.execute(
-                    "UPDATE deliveries SET state = ?, last_reply = ?, next_attempt_at = ?,"
-                    " attempts = attempts + ?, updated_at = ? WHERE id = ?",
-                    (
-                        state,
-                        reply,
-                        stamp(due) if due else None,
-                        1 if state in ATTEMPTED else 0,
-                        now,
-                        delivery_id,
-                    ),
+                record = (
+                    state,
+                    reply,
+                    stamp(due) if due else None,
+                    1 if state in ATTEMPTED else 0,
+                    now,
+                    delivery_id,
                 )
+                if claim is not None and self._server:
+                    # One statement for the result and the next claim: on a server each
+                    # statement is a round trip, and they were most of a message's cost.
+                    sender = self._claimer(tx, claim[0])
+                    found = tx.execute(
+                        _RECORD_AND_CLAIM, (*record, *_claim_parameters(claim, now, sender))
+                    )
+                    claimed.append(found.fetchone()[0] == 1)
+                    continue
+                tx.execute(_RECORD, record)
                 if claim is not None:
                     sender = self._claimer(tx, claim[0])
                     claimed.append(_claim(tx, *claim, now, sender))
@@ -310,9 +243,13 @@ class SendLog:
         return claimed
 
     def _claimer(self, tx: Tx, delivery_id: int) -> int | None:
-        """This connection's sender for the send the row belongs to (None on SQLite)."""
+        """This connection's sender for the send the row belongs to (None on SQLite). A
+        connection sends one issue at a time (each send opens its own store), so once it has
+        a sender, its claims are that send's."""
         if not self._server:
             return None
+        if (only := self._registry.only()) is not None:
+            return only
         row = tx.execute("SELECT send_id FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
         return None if row is None else self._sender(tx, row[0])
 
@@ -359,6 +296,36 @@ class SendLog:
             )
 
 
+_RECORD = (
+    "UPDATE deliveries SET state = ?, last_reply = ?, next_attempt_at = ?,"
+    " attempts = attempts + ?, updated_at = ? WHERE id = ?"
+)
+_ACTIVE = (
+    "EXISTS (SELECT 1 FROM subscribers s WHERE s.id = d.subscriber_id AND s.status = 'active')"
+)
+# PostgreSQL: _RECORD, then _claim's two UPDATEs (in flight, else skipped: their conditions
+# exclude each other), in one statement; the count says whether the row was claimed.
+_RECORD_AND_CLAIM = f"""
+WITH recorded AS ({_RECORD}),
+claimed AS (
+    UPDATE deliveries d SET state = 'in_flight', message_id = ?, updated_at = ?,
+        sender_id = coalesce(?, d.sender_id)
+    WHERE d.id = ? AND d.state IN ('pending', 'deferred') AND {_ACTIVE} RETURNING d.id
+),
+skipped AS (
+    UPDATE deliveries d SET state = 'skipped', updated_at = ?, last_reply = 'reader ' ||
+        coalesce((SELECT status FROM subscribers WHERE id = d.subscriber_id), 'forgotten')
+        || ' before delivery'
+    WHERE d.id = ? AND d.state IN ('pending', 'deferred') AND NOT {_ACTIVE}
+)
+SELECT count(*) FROM claimed"""
+
+
+def _claim_parameters(claim: tuple[int, str], now: str, sender: int | None) -> tuple[object, ...]:
+    delivery_id, message_id = claim
+    return (message_id, now, sender, delivery_id, now, delivery_id)
+
+
 def _claim(tx: Tx, delivery_id: int, message_id: str, now: str, sender: int | None) -> bool:
     """Mark a due row in_flight (by `sender`, on a server) if its reader is still active, else
     skipped; False if it was not due (pending or deferred) or was skipped."""
@@ -377,13 +344,3 @@ def _claim(tx: Tx, delivery_id: int, message_id: str, now: str, sender: int | No
         (now, delivery_id),
     )
     return False
-
-
-def _take_lock(tx: Tx, sender: int) -> bool:
-    """Whether `sender` is gone: its advisory lock is free (taken and given back at once)."""
-    taken = tx.execute(
-        "SELECT pg_try_advisory_lock(?::integer, ?::integer)", (_SENDER_LOCK, sender)
-    ).fetchone()[0]
-    if taken:
-        tx.execute("SELECT pg_advisory_unlock(?::integer, ?::integer)", (_SENDER_LOCK, sender))
-    return bool(taken)
