@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import sys
 import threading
 import tracemalloc
 from collections.abc import Iterator
@@ -421,3 +422,11 @@ def test_a_full_disk_is_a_store_error_and_the_transaction_is_undone(sqlite_store
         store.imports.import_subscribers(rows, source="test")
     assert store.subscribers.counts()["active"] == 1
     assert not store.db._db.in_transaction
+
+
+def test_a_postgresql_store_without_psycopg_is_a_one_line_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if the extra were not installed
+    with pytest.raises(StoreError, match=r"pip install 'newsletter\[postgres\]'"):
+        open_url("postgresql://news@db.example.com/newsletter", tmp_path)

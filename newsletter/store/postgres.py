@@ -82,7 +82,13 @@ class PostgresDatabase:
     dialect = "postgresql"
 
     def __init__(self, url: str, *, timeout: float = 60.0) -> None:
-        import psycopg  # the optional extra: imported only when a store asks for PostgreSQL
+        try:
+            import psycopg  # the optional extra: imported only when a store asks for PostgreSQL
+        except ImportError:
+            raise StoreError(
+                "a PostgreSQL store needs psycopg: pip install 'newsletter[postgres]'",
+                field="store",
+            ) from None
 
         self.url = url
         self.path = redact(url)
