@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Sequence
 from datetime import datetime
 
 from newsletter.store.database import Tx, marks, now_stamp
@@ -61,14 +62,7 @@ class SenderRegistry:
         now = now_stamp()
         which = marks(len(dead))
         tx.execute(f"UPDATE senders SET ended_at = ? WHERE id IN ({which})", (now, *dead))
-        return int(
-            tx.execute(
-                "UPDATE deliveries SET state = 'unknown', attempts = attempts + 1,"
-                " last_reply = ?, updated_at = ?"
-                f" WHERE send_id = ? AND state = 'in_flight' AND sender_id IN ({which})",
-                (INTERRUPTED, now, send_id, *dead),
-            ).rowcount
-        )
+        return settle_in_flight(tx, send_id, f"sender_id IN ({which})", dead)
 
     def others_busy(self, tx: Tx, send_id: int) -> bool:
         """Whether other live senders hold rows of the send, reserved or in flight."""
@@ -108,6 +102,21 @@ class SenderRegistry:
             )
             for sid, host, pid, at, _ in rows
         ]
+
+
+def settle_in_flight(
+    tx: Tx, send_id: int, which: str = "1 = 1", params: Sequence[object] = ()
+) -> int:
+    """The send's `in_flight` rows matching `which` become `unknown` (handed to a server, no
+    answer heard: as after a crash), counted as an attempt. Returns how many."""
+    return int(
+        tx.execute(
+            "UPDATE deliveries SET state = 'unknown', attempts = attempts + 1,"
+            " last_reply = ?, updated_at = ?"
+            f" WHERE send_id = ? AND state = 'in_flight' AND {which}",
+            (INTERRUPTED, now_stamp(), send_id, *params),
+        ).rowcount
+    )
 
 
 def _take_lock(tx: Tx, sender: int) -> bool:

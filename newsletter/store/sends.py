@@ -31,7 +31,7 @@ from newsletter.store.records import (
     SendRecord,
     delivery_from_row,
 )
-from newsletter.store.senders import INTERRUPTED, SenderRegistry
+from newsletter.store.senders import SenderRegistry, settle_in_flight
 
 # The send runner's group commit: (delivery_id, state, reply, next_attempt_at, claim), where
 # claim is (next delivery_id, its Message-ID) or None.
@@ -73,22 +73,11 @@ class SendLog:
         `unknown`: on SQLite every such row (one sender at a time), on a server those of
         senders that are gone. Returns how many."""
         with self._db.write(exclusive=False) as tx:
-            if self._server:
-                # Rows claimed before senders were kept (schema 4) have no sender.
-                orphans = tx.execute(
-                    "UPDATE deliveries SET state = 'unknown', attempts = attempts + 1,"
-                    " last_reply = ?, updated_at = ?"
-                    " WHERE send_id = ? AND state = 'in_flight' AND sender_id IS NULL",
-                    (INTERRUPTED, now_stamp(), send_id),
-                ).rowcount
-                return int(orphans) + self._registry.settle_dead(tx, send_id)
-            return int(
-                tx.execute(
-                    "UPDATE deliveries SET state = 'unknown', attempts = attempts + 1,"
-                    " last_reply = ?, updated_at = ? WHERE send_id = ? AND state = 'in_flight'",
-                    (INTERRUPTED, now_stamp(), send_id),
-                ).rowcount
-            )
+            if not self._server:
+                return settle_in_flight(tx, send_id)
+            # Rows claimed before senders were kept (schema 4) have no sender.
+            orphans = settle_in_flight(tx, send_id, "sender_id IS NULL")
+            return orphans + self._registry.settle_dead(tx, send_id)
 
     def _send(self, where: str, value: Any) -> SendRecord | None:
         rows = self._db.rows(
