@@ -16,7 +16,7 @@ from conftest import SAMPLE_TODAY
 
 from newsletter.config import load_config
 from newsletter.content.issues import find_issue, load_issues
-from newsletter.delivery import engine as sendrun
+from newsletter.delivery import outgoing
 from newsletter.delivery import send as delivery
 from newsletter.errors import DeliveryError
 from newsletter.mail.message import message_id
@@ -408,16 +408,16 @@ def test_the_rate_limit_spaces_messages_evenly(monkeypatch: pytest.MonkeyPatch) 
     """max_per_second: each message gets the next slot 1/rate after the previous one."""
     clock = [100.0]
     slept: list[float] = []
-    monkeypatch.setattr(sendrun.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(sendrun.time, "sleep", slept.append)
-    limiter = sendrun._RateLimit(4)
+    monkeypatch.setattr(outgoing.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(outgoing.time, "sleep", slept.append)
+    limiter = outgoing.RateLimit(4)
     for _ in range(3):
         limiter.wait()
     assert slept == [0.25, 0.5]  # the first goes at once; nobody waited meanwhile
     clock[0] += 10  # idle for a while: no burst credit beyond the next slot
     limiter.wait()
     assert slept == [0.25, 0.5]
-    sendrun._RateLimit(0).wait()  # 0: no limit
+    outgoing.RateLimit(0).wait()  # 0: no limit
     assert slept == [0.25, 0.5]
 
 

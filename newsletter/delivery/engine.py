@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from newsletter.config import Config
 from newsletter.content.render import RenderedIssue
@@ -30,6 +31,7 @@ from newsletter.delivery.lifecycle import (
     finish_send,
     next_deferred,
 )
+from newsletter.delivery.outgoing import Link, Prepared, RateLimit, signs_ahead
 from newsletter.delivery.policy import Outcome, Result, classify, judge, settled
 from newsletter.delivery.relaywatch import Held, RelayWatch, describe
 from newsletter.errors import DeliveryError, NewsletterError
@@ -39,38 +41,13 @@ from newsletter.store.records import DeliveryRow, SendRecord
 from newsletter.store.sends import SendLog
 from newsletter.store.subscribers import Subscribers
 
+if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
 _BATCH = 200
 _MAX_BACKOFF = 300.0
 # Seconds between looks at the rows other senders hold (PostgreSQL, several senders).
 OTHERS_POLL = 0.5
-
-
-class _RateLimit:
-    def __init__(self, per_second: float) -> None:
-        self.interval = 1.0 / per_second if per_second > 0 else 0.0
-        self.next = time.monotonic()
-        self.lock = threading.Lock()
-
-    def wait(self) -> None:
-        if not self.interval:
-            return
-        with self.lock:
-            now = time.monotonic()
-            slot = max(now, self.next)
-            self.next = slot + self.interval
-        if slot > now:
-            time.sleep(slot - now)
-
-
-@dataclass(frozen=True)
-class _Message:
-    """One reader's bytes and envelope, built before the row is claimed."""
-
-    row: DeliveryRow
-    sender: str
-    recipient: str
-    data: bytes
-    msgid: str
 
 
 @dataclass
@@ -83,7 +60,7 @@ class _Run:
     bodies: BodyEncoder
     connect: Callable[[], Transport]
     on_progress: Callable[[Progress], None]
-    limiter: _RateLimit
+    limiter: RateLimit
     stop: Stop = field(default_factory=threading.Event)
     # Where due rows come from: the store, or (in a worker process) the parent's share-out.
     fetch: Callable[[], list[DeliveryRow]] | None = None
@@ -95,6 +72,7 @@ class _Run:
     paused: str | None = None
     sent: int = 0
     done: int = 0
+    sign_ahead: bool = False  # see signs_ahead
 
     def __post_init__(self) -> None:
         self.commit = GroupCommit(self.log.record_and_claim_many)
@@ -102,18 +80,26 @@ class _Run:
         self.watch = RelayWatch(d.relay_pause_after, d.refusals_pause_after)
 
     def worker(self) -> None:
-        transport = self.connect()
+        link = Link(self.connect())
+        if self.sign_ahead:
+            from concurrent.futures import ThreadPoolExecutor
+
+            link.signer = ThreadPoolExecutor(1, thread_name_prefix="dkim")
+        transport = link.transport
         try:
-            row, message = self.advance(transport, None)
+            row, message = self.advance(link, None)
             while row is not None and message is not None:
-                row, message = self.advance(transport, (row, self.deliver(transport, message)))
+                row, message = self.advance(link, (row, self.deliver(transport, message)))
         except NewsletterError as exc:
             self.pause(str(exc))
         except Exception as exc:
             # The database could not claim or record a row: stop rather than send unrecorded.
             self.pause(f"stopped: {type(exc).__name__}: {exc}")
         finally:
+            self.release(link)
             transport.close()
+            if link.signer is not None:
+                link.signer.shutdown(cancel_futures=True)
 
     def pause(self, reason: str) -> None:
         with self.lock:
@@ -136,20 +122,47 @@ class _Run:
             self.reserved.add(row.id)
             return row
 
+    def release(self, link: Link) -> None:
+        """The reader reserved ahead goes back to the queue's owner (unclaimed: still due)."""
+        if link.ahead is not None:
+            with self.lock:
+                self.reserved.discard(link.ahead[0].id)
+            link.ahead = None
+
+    def following(self, link: Link) -> tuple[DeliveryRow, Prepared | Result] | None:
+        """The next reader for this connection and its message: the one prepared ahead, or
+        the next due row now."""
+        ahead, link.ahead = link.ahead, None
+        if ahead is not None and not self.stop.is_set():
+            return ahead
+        if ahead is not None:
+            with self.lock:
+                self.reserved.discard(ahead[0].id)
+            return None
+        row = self.reserve()
+        return (row, self.prepare(row, link.signer)) if row is not None else None
+
     def advance(
-        self, transport: Transport, done: tuple[DeliveryRow, Result] | None
-    ) -> tuple[DeliveryRow | None, _Message | Result | None]:
+        self, link: Link, done: tuple[DeliveryRow, Result] | None
+    ) -> tuple[DeliveryRow | None, Prepared | Result | None]:
         """Record the finished row and claim (in_flight) the next one in one transaction: one
         commit per message, and the next message's final "." only after it. The next one's
         envelope goes out before the commit, so the server's reply overlaps it; if the claim
         fails (the reader left), the transport drops that envelope."""
+        transport = link.transport
         while True:
-            following = None if done is not None and done[1].pause else self.reserve()
+            paused = done is not None and done[1].pause
+            if paused:
+                self.release(link)
+            pair = None if paused else self.following(link)
+            following, message = pair if pair is not None else (None, None)
             claim = (following.id, self.message_id(following)) if following else None
-            message = self.prepare(following) if following else None
-            if isinstance(message, _Message):
+            if isinstance(message, Prepared):
                 self.limiter.wait()
                 transport.begin(message.sender, message.recipient)
+            if following is not None and link.signer is not None:
+                ahead = self.reserve()  # signed while this one goes out
+                link.ahead = (ahead, self.prepare(ahead, link.signer)) if ahead else None
             try:
                 if done is not None:
                     row, result = done
@@ -243,27 +256,36 @@ class _Run:
             # Not dataclasses.replace: ~10x its cost, once a message.
             self.on_progress(Progress(event.state, event.email, event.reply, self.done))
 
-    def prepare(self, row: DeliveryRow) -> _Message | Result:
+    def prepare(self, row: DeliveryRow, signer: Executor | None = None) -> Prepared | Result:
         """The reader's message bytes and envelope, or why there can be none."""
         d = self.config.delivery
         try:
             html, text = self.bodies.encode(row)
             msgid = self.message_id(row)
-            data = self.skeleton.render_encoded(row, html=html, text=text, msgid=msgid)
+            data = self.skeleton.render_later(
+                row, html=html, text=text, msgid=msgid, executor=signer
+            )
             sender = self.skeleton.envelope_sender(row) if d.verp else self.skeleton.bounce_sender
         except InvalidRecipient as exc:
             return Result("failed", f"not sent: {exc}")
-        return _Message(row, sender, d.redirect_to or row.email, data, msgid)
+        except NewsletterError as exc:  # e.g. the DKIM key went: stop, the reader stays due
+            return Result("pending", f"not sent: {exc}", pause=f"stopped: {exc}")
+        return Prepared(row, sender, d.redirect_to or row.email, data, msgid)
 
-    def deliver(self, transport: Transport, message: _Message | Result) -> Result:
+    def deliver(self, transport: Transport, message: Prepared | Result) -> Result:
         if isinstance(message, Result):
             return message
         d = self.config.delivery
+        try:
+            data = message.data.result()
+        except Exception as exc:  # a key that cannot sign: nothing went out
+            transport.abort()
+            return Result("pending", f"not sent: {exc}", pause=f"stopped: cannot DKIM-sign: {exc}")
         failures = 0
         while True:
             try:
                 reply = transport.send(
-                    message.sender, message.recipient, message.data, message_id=message.msgid
+                    message.sender, message.recipient, data, message_id=message.msgid
                 )
             except TransportFailure as exc:
                 outcome = classify(exc)
@@ -311,7 +333,8 @@ def run_send(
         BodyEncoder(rendered),
         connect,
         on_progress,
-        _RateLimit(max_per_second),
+        RateLimit(max_per_second),
+        sign_ahead=signs_ahead(config, connections),
     )
     deadline = started + config.delivery.retry_window
     with stop_on_signals(lambda: run.pause("interrupted")) as received:

@@ -30,7 +30,7 @@ from typing import Any, cast
 
 from newsletter.config import Config
 from newsletter.content.render import RenderedIssue
-from newsletter.delivery.engine import _BATCH, OTHERS_POLL, _RateLimit, _Run
+from newsletter.delivery.engine import _BATCH, OTHERS_POLL, _Run
 from newsletter.delivery.groupcommit import Item
 from newsletter.delivery.interrupts import Interrupted, SharedStop
 from newsletter.delivery.lifecycle import (
@@ -40,6 +40,7 @@ from newsletter.delivery.lifecycle import (
     finish_send,
     next_deferred,
 )
+from newsletter.delivery.outgoing import RateLimit, signs_ahead
 from newsletter.mail.message import BodyEncoder, IssueMessage
 from newsletter.mail.transport import Transport
 from newsletter.store.records import DeliveryRow, SendRecord
@@ -123,6 +124,8 @@ def _worker(
     per_second: float,
     commits: Path,
     conn: Connection,
+    *,
+    sign_ahead: bool,
 ) -> None:
     """One connection's claim loop, in a forked process, on its own store and transport."""
     # Ctrl-C reaches the whole process group: the parent decides; SIGTERM asks for a stop.
@@ -159,9 +162,9 @@ def _worker(
                 bodies,
                 connect,
                 events.put,
-                _RateLimit(per_second),
+                RateLimit(per_second),
             )
-            run.stop, run.fetch = stop, fetch
+            run.stop, run.fetch, run.sign_ahead = stop, fetch, sign_ahead
             run.worker()
             run.end_round()
             paused = run.paused
@@ -362,6 +365,7 @@ def run_send_workers(
                     per_second,
                     config.subscribers_dir / f".send-{skeleton.slug}.commits",
                     conn,
+                    sign_ahead=signs_ahead(config, connections),
                 )
 
             _run_round(parent, open_log, connections, stop, target)

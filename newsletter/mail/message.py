@@ -27,6 +27,7 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr, parseaddr
 from html import escape
+from typing import TYPE_CHECKING
 
 from newsletter.content.render import PreviewReader, RenderedIssue
 from newsletter.content.render import Reader as Reader  # re-exported: who gets a copy
@@ -41,6 +42,9 @@ from newsletter.links import (
 )
 from newsletter.mail import dkim
 from newsletter.settings import Config
+
+if TYPE_CHECKING:
+    from concurrent.futures import Executor
 
 # Slot markers: plain ASCII words that quoted-printable leaves alone and no template contains.
 _HEADER_SLOT = "X-Newsletter-Reader-Slot"
@@ -322,13 +326,29 @@ class IssueMessage:
     ) -> bytes:
         """`render` with bodies already quoted-printable (from a QuotedPrintableTemplate),
         whole or in its pieces (`QuotedPrintableTemplate.pieces`, cheaper to sign)."""
+        return self.render_later(reader, html=html, text=text, msgid=msgid).result()
+
+    def render_later(
+        self,
+        reader: Reader,
+        *,
+        html: bytes | list[bytes],
+        text: bytes | list[bytes],
+        msgid: str | None = None,
+        executor: Executor | None = None,
+    ) -> dkim.Pending:
+        """`render_encoded`, its DKIM signature computed by `executor` meanwhile (the send
+        signs the next reader's message while this one's goes out)."""
         to, per_reader = self.reader_headers(reader, msgid=msgid)
         text_parts = [text] if isinstance(text, bytes) else text
         html_parts = [html] if isinstance(html, bytes) else html
         body = [self._body_head, *text_parts, self._between, *html_parts, self._tail]
-        head = (self._head_from, to, self._head_middle, per_reader, self._head_static)
-        message = b"".join((*head, self._mime_headers, *body))
-        return dkim.sign(self.config, message, body=body)
+        head = (
+            *(self._head_from, to, self._head_middle, per_reader, self._head_static),
+            self._mime_headers,
+        )
+        message = b"".join((*head, *body))
+        return dkim.sign_later(self.config, message, body=body, head=head, executor=executor)
 
 
 def _checked_token(token: str) -> str:
