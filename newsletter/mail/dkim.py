@@ -127,7 +127,7 @@ def sign(
 
 class Pending:
     """A message whose DKIM-Signature header is still being computed, by an executor's thread:
-    the RSA operation releases the GIL (cryptography >= 47), so it runs beside the sending
+    the RSA operation releases the GIL (cryptography >= 48), so it runs beside the sending
     thread's socket writes and commits. `result()` is the signed message (waits for it)."""
 
     __slots__ = ("_header", "_message")
