@@ -133,11 +133,15 @@ def child(root: Path, port: int, connections: int, key: str) -> None:
     issues = load_issues(config, BENCH_DAY)
     report = delivery.send_issue(config, find_issue(config, issues, SLUG), issues)
     # With several connections the worker processes hold the rows: the largest process counts.
-    peak_kb = max(
-        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-        resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+    own, workers = (
+        resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
     )
-    print(json.dumps({"sent": report.sent_now, "seconds": report.elapsed, "peak_kb": peak_kb}))
+    peak_kb = max(own.ru_maxrss, workers.ru_maxrss)
+    # CPU of the whole send (rendering included, the workers' too): where a send is CPU-bound
+    # on this machine, this and smtp-sink's share say why the ratios are what they are.
+    cpu = own.ru_utime + own.ru_stime + workers.ru_utime + workers.ru_stime
+    figures = {"sent": report.sent_now, "seconds": report.elapsed, "peak_kb": peak_kb, "cpu": cpu}
+    print(json.dumps(figures))
 
 
 def our_send(root: Path, port: int, connections: int, key: Path | None) -> dict[str, float]:
@@ -199,6 +203,12 @@ def smtp_source(port: int, size: int, count: int, sessions: int) -> float:
     return count / (time.perf_counter() - started)
 
 
+def sink_cpu(pid: int) -> float:
+    """Seconds of CPU smtp-sink has used (user + system), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def load() -> str:
     one, five, fifteen = os.getloadavg()
     return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f} ({os.cpu_count()} cores)"
@@ -219,7 +229,7 @@ def main() -> None:
     sink, port = start_sink()
     base = Path(tempfile.mkdtemp(prefix="bench-send-"))
     try:
-        missed = run(args, base, port)
+        missed = run(args, base, port, sink.pid)
     finally:
         sink.terminate()
         sink.wait()
@@ -227,7 +237,7 @@ def main() -> None:
     sys.exit(1 if missed else 0)
 
 
-def run(args: argparse.Namespace, base: Path, port: int) -> int:
+def run(args: argparse.Namespace, base: Path, port: int, sink_pid: int) -> int:
     """Every figure and target; returns how many targets were missed."""
     n = args.readers
     small = publication(base, n)
@@ -236,16 +246,23 @@ def run(args: argparse.Namespace, base: Path, port: int) -> int:
     print(f"{n:,} readers, {len(message):,}-byte messages, smtp-sink on 127.0.0.1:{port}")
     print(f"at the start: {load()}")
     peaks: list[float] = []
+    cpu: dict[str, list[float]] = {}  # CPU microseconds a message: ours, and smtp-sink's
 
     def ours(connections: int, signed: bool) -> Callable[[int], float]:
         def one(attempt: int) -> float:
             name = f"run-{attempt}-{connections}-{'dkim' if signed else 'plain'}"
             copy = fresh_copy(small, name)
+            sink_before = sink_cpu(sink_pid)
             figures = our_send(copy, port, connections, key if signed else None)
+            sink_used = sink_cpu(sink_pid) - sink_before
             shutil.rmtree(copy)
             assert figures["sent"] == n, figures
             if not signed:
                 peaks.append(figures["peak_kb"])
+            kind = "DKIM" if signed else "unsigned"
+            label = f"{connections} conn{'s' if connections > 1 else ''}, {kind}"
+            cpu.setdefault(label, []).append(figures["cpu"] / n * 1e6)
+            cpu.setdefault(label + ", smtp-sink", []).append(sink_used / n * 1e6)
             return figures["sent"] / figures["seconds"]
 
         return one
@@ -272,6 +289,9 @@ def run(args: argparse.Namespace, base: Path, port: int) -> int:
         runs = ", ".join(f"{v:,.0f}" for v in values)
         print(f"{name:<22}{median[name]:>8,.0f} msgs/s   runs: {runs}")
     print(f"after the runs: {load()}")
+    print("CPU a message (median, us; ours includes rendering the issue once):")
+    for label, values in cpu.items():
+        print(f"  {label:<34}{statistics.median(values):>7,.0f}")
     targets = [
         ("1 connection / bare on 1", "send, 1 connection", "bare smtplib, 1", 0.9),
         ("4 connections / bare in 4 processes", "send, 4 connections", "bare smtplib, 4 proc", 0.9),
