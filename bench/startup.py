@@ -12,6 +12,12 @@ Prints, with the load average beside it, medians of `--repeat` fresh processes e
   process; target: under 300 ms).
 Exits 1 when a target is missed. The send runs against a copy of the sample publication
 with a few readers; the process ends (os._exit) right after the first message.
+
+Every process runs from cached bytecode, as an installed package does (pip compiles it at
+install): the cache is a temporary PYTHONPYCACHEPREFIX, filled by one run of each command
+before the timed ones. Without it, an editable install under PYTHONDONTWRITEBYTECODE (which
+some shells and CI images set) compiles every module it imports from source in every process:
+`--source` measures that case (no cache, PYTHONDONTWRITEBYTECODE=1).
 """
 
 from __future__ import annotations
@@ -74,13 +80,25 @@ def newsletter_command() -> list[str]:
     return [str(Path(sys.executable).parent / "newsletter")]
 
 
-def wall(command: list[str]) -> float:
+def bytecode_env(base: Path, *, source: bool) -> dict[str, str]:
+    """The measured processes' environment: a bytecode cache in `base`, or (`source`) none."""
+    env = dict(os.environ)
+    if source:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        env.pop("PYTHONPYCACHEPREFIX", None)
+    else:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(base / "pycache")
+    return env
+
+
+def wall(command: list[str], env: dict[str, str]) -> float:
     started = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env)
     return time.perf_counter() - started
 
 
-def publication(base: Path) -> Path:
+def publication(base: Path, env: dict[str, str]) -> Path:
     root = base / "pub"
     root.mkdir()
     for part in ("newsletter.yaml", "content", "templates"):
@@ -98,14 +116,15 @@ def publication(base: Path) -> Path:
         [*newsletter_command(), "--root", str(root), "subscribers", "import", str(csv)],
         check=True,
         stdout=subprocess.DEVNULL,
+        env=env,
     )
     return root
 
 
-def first_message(root: Path, attempt: int) -> dict[str, float]:
+def first_message(root: Path, attempt: int, env: dict[str, str]) -> dict[str, float]:
     copy = root.parent / f"send-{attempt}"
     shutil.copytree(root, copy)
-    env = {**os.environ, "NEWSLETTER_DELIVERY__TRANSPORT": "file"}
+    env = {**env, "NEWSLETTER_DELIVERY__TRANSPORT": "file"}
     env["BENCH_STARTED"] = repr(time.time())
     result = subprocess.run(
         [sys.executable, "-c", PROBE, "--root", str(copy), "send", SLUG, "--yes"],
@@ -129,16 +148,23 @@ def load() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=9)
+    parser.add_argument(
+        "--source", action="store_true", help="no bytecode cache: every module compiled each run"
+    )
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="bench-startup-"))
+    env = bytecode_env(base, source=args.source)
     try:
-        root = publication(base)
+        root = publication(base, env)
+        wall([*newsletter_command(), "--help"], env)  # fills the bytecode cache (unless --source)
+        first_message(root, -1, env)
+        print("bytecode: " + ("none (--source)" if args.source else "cached, as installed"))
         print(f"at the start: {load()}")
         bare, helps, sends, renders = [], [], [], []
         for attempt in range(args.repeat):
-            bare.append(wall([sys.executable, "-c", "pass"]))
-            helps.append(wall([*newsletter_command(), "--help"]))
-            figures = first_message(root, attempt)
+            bare.append(wall([sys.executable, "-c", "pass"], env))
+            helps.append(wall([*newsletter_command(), "--help"], env))
+            figures = first_message(root, attempt, env)
             sends.append(figures["first"] - figures["rendering"])
             renders.append(figures["rendering"])
     finally:

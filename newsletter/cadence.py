@@ -12,12 +12,13 @@ import time
 import zoneinfo
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Protocol
-
-from dateutil.rrule import rrulebase, rrulestr
+from typing import TYPE_CHECKING, Protocol
 
 from newsletter.errors import ConfigError
 from newsletter.settings import Config
+
+if TYPE_CHECKING:  # dateutil loads when a date is computed from the schedule (see _compile)
+    from dateutil.rrule import rrulebase
 
 _BYDAY = {"monday": "MO", "tuesday": "TU", "wednesday": "WE", "thursday": "TH"}
 _BYDAY |= {"friday": "FR", "saturday": "SA", "sunday": "SU"}
@@ -90,6 +91,10 @@ def _rule(config: Config) -> rrulebase:
 
 @lru_cache(maxsize=32)
 def _compile(text: str, hhmm: str) -> rrulebase:
+    # Imported here: a send of an issue with its own date computes no schedule before it
+    # renders (the check does), and needs no recurrence rules to start.
+    from dateutil.rrule import rrulestr
+
     hour, minute = (int(part) for part in hhmm.split(":"))
     rule = rrulestr(text, dtstart=dt.datetime.combine(_ANCHOR, dt.time(hour, minute)), cache=True)
     rule.after(dt.datetime(1900, 1, 1))  # a DTSTART with a zone fails here, not later

@@ -9,7 +9,6 @@ every NEWSLETTER_* variable must be a setting, a secret the config names, or one
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import typing
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -60,6 +59,8 @@ def check_variables(
     for name in sorted(unknown):
         if name in allowed:
             continue
+        import difflib  # only to word the error
+
         known = sorted({*settings, *allowed})
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]}?" if close else "; it is no setting or known secret"

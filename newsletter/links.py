@@ -7,12 +7,14 @@ builds them by string concatenation.
 from __future__ import annotations
 
 import functools
+import re
 from email.utils import parseaddr
 
-from email_validator import EmailNotValidError, validate_email
-from slugify import slugify as _slugify
-
 from newsletter.settings import Config
+
+# Already a slug: python-slugify would return it unchanged (lower-case ASCII letters and digits,
+# single hyphens between), so issue files named as slugs load without importing it.
+_SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 
 
 def issue_url(config: Config, slug: str) -> str:
@@ -27,6 +29,10 @@ def slugify(text: str, *, max_length: int = 0) -> str:
     text-unidecode), so editors writing in Cyrillic, Greek or CJK get a readable name too.
     `max_length` cuts at a word boundary.
     """
+    if _SLUG.fullmatch(text) and (not max_length or len(text) <= max_length):
+        return text
+    from slugify import slugify as _slugify  # text-unidecode's tables: only for other text
+
     return _slugify(text, max_length=max_length, word_boundary=bool(max_length))
 
 
@@ -52,6 +58,9 @@ def ascii_address(address: str) -> str:
     """
     if address.isascii():
         return address
+    # Imported here: email-validator costs ~30 ms to import, and most lists are all ASCII.
+    from email_validator import EmailNotValidError, validate_email
+
     try:
         ascii_email = validate_email(address, check_deliverability=False).ascii_email
     except EmailNotValidError as exc:

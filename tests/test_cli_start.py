@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import click
+from conftest import PINNED_NOW
 
 from newsletter.cli.main import LAZY_COMMANDS, main
 
@@ -43,10 +46,28 @@ print(json.dumps(sorted(sys.modules)), file=sys.stderr)
 """
 
 
-def imported_by(*args: str) -> set[str]:
+# A real `send`, stopped where it would render the issue: what it loaded until then.
+BEFORE_RENDERING = """
+import json, os, sys
+import newsletter.content.render
+
+def stop(*args, **kwargs):
+    print(json.dumps(sorted(sys.modules)), file=sys.stderr)
+    sys.stderr.flush()
+    os._exit(0)
+
+newsletter.content.render.render_issue = stop
+from newsletter.cli import main
+main(sys.argv[1:])
+"""
+SLUG = "2026-07-your-first-customer-sits-next-to-you"
+
+
+def imported_by(*args: str, probe: str = PROBE) -> set[str]:
     """The modules a fresh interpreter has loaded after `newsletter ARGS`."""
+    env = {**os.environ, "NEWSLETTER_DELIVERY__TRANSPORT": "file"}
     result = subprocess.run(
-        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=60, env=env
     )
     assert result.returncode == 0, result.stderr
     modules: list[str] = json.loads(result.stderr.strip().splitlines()[-1])
@@ -75,6 +96,32 @@ def test_send_loads_no_renderer_archive_or_worker_library_before_it_renders() ->
     assert not modules & late, sorted(modules & late)
     assert not {name for name in modules if name.startswith("newsletter.archive")}
     assert "newsletter.delivery.workers" not in modules and "newsletter.cli.schedule" not in modules
+
+
+def test_a_send_reaches_rendering_without_what_only_other_work_needs(publication: Path) -> None:
+    """A real `send` up to rendering (config, issues, the send log, the engine): address
+    validation (email-validator, the CSV module), python-slugify, dateutil's recurrence rules,
+    the store's other repositories, the renderer's own modules and, with the file transport,
+    SMTP and TLS load only where they are used."""
+    args = ("--root", str(publication), "--now", PINNED_NOW, "send", SLUG, "--yes")
+    modules = imported_by(*args, probe=BEFORE_RENDERING)
+    assert "newsletter.delivery.send" in modules and "newsletter.store.sends" in modules
+    late = {
+        "email_validator", "idna", "slugify", "csv", "difflib", "getpass", "smtplib", "ssl",
+        "logging", "jinja2", "premailer", "markdown", "lxml", "multiprocessing", "rich", "dkim",
+        "dateutil",  # every sample issue has its date: no schedule is computed before the check
+    }  # fmt: skip
+    assert not modules & late, sorted(modules & late)
+    elsewhere = {
+        "newsletter.store.csvio", "newsletter.store.imports", "newsletter.store.reports",
+        "newsletter.store.signups", "newsletter.store.ratelimits", "newsletter.content.markup",
+        "newsletter.content.plaintext", "newsletter.content.scaffold",
+        "newsletter.content.sizecheck", "newsletter.content.templatesource",
+        "newsletter.mail.smtp",
+    }  # fmt: skip
+    assert not modules & elsewhere, sorted(modules & elsewhere)
+    assert "html.parser" not in modules  # the text part's, at rendering
+    assert not {name for name in modules if name.startswith("newsletter.archive")}
 
 
 def test_the_listed_help_is_each_commands_own() -> None:

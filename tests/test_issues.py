@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 from conftest import SAMPLE_TODAY, run_cli
+from slugify import slugify as python_slugify
 
+from newsletter import links
 from newsletter.config import load_config
 from newsletter.content.issues import KNOWN_KEYS, Epigraph, Issue, find_issue, load_issues
 from newsletter.errors import IssueError
@@ -480,3 +482,18 @@ def test_check_unknown_issue_is_one_line(publication: Path) -> None:
     assert code == 2
     assert stderr.count("\n") == 1
     assert stderr.startswith("error: ISSUE: no issue '2026-11-nothing'")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2026-07-your-first-customer", "a", "a-b", "abc-def", "x1-2y", "ab--cd", "-ab", "ab-",
+     "Ab-cd", "ab cd", "ab_cd", "straße", "Привет мир", "a-b-c-d-e-f-g-h"],
+)  # fmt: skip
+@pytest.mark.parametrize("max_length", [0, 1, 3, 4, 5, 8, 15, 27, 40])
+def test_a_name_that_is_already_a_slug_is_kept_as_python_slugify_keeps_it(
+    text: str, max_length: int
+) -> None:
+    """links.slugify returns a slug unchanged without python-slugify (a fast start): always
+    what python-slugify itself returns, with or without a length limit."""
+    expected = python_slugify(text, max_length=max_length, word_boundary=bool(max_length))
+    assert links.slugify(text, max_length=max_length) == expected

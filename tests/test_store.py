@@ -430,3 +430,28 @@ def test_a_postgresql_store_without_psycopg_is_a_one_line_error(
     monkeypatch.setitem(sys.modules, "psycopg", None)  # as if the extra were not installed
     with pytest.raises(StoreError, match=r"pip install 'newsletter\[postgres\]'"):
         open_url("postgresql://news@db.example.com/newsletter", tmp_path)
+
+
+def test_each_repository_is_built_once_on_first_use_even_by_threads_at_once(
+    tmp_path: Path,
+) -> None:
+    """Repositories are built lazily (a fast start); threads sharing a store (the web app)
+    get one of each, and building one from another (sign-ups take the subscribers) works."""
+    with open_sqlite(tmp_path / DB_NAME) as store:
+        assert "subscribers" not in vars(store)
+        assert store.signups is store.signups
+        assert "subscribers" in vars(store)  # built by the sign-ups, under the same lock
+        start = threading.Barrier(8)
+        seen: list[object] = []
+
+        def take() -> None:
+            start.wait()
+            seen.extend((store.sends, store.rate_limits))
+
+        threads = [threading.Thread(target=take) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert len(seen) == 16
+        assert {id(s) for s in seen} == {id(store.sends), id(store.rate_limits)}

@@ -13,13 +13,8 @@ from pathlib import Path
 import pytest
 
 from newsletter.errors import DeliveryError
-from newsletter.mail.transport import (
-    Disconnected,
-    FileTransport,
-    Rejected,
-    SmtpTransport,
-    open_transport,
-)
+from newsletter.mail.smtp import SmtpTransport
+from newsletter.mail.transport import Disconnected, FileTransport, Rejected, open_transport
 from newsletter.settings import Config, DeliveryConfig, SmtpConfig
 from newsletter.testing.mta import Faults, FaultyMTA
 

@@ -17,9 +17,6 @@ from newsletter.cadence import first_scheduled_on_or_after, is_scheduled_day
 from newsletter.content.issues import Issue
 from newsletter.content.publication import Publication
 from newsletter.content.render import PreviewReader, RenderedIssue, SlotTemplate
-from newsletter.content.scaffold import SCAFFOLD_BODY, SCAFFOLD_SUMMARY
-from newsletter.content.sizecheck import size_warnings
-from newsletter.content.templatesource import template_file
 from newsletter.settings import WEEKDAYS, Config
 
 Severity = Literal["error", "warning"]
@@ -46,6 +43,12 @@ def has_errors(problems: list[Problem]) -> bool:
 
 def check_rendered(config: Config, rendered: RenderedIssue) -> list[Problem]:
     """Every problem found in one rendered issue, in file order where there is a line."""
+    # Imported when a check runs: `send` loads this module at its start, and checks only
+    # what it has rendered (tests/test_cli_start.py).
+    from newsletter.content.scaffold import SCAFFOLD_BODY, SCAFFOLD_SUMMARY
+    from newsletter.content.sizecheck import size_warnings
+    from newsletter.content.templatesource import template_file
+
     issue = rendered.issue
     problems: list[Problem] = []
     lines = _lines(issue)  # read once: every check below reports a line of this file

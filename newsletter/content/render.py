@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,16 +19,17 @@ from urllib.parse import quote
 from markupsafe import Markup
 
 from newsletter import links
-from newsletter.content.emailbody import email_fragment
 from newsletter.content.issues import Issue
-from newsletter.content.markup import BodyLink, render_markdown
-from newsletter.content.plaintext import html_to_text, text_parts
-from newsletter.content.templatesource import search_path
 from newsletter.errors import TemplateError
 from newsletter.settings import Config
 
-if TYPE_CHECKING:  # jinja2 and premailer load when an issue is rendered (a fast `send` start)
+# What only rendering uses loads when an issue is rendered (a fast `send` start): jinja2,
+# premailer, Markdown (markup.py), the text part's HTML parser (plaintext.py), the template
+# search path (importlib.resources). A send that resumes or sends nothing never renders.
+if TYPE_CHECKING:
     import jinja2
+
+    from newsletter.content.markup import BodyLink
 
 RECENT_COUNT = 12
 SLOTS = ("first_name", "email", "unsubscribe_url", "unsubscribe_address")
@@ -145,6 +145,7 @@ def template_environment(config: Config, *, autoescape: bool = True) -> jinja2.E
     import jinja2
 
     from newsletter.content.templatefiles import Utf8Loader  # a jinja2 loader: jinja2 with it
+    from newsletter.content.templatesource import search_path
 
     return jinja2.Environment(
         # The publication's templates/ overrides any single file of the package's defaults;
@@ -250,6 +251,8 @@ def text_context(body_html: str, *, separate: bool = True) -> dict[str, str]:
 
     `separate=False` for an email.txt written before `notes` and `links` existed: then
     `content` holds all three, so an older publication's text part loses nothing."""
+    from newsletter.content.plaintext import html_to_text, text_parts
+
     if not separate:
         return {"content": html_to_text(body_html), "notes": "", "links": ""}
     parts = text_parts(body_html)
@@ -267,6 +270,9 @@ def _uses_links(env: jinja2.Environment, name: str) -> bool:
 
 def render_issue(config: Config, issue: Issue, issues: list[Issue]) -> RenderedIssue:
     """Markdown, both templates and premailer: once per issue."""
+    from newsletter.content.emailbody import email_fragment
+    from newsletter.content.markup import render_markdown
+
     body = render_markdown(config, issue, issues)
     slot = {name: Markup(_SLOT_TOKEN.format(name)) for name in SLOTS}
     context = {**template_context(config, issue, issues), "slot": slot}
@@ -291,15 +297,6 @@ def render_issue(config: Config, issue: Issue, issues: list[Issue]) -> RenderedI
     )
 
 
-class _Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
 # Client-specific properties (Outlook's mso-*, -webkit-/-ms- prefixes) and the CSS 3 line
 # breaking ones that let long addresses wrap are deliberate in email CSS; cssutils (CSS 2.1)
 # does not know them, and a warning for each would bury real mistakes.
@@ -310,13 +307,23 @@ _VENDOR_PROPERTY = re.compile(
 
 def inline_css(page: str) -> tuple[str, tuple[str, ...]]:
     """premailer with `@media` rules (responsive, dark mode) kept, `!important` intact."""
+    import logging  # cssutils' warnings: render time, as premailer, which imports it anyway
+
     from premailer import Premailer  # ~0.3 s of imports (cssutils, requests): render time
+
+    class Collect(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.WARNING)
+            self.messages: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.messages.append(record.getMessage())
 
     # cssutils prints every warning to stderr through its own handler; we collect them instead.
     cssutils_logger = logging.getLogger("CSSUTILS")
     cssutils_logger.handlers.clear()
     cssutils_logger.propagate = False
-    collector = _Collect()
+    collector = Collect()
     inliner = Premailer(
         page,
         allow_network=False,

@@ -16,11 +16,9 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import IO, Literal, NamedTuple
-
-from email_validator import EmailNotValidError, validate_email
-from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
 
 from newsletter.errors import StoreError
 from newsletter.store.importformats import ExportFormat, detect
@@ -37,8 +35,17 @@ _TLD = r"(?:[A-Za-z0-9][A-Za-z0-9-]{0,61})?[A-Za-z]"
 _FAST = re.compile(rf"({_ATEXT}(?:\.{_ATEXT})*)@((?:{_LABEL}\.)+)({_TLD})")
 # Reserved names email-validator rejects (SPECIAL_USE_DOMAIN_NAMES are all single labels).
 _SPECIAL_TLDS = frozenset(("arpa", "invalid", "local", "localhost", "onion", "test"))
-_CASELESS_MAILBOXES = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)
 _MAX_ADDRESS = 254
+
+
+@cache
+def _caseless_mailboxes() -> frozenset[str]:
+    """email-validator's case-insensitive mailbox names (postmaster, abuse...). Imported on
+    first use: email-validator compiles its grammar at import (~30 ms), which a command that
+    never reads an address (`send`) need not pay."""
+    from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
+
+    return frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)
 
 
 class Address(NamedTuple):
@@ -63,7 +70,7 @@ def _fast_address(text: str) -> Address | None:
     tld = tld.lower()
     domain = labels.lower() + tld
     lowered = local.lower()
-    if tld in _SPECIAL_TLDS or lowered in _CASELESS_MAILBOXES:
+    if tld in _SPECIAL_TLDS or lowered in _caseless_mailboxes():
         return None
     # "ab--" labels are reserved (R-LDH, RFC 5890) unless Punycode, which needs decoding.
     if "--" in domain and any(label[2:4] == "--" for label in domain.split(".")):
@@ -88,6 +95,8 @@ def normalise_address(text: str) -> Address:
         return address
     if not text:
         raise InvalidAddress("no address")
+    from email_validator import EmailNotValidError, validate_email  # see _caseless_mailboxes
+
     try:
         email: str = validate_email(text, check_deliverability=False).normalized
     except EmailNotValidError as exc:

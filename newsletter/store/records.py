@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from newsletter.store.csvio import Status
 from newsletter.store.database import parse_stamp
+
+if TYPE_CHECKING:  # csvio (CSV, email-validator) is for commands that read addresses
+    from newsletter.store.csvio import Status
 
 DeliveryState = Literal["pending", "in_flight", "sent", "deferred", "failed", "unknown", "skipped"]
 DELIVERY_STATES: tuple[DeliveryState, ...] = (

@@ -10,37 +10,107 @@ Each consumer takes the repository it uses (delivery: `sends` and `subscribers`;
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from newsletter.config import Config
 from newsletter.errors import StoreError
 from newsletter.store.database import Database, SQLiteDatabase
-from newsletter.store.events import Events
-from newsletter.store.imports import Imports
-from newsletter.store.numbers import IssueNumbers
-from newsletter.store.ratelimits import RateLimits
-from newsletter.store.reports import Reports
-from newsletter.store.sends import SendLog
-from newsletter.store.signups import Signups
-from newsletter.store.subscribers import Subscribers
+
+if TYPE_CHECKING:
+    from newsletter.store.events import Events
+    from newsletter.store.imports import Imports
+    from newsletter.store.numbers import IssueNumbers
+    from newsletter.store.ratelimits import RateLimits
+    from newsletter.store.reports import Reports
+    from newsletter.store.sends import SendLog
+    from newsletter.store.signups import Signups
+    from newsletter.store.subscribers import Subscribers
 
 DB_NAME = "subscribers.db"
 
+R = TypeVar("R")
+_BUILDING = threading.RLock()  # re-entrant: building sign-ups builds the subscribers
+
+
+class _repository(Generic[R]):  # lower case: a decorator, like cached_property
+    """A repository built on first use, then kept in the store's __dict__ (read from there
+    with no call). Like functools.cached_property, with a lock on every Python version: the
+    web app's threads share one store, and a repository with state (the send log's sender
+    registry, the rate limits' counter) must be built once."""
+
+    def __init__(self, build: Callable[[Store], R]) -> None:
+        self._build = build
+        self._name = build.__name__
+
+    def __get__(self, store: Store, owner: type[Store] | None = None) -> R:
+        with _BUILDING:
+            if self._name not in store.__dict__:
+                store.__dict__[self._name] = self._build(store)
+            built: R = store.__dict__[self._name]
+            return built
+
 
 class Store:
-    """The repositories of one database, and its connection's life."""
+    """The repositories of one database, and its connection's life.
+
+    Each repository is built, and its module imported, the first time it is used: a command
+    takes one or two of them (`send`: sends and subscribers), and the others' modules (the CSV
+    import, reports, sign-ups) are start-up time it need not pay (tests/test_cli_start.py)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self.subscribers = Subscribers(db)
-        self.imports = Imports(db)
-        self.events = Events(db)
-        self.signups = Signups(db, self.subscribers)
-        self.sends = SendLog(db)
-        self.numbers = IssueNumbers(db)
-        self.reports = Reports(db)
-        self.rate_limits = RateLimits(db)
+
+    @_repository
+    def subscribers(self) -> Subscribers:
+        from newsletter.store.subscribers import Subscribers
+
+        return Subscribers(self.db)
+
+    @_repository
+    def imports(self) -> Imports:
+        from newsletter.store.imports import Imports
+
+        return Imports(self.db)
+
+    @_repository
+    def events(self) -> Events:
+        from newsletter.store.events import Events
+
+        return Events(self.db)
+
+    @_repository
+    def signups(self) -> Signups:
+        from newsletter.store.signups import Signups
+
+        return Signups(self.db, self.subscribers)
+
+    @_repository
+    def sends(self) -> SendLog:
+        from newsletter.store.sends import SendLog
+
+        return SendLog(self.db)
+
+    @_repository
+    def numbers(self) -> IssueNumbers:
+        from newsletter.store.numbers import IssueNumbers
+
+        return IssueNumbers(self.db)
+
+    @_repository
+    def reports(self) -> Reports:
+        from newsletter.store.reports import Reports
+
+        return Reports(self.db)
+
+    @_repository
+    def rate_limits(self) -> RateLimits:
+        from newsletter.store.ratelimits import RateLimits
+
+        return RateLimits(self.db)
 
     @property
     def path(self) -> Path | str:

@@ -8,15 +8,13 @@ keyed hash of the address in `suppressions`, so nothing re-adds them silently ei
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import secrets
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from newsletter.errors import StoreError
-from newsletter.store.csvio import Address, InvalidAddress, Status, clean_name, normalise_address
 from newsletter.store.database import Database, Tx, marks, now_stamp, stamp
 from newsletter.store.events import current_id, insert_event
 from newsletter.store.records import (
@@ -25,6 +23,11 @@ from newsletter.store.records import (
     Subscriber,
     subscriber_from_row,
 )
+
+# Address validation (csvio: email-validator, ~30 ms to import) loads when an address is
+# read; a send only reads rows.
+if TYPE_CHECKING:
+    from newsletter.store.csvio import Address, Status
 
 # RFC 4648 base32 alphabet, lower case: survives case-folding mail servers and URLs. Each
 # random byte's low 5 bits pick a symbol (256 is a multiple of 32, so uniformly), which equals
@@ -42,6 +45,8 @@ def new_tokens(count: int) -> list[str]:
 
 def operator() -> str:
     """Who runs this command, for consent records."""
+    import getpass  # termios and pwd: only when a consent is recorded
+
     try:
         return getpass.getuser()
     except (KeyError, OSError):
@@ -50,6 +55,8 @@ def operator() -> str:
 
 def address(email: str) -> Address:
     """The normalised address, or StoreError naming the bad one."""
+    from newsletter.store.csvio import InvalidAddress, normalise_address
+
     try:
         return normalise_address(email)
     except InvalidAddress as exc:
@@ -76,6 +83,8 @@ class Subscribers:
         return self._fetch("id = ?", subscriber_id)
 
     def get_by_email(self, email: str) -> Subscriber | None:
+        from newsletter.store.csvio import normalise_address
+
         try:
             key = normalise_address(email).key
         except ValueError:
@@ -104,6 +113,8 @@ class Subscribers:
 
         Raises StoreError for an invalid address, or `resubscribe` without `consent`.
         """
+        from newsletter.store.csvio import clean_name
+
         parsed = address(email)
         if resubscribe and not (consent and consent.strip()):
             raise StoreError("re-subscribing needs a consent note", field="consent")
