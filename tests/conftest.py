@@ -12,9 +12,10 @@ import os
 import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 import pytest
+from browser import browser  # noqa: F401  (Chromium for the *_browser.py modules)
 from click.testing import CliRunner
 from pgserver import postgres_server  # noqa: F401  (the session's PostgreSQL: store_url)
 
@@ -41,7 +42,7 @@ def copy_sample(root: Path) -> Path:
     return root
 
 
-def missing(reason: str) -> None:
+def missing(reason: str) -> NoReturn:
     """A server or browser a test needs is not here: skip on a developer's machine, fail in CI
     (`CI=true`), which installs everything the tests use, so a broken install never passes."""
     if os.environ.get("CI") == "true":
