@@ -44,6 +44,12 @@ test: $(STAMP)
 ## never is; under pytest-xdist a crashed worker's test is run once more instead (conftest.py).
 ## The workers inherit LD_PRELOAD and FAKETIME; tests/test_faked_clock.py fails if the clock
 ## where the tests run is not the faked one.
+## Nothing more is left out (reviewed 2026-12-01): the heaviest tests that do run here (several
+## senders on PostgreSQL, the web under load, the send and schedule kills, a year of publishing)
+## drive code that reads the wall clock: store timestamps (database.utcnow), retry and hold due
+## times (delivery/policy.py), the message Date header, the web app's clock, `send ISSUE`
+## without --now. On PostgreSQL the server keeps the real clock (pgserver.py) while the code
+## runs on the faked one, a mix these passes exist to try.
 FAKETIME_AT = "2026-10-06 10:00:00" "2026-12-31 23:59:00"
 FAKETIME_LIB = $(shell $(BIN)/python -c 'import libfaketime, pathlib; print(pathlib.Path(libfaketime.__file__).parent / "vendor/libfaketime/src/libfaketime.so.1")' 2>/dev/null)
 test-faketime: $(STAMP)

@@ -10,11 +10,12 @@ import inspect
 import itertools
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 import pytest
+from browser import browser  # noqa: F401  (Chromium for the *_browser.py modules)
 from click.testing import CliRunner
 from pgserver import postgres_server  # noqa: F401  (the session's PostgreSQL: store_url)
 
@@ -41,7 +42,7 @@ def copy_sample(root: Path) -> Path:
     return root
 
 
-def missing(reason: str) -> None:
+def missing(reason: str) -> NoReturn:
     """A server or browser a test needs is not here: skip on a developer's machine, fail in CI
     (`CI=true`), which installs everything the tests use, so a broken install never passes."""
     if os.environ.get("CI") == "true":
@@ -50,17 +51,23 @@ def missing(reason: str) -> None:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str | None:
+def store_url(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str | None]:
     """Run the test on each store backend: None for SQLite (the default), else the URL of a
-    fresh PostgreSQL database on the session's throwaway server. `NEWSLETTER_STORE` is set to
-    it, so the publication's config, the CLI and its child processes all use that database."""
+    fresh PostgreSQL database on the session's throwaway server, dropped after the test.
+    `NEWSLETTER_STORE` is set to it, so the publication's config, the CLI and its child
+    processes all use that database."""
     if request.param == "sqlite":
         monkeypatch.delenv("NEWSLETTER_STORE", raising=False)
-        return None
+        yield None
+        return
     server = request.getfixturevalue("postgres_server")
-    url: str = server.new_database(f"t{next(_DATABASES)}")
+    name = f"t{next(_DATABASES)}"
+    url: str = server.new_database(name)
     monkeypatch.setenv("NEWSLETTER_STORE", url)
-    return url
+    yield url
+    server.drop_database(name)
 
 
 _DATABASES = itertools.count(1)

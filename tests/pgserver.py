@@ -5,7 +5,9 @@ The session fixture `postgres_server` yields a `PostgresServer`; `new_database(n
 test its own empty database on it, so tests never see each other's rows and need no cleanup.
 PostgreSQL refuses to run as root: as root the cluster belongs to `nobody`, the one user every
 Debian machine has. Everything about the cluster favours speed over durability (it is thrown
-away): no fsync, no synchronous commit, no full-page writes.
+away): no fsync, no synchronous commit, no full-page writes, and the cluster lives in memory
+(/dev/shm) where there is one: each test's CREATE DATABASE copies ~9 MB, ~0.23 s on this
+machine's disk and ~0.07 s in memory, and every query that writes is spared the disk too.
 """
 
 from __future__ import annotations
@@ -73,6 +75,14 @@ class PostgresServer:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         return self.url_of(name)
 
+    def drop_database(self, name: str) -> None:
+        """DROP the database `name`, closing what is still connected to it (a killed sender's
+        server process): the cluster is in memory, so a session's databases must not pile up."""
+        with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
 
 def find_bin_dir() -> Path | None:
     """The folder holding initdb and pg_ctl: the one on PATH, else Debian's newest version."""
@@ -133,6 +143,13 @@ def _run(
         check=False,
         **as_owner,
     )
+
+
+def _cluster_parent() -> str | None:
+    """Where the cluster's folder goes: /dev/shm when it is a writable folder (tmpfs on Linux),
+    else the usual temporary folder (None)."""
+    shm = Path("/dev/shm")
+    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK) else None
 
 
 def _free_port() -> int:
@@ -218,7 +235,7 @@ def running_postgres(bin_dir: Path, port: int | None = None) -> Iterator[Postgre
     happened. `port`: this one (failing if taken), else a free one (a few tries, since
     another process may take a free port before the server binds it)."""
     owner = _owner()
-    folder = Path(tempfile.mkdtemp(prefix="newsletter-pg-"))
+    folder = Path(tempfile.mkdtemp(prefix="newsletter-pg-", dir=_cluster_parent()))
     data = folder / "data"
     try:
         if owner is not None:

@@ -1,4 +1,4 @@
-"""The archive in a real browser: Debian's headless Chromium driven by Playwright.
+"""The archive in a real browser: Debian's headless Chromium driven by Playwright (browser.py).
 
 The site is served by http.server on 127.0.0.1 under the sub-path of its base_url
 (/letters/), and opened from file://. Screenshots at 375 px and 1280 px go to
@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import os
 import shutil
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from browser import ARTIFACTS as ALL_ARTIFACTS
+from browser import watch
+from conftest import copy_sample, missing
 
 from newsletter.archive.build import build_archive
 from newsletter.config import load_config
@@ -30,35 +32,11 @@ from newsletter.content.issues import load_issues
 pytestmark = pytest.mark.real_clock
 
 REPO = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = REPO / "test-artifacts" / "archive"
+ARTIFACTS = ALL_ARTIFACTS / "archive"
 TOOLS = REPO / ".ci" / "tools" / "node_modules"  # npm install --prefix .ci/tools (.ci/run)
 VNU = TOOLS / "vnu-jar" / "build" / "dist" / "vnu.jar"
 AXE = TOOLS / "axe-core" / "axe.min.js"
-IN_CI = os.environ.get("CI") == "true"
-FLAGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-dev-shm-usage",
-]  # fmt: skip
 TODAY = dt.date(2026, 11, 25)
-
-
-def missing(reason: str) -> None:
-    """Skip on a developer's machine; fail in CI, which installs everything these tests use."""
-    if IN_CI:
-        pytest.fail(reason, pytrace=False)
-    pytest.skip(reason)
-
-
-if not CHROMIUM.exists():
-    if IN_CI:
-        raise RuntimeError("Debian chromium is not installed at /usr/bin/chromium")
-    pytest.skip(
-        "Debian chromium is not installed at /usr/bin/chromium (`.ci/run` installs it)",
-        allow_module_level=True,
-    )
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (pip) is not installed")
 
 
 class QuietHandler(SimpleHTTPRequestHandler):
@@ -81,13 +59,16 @@ class QuietHandler(SimpleHTTPRequestHandler):
         self.wfile.write(body)
 
 
-@pytest.fixture
-def served(publication: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """(URL of the archive under /letters/, its folder), served on 127.0.0.1."""
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """(URL of the archive under /letters/, its folder), served on 127.0.0.1. Built once for
+    the module: the tests only read the site (screenshots go to test-artifacts/)."""
+    folder = tmp_path_factory.mktemp("archive_browser")
+    publication = copy_sample(folder / "publication")
     config = load_config(
         publication, environ={"NEWSLETTER_BASE_URL": "https://news.example.org/letters/"}
     )
-    docroot = tmp_path / "docroot"
+    docroot = folder / "docroot"
     out = docroot / "letters"
     build_archive(config, load_issues(config, TODAY), out, today=TODAY)
     handler_class = type("Handler", (QuietHandler,), {"not_found_page": out / "404.html"})
@@ -103,27 +84,9 @@ def served(publication: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
         thread.join(timeout=10)
 
 
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    # Playwright gives the browser a fresh temporary profile itself (it refuses
-    # --user-data-dir in launch()).
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=FLAGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-def watch(page: Any, base: str) -> tuple[list[str], list[str]]:
-    """(console errors and failed requests, requests that left 127.0.0.1 or the site)."""
-    errors: list[str] = []
-    foreign: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on("requestfailed", lambda r: errors.append(f"failed: {r.url}"))
-    page.on("request", lambda r: None if r.url.startswith(base) else foreign.append(r.url))
-    return errors, foreign
+def on_site(base: str) -> Callable[[str], bool]:
+    """For `watch`: the archive's own URLs."""
+    return lambda url: url.startswith(base)
 
 
 def test_browse_follow_search_and_screenshot(served: tuple[str, Path], browser: Any) -> None:
@@ -131,7 +94,7 @@ def test_browse_follow_search_and_screenshot(served: tuple[str, Path], browser: 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for width in (375, 1280):
         page = browser.new_page(viewport={"width": width, "height": 900})
-        errors, foreign = watch(page, base)
+        errors, foreign = watch(page, on_site(base))
         page.goto(base)  # the directory URL: the server answers with index.html
         assert page.locator("h1").inner_text() == "All issues"
         assert page.locator("#search").is_visible()  # JavaScript on: the search form shows
@@ -214,7 +177,7 @@ def test_works_from_the_filesystem_and_without_javascript(
 def test_not_found_page_works_at_any_depth(served: tuple[str, Path], browser: Any) -> None:
     base, _ = served
     page = browser.new_page(viewport={"width": 1280, "height": 900})
-    errors, foreign = watch(page, base)
+    errors, foreign = watch(page, on_site(base))
     response = page.goto(base + "no/such/deep/page/")
     assert response is not None and response.status == 404
     own_status = [e for e in errors if "404" in e]  # Chromium reports the page's own 404

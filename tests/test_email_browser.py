@@ -9,14 +9,13 @@ content/ for the archive's base URL; any other request fails the test (no tracki
 fetched from elsewhere).
 
 Screenshots of every case land in test-artifacts/email/ (git-ignored) for a person to look at.
-Marked `real_clock`: Chromium does not start under libfaketime.
+Chromium comes from browser.py. Marked `real_clock`: Chromium does not start under libfaketime.
 """
 
 from __future__ import annotations
 
 import email
 import email.policy
-import os
 import re
 import threading
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browser import ARTIFACTS as ALL_ARTIFACTS
 from conftest import SAMPLE_TODAY, copy_sample, run_cli
 
 from newsletter.config import load_config
@@ -34,13 +34,7 @@ from newsletter.web import preview
 
 pytestmark = pytest.mark.real_clock
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "email"
-FLAGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-dev-shm-usage",
-]  # fmt: skip
+ARTIFACTS = ALL_ARTIFACTS / "email"
 SLUG = "2026-08-handoffs-are-the-product"  # image, table, footnote, epigraph
 BASE_URL = "https://example.com/newsletter/"
 WIDTHS = (320, 375, 600)
@@ -55,22 +49,6 @@ READERS = {
     "rtl": ("fatima@example.org", "فاطمة الزهراء"),
 }
 _STYLE_BLOCK = re.compile(r"<style\b.*?</style>", re.S | re.I)
-
-
-def _browser_module() -> Any:
-    """playwright.sync_api, or skip (fail in CI, where `.ci/run` installs Chromium)."""
-    problem = None
-    if not CHROMIUM.exists():
-        problem = "Debian chromium is not installed at /usr/bin/chromium (`.ci/run` installs it)"
-    try:
-        import playwright.sync_api as sync_api
-    except ImportError:
-        problem = "playwright (pip) is not installed"
-    if problem:
-        if os.environ.get("CI") == "true":
-            pytest.fail(problem, pytrace=False)
-        pytest.skip(problem)
-    return sync_api
 
 
 @dataclass(frozen=True)
@@ -102,17 +80,6 @@ def sent(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Sent
         received[key] = Sent(key, READERS[key][0], READERS[key][1], html)
     assert set(received) == set(READERS)
     return root, received
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    sync_api = _browser_module()
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=FLAGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 # Everything the assertions need, measured in the page in one go.

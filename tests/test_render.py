@@ -18,8 +18,17 @@ from conftest import SAMPLE_TODAY, copy_sample, run_cli
 
 from newsletter import links
 from newsletter.config import load_config
+from newsletter.content import render
+from newsletter.content.cssinline import clear_cache
 from newsletter.content.issues import Issue, find_issue, load_issues
-from newsletter.content.render import SLOTS, PreviewReader, RenderedIssue, render_issue, subject_for
+from newsletter.content.render import (
+    SLOTS,
+    PreviewReader,
+    RenderedIssue,
+    inline_css,
+    render_issue,
+    subject_for,
+)
 from newsletter.settings import Config
 
 STYLED_TAGS = ("p", "a", "h1", "h2", "h3", "td", "th")
@@ -235,6 +244,42 @@ def test_recent_issues_lists_at_most_twelve_ready_ones(tmp_path: Path) -> None:
         r"No.\xa0(\d+): Old (\d+)", page
     )
     assert [int(old) for _, old in listed] == list(range(13, 1, -1))
+
+
+def test_the_stylesheet_cache_changes_nothing_but_the_time(
+    config: Config, issues: list[Issue], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each `<style>` block is parsed once per process (content/cssinline.py): every email,
+    and the CSS warnings `check` reports, are what premailer alone gives, on a miss and on
+    every hit; an edited stylesheet is parsed again."""
+    pages: list[str] = []
+
+    def capture(page: str, *, cached: bool = True) -> tuple[str, tuple[str, ...]]:
+        pages.append(page)
+        return inline_css(page, cached=cached)
+
+    monkeypatch.setattr(render, "inline_css", capture)
+    for issue in issues:
+        render_issue(config, issue, issues)
+    monkeypatch.undo()
+    assert len(pages) == len(issues) == 5
+    # Mistakes in a plain rule, inside @media (kept in <style>) and in a pseudo-class rule.
+    head, tail = pages[0].rsplit("</style>", 1)
+    mistakes = ".oops { colr: red; }\n@media screen { .x { colr: blue } }\na:hover { colr: 0 }\n"
+    faulty = f"{head}{mistakes}</style>{tail}"
+    for page in [*pages, faulty]:
+        alone = inline_css(page, cached=False)
+        clear_cache()
+        assert inline_css(page) == alone  # parsed here
+        assert inline_css(page) == alone  # from the cache
+    warnings = inline_css(faulty)[1]
+    assert sum("colr" in w for w in warnings) == 3, warnings
+    assert inline_css(pages[0])[1] == ()
+    rule = ".container { max-width: 600px; background-color: #ffffff; }"
+    edited = pages[0].replace(rule, rule.replace("#ffffff", "#fefefe"))
+    assert edited != pages[0]
+    inlined = inline_css(edited)
+    assert inlined == inline_css(edited, cached=False) and "#fefefe" in inlined[0]
 
 
 # -- slots and personalise ----------------------------------------------------------------------

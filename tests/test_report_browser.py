@@ -1,38 +1,24 @@
-"""The HTML report in a real browser: Debian's headless Chromium driven by Playwright.
+"""The HTML report in a real browser: Debian's headless Chromium driven by Playwright (browser.py).
 
 The page is opened from file:// (as an editor opens it) with every request outside that one
-file recorded: there must be none, no console error, no horizontal scrolling on a 375 px
-phone, and the three charts drawn. Screenshots go to test-artifacts/report/ (git-ignored).
+file recorded: there must be none, no console error or failed request, no horizontal scrolling
+on a 375 px phone, and the three charts drawn. Screenshots go to test-artifacts/report/
+(git-ignored).
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from browser import ARTIFACTS as ALL_ARTIFACTS
+from browser import watch
 from conftest import run_cli
 from report_history import make_year
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "report"
-FLAGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-dev-shm-usage",
-]  # fmt: skip
+ARTIFACTS = ALL_ARTIFACTS / "report"
 pytestmark = pytest.mark.real_clock  # Chromium does not run under libfaketime
-
-if not CHROMIUM.exists() and os.environ.get("CI") == "true":
-    raise RuntimeError("CI=true but /usr/bin/chromium is missing: `.ci/run` must install it")
-if not CHROMIUM.exists():
-    pytest.skip(
-        "Debian chromium is not installed at /usr/bin/chromium (`.ci/run` installs it)",
-        allow_module_level=True,
-    )
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (pip) is not installed")
 
 
 @pytest.fixture
@@ -45,32 +31,12 @@ def report_page(publication: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     return out / "index.html"
 
 
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=FLAGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-def watch(page: Any, own: str) -> tuple[list[str], list[str]]:
-    """(console and page errors, every request for anything but the page itself)."""
-    errors: list[str] = []
-    elsewhere: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on("request", lambda r: None if r.url == own else elsewhere.append(r.url))
-    return errors, elsewhere
-
-
 def test_report_page_offline_on_a_phone_and_a_desktop(report_page: Path, browser: Any) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     own = report_page.as_uri()
     for width in (375, 1280):
         page = browser.new_page(viewport={"width": width, "height": 800})
-        errors, elsewhere = watch(page, own)
+        errors, elsewhere = watch(page, lambda url: url == own)
         page.goto(own)
         page.wait_for_load_state("load")
         assert page.locator("h1").inner_text() == "Leader Notes: how the issues did"

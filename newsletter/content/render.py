@@ -305,11 +305,16 @@ _VENDOR_PROPERTY = re.compile(
 )
 
 
-def inline_css(page: str) -> tuple[str, tuple[str, ...]]:
-    """premailer with `@media` rules (responsive, dark mode) kept, `!important` intact."""
+def inline_css(page: str, *, cached: bool = True) -> tuple[str, tuple[str, ...]]:
+    """premailer with `@media` rules (responsive, dark mode) kept, `!important` intact.
+
+    `cached`: each `<style>` block is parsed once per process (cssinline.py), the same text as
+    premailer alone gives, which `cached=False` runs (tests compare the two)."""
     import logging  # cssutils' warnings: render time, as premailer, which imports it anyway
 
     from premailer import Premailer  # ~0.3 s of imports (cssutils, requests): render time
+
+    from newsletter.content.cssinline import SheetCachingPremailer
 
     class Collect(logging.Handler):
         def __init__(self) -> None:
@@ -324,8 +329,7 @@ def inline_css(page: str) -> tuple[str, tuple[str, ...]]:
     cssutils_logger.handlers.clear()
     cssutils_logger.propagate = False
     collector = Collect()
-    inliner = Premailer(
-        page,
+    options: dict[str, Any] = dict(
         allow_network=False,
         keep_style_tags=False,
         strip_important=False,
@@ -338,10 +342,14 @@ def inline_css(page: str) -> tuple[str, tuple[str, ...]]:
         disable_basic_attributes=["height", "width"],
         # premailer's process-wide parse cache reports a stylesheet's warnings only the first
         # time it is seen, so `check` lost them for later issues and in long-running processes;
-        # parsing again costs ~50 ms once per issue.
+        # SheetCachingPremailer keeps them with each parsed stylesheet instead.
         cache_css_parsing=False,
     )
-    inlined = inliner.transform()
+    if cached:
+        inliner = SheetCachingPremailer(page, warnings=collector.messages, **options)
+    else:
+        inliner = Premailer(page, **options)
+    inlined: str = inliner.transform()
     cssutils_logger.removeHandler(collector)
     warnings = [m for m in collector.messages if not _VENDOR_PROPERTY.search(m)]
     return inlined, tuple(dict.fromkeys(warnings))
