@@ -15,13 +15,8 @@ from pathlib import Path
 import pytest
 
 from newsletter.errors import DeliveryError
-from newsletter.mail.message import (
-    InvalidRecipient,
-    IssueMessage,
-    QuotedPrintableTemplate,
-    message_id,
-    quoted_printable,
-)
+from newsletter.mail.bodies import QuotedPrintableTemplate, quoted_printable
+from newsletter.mail.message import InvalidRecipient, IssueMessage, message_id
 from newsletter.settings import Config, WebConfig
 
 WHEN = datetime(2026, 1, 6, 9, 0, tzinfo=UTC)

@@ -35,7 +35,8 @@ from newsletter.delivery.outgoing import Link, Prepared, RateLimit, signs_ahead
 from newsletter.delivery.policy import Outcome, Result, classify, judge, settled
 from newsletter.delivery.relaywatch import Held, RelayWatch, describe
 from newsletter.errors import DeliveryError, NewsletterError
-from newsletter.mail.message import BodyEncoder, InvalidRecipient, IssueMessage
+from newsletter.mail.bodies import BodyEncoder
+from newsletter.mail.message import InvalidRecipient, IssueMessage
 from newsletter.mail.transport import Transport, TransportFailure
 from newsletter.store.records import DeliveryRow, SendRecord
 from newsletter.store.sends import SendLog

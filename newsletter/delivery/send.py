@@ -23,7 +23,8 @@ from newsletter.delivery.lifecycle import Progress, SendReport
 from newsletter.delivery.policy import Outcome, classify
 from newsletter.errors import DeliveryError
 from newsletter.mail import dkim
-from newsletter.mail.message import BodyEncoder, IssueMessage, Reader, message_id
+from newsletter.mail.bodies import BodyEncoder
+from newsletter.mail.message import IssueMessage, Reader, message_id
 from newsletter.mail.oneoff import OneOffSender, OutgoingMail, recipient_for
 from newsletter.mail.transport import TransportFailure, open_transport
 from newsletter.store.records import DeliveryState

@@ -41,7 +41,8 @@ from newsletter.delivery.lifecycle import (
     next_deferred,
 )
 from newsletter.delivery.outgoing import RateLimit, signs_ahead
-from newsletter.mail.message import BodyEncoder, IssueMessage
+from newsletter.mail.bodies import BodyEncoder
+from newsletter.mail.message import IssueMessage
 from newsletter.mail.transport import Transport
 from newsletter.store.records import DeliveryRow, SendRecord
 from newsletter.store.sends import SendLog

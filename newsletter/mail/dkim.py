@@ -4,15 +4,13 @@ Gmail and Yahoo want bulk mail signed with the List-Unsubscribe headers covered,
 cannot add or rewrite the one-click URL. The key's PATH comes from the environment variable the
 config names; the key itself never sits in newsletter.yaml.
 
-dkimpy does what it does well here: parsing the message, canonicalising headers and body, and
-choosing the signed header instances (and, in the tests, verifying). The RSA signature itself is
-OpenSSL's, through the `cryptography` package: dkimpy's pure-Python RSA took ~11 ms a message,
-so signing capped a send near 90 messages a second; OpenSSL takes well under a millisecond.
-dkimpy's relaxed body canonicalisation runs two regex substitutions that match every space of
-a 25 KB body (~4 ms, as much as the signature); `canonical_body` gives the same bytes with a
-few passes of bytes.replace (~0.1-0.4 ms). An issue message's body comes in pieces, the issue's
-fixed parts the same for every reader: `signature(..., body=pieces)` hashes it piece by piece,
-each fixed piece canonicalised once per issue (`_hashed_in_pieces`).
+dkimpy does what it does well here: the canonicalisation policies and parsing the header
+lines (and, in the tests, verifying every signature). The RSA signature itself is OpenSSL's,
+through the `cryptography` package: dkimpy's pure-Python RSA took ~11 ms a message; OpenSSL
+takes under a millisecond, and from cryptography 48 releases the GIL while it signs, so a send
+with a spare core signs the next message while the current one goes out (`sign_later`).
+Canonicalising fast and piece by piece (an issue's fixed parts once per issue):
+`newsletter.mail.canonical`.
 
 dkimpy (which imports dnspython) and cryptography are imported when a message is signed, not
 with this module: a command that signs nothing does not pay for them (`newsletter --help`).
@@ -23,7 +21,6 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-import itertools
 import os
 import time
 from collections.abc import Sequence
@@ -32,13 +29,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from newsletter.errors import ConfigError
+from newsletter.mail import canonical
 from newsletter.settings import Config, DkimConfig
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor, Future
 
     from cryptography.hazmat.primitives.asymmetric import rsa
-    from dkim.canonicalization import CanonicalizationPolicy
 
 # Always signed, present or not: signing an absent header (a "null" signature) stops anyone
 # from adding it later, e.g. a List-Unsubscribe-Post on a message that had none.
@@ -224,8 +221,8 @@ def unsigned_header(
     Every name in SIGNED_HEADERS is in h=, present or not, so nobody can add one later.
     `body` and `head`, when given, are the message's body and its header block (blank line
     included) in pieces: an issue's fixed parts are the same objects for every reader, so
-    their canonical forms are computed once per issue (`_hashed_in_pieces`,
-    `_fields_in_pieces`) instead of the whole message's per reader.
+    their canonical forms are computed once per issue (`canonical.hashed_in_pieces`,
+    `canonical.fields_in_pieces`) instead of the whole message's per reader.
     """
     from dkim.canonicalization import CanonicalizationPolicy, InvalidCanonicalizationPolicyError
 
@@ -233,12 +230,12 @@ def unsigned_header(
         policy = CanonicalizationPolicy.from_c_value(canonicalization)
     except InvalidCanonicalizationPolicyError as exc:
         raise ValueError(f"not a DKIM canonicalization: {canonicalization!r}") from exc
-    digest = _hashed_in_pieces(policy, message, body) if body is not None else None
-    fields = _fields_in_pieces(policy, message, head) if head is not None else None
+    digest = canonical.hashed_in_pieces(policy, message, body) if body is not None else None
+    fields = canonical.fields_in_pieces(policy, message, head) if head is not None else None
     if digest is None or fields is None:
-        headers, whole = parse(message)
-        fields = fields or canonical_fields(policy, headers)
-        digest = digest or hashlib.sha256(canonical_body(policy, whole)).digest()
+        headers, whole = canonical.parse(message)
+        fields = fields or canonical.canonical_fields(policy, headers)
+        digest = digest or hashlib.sha256(canonical.canonical_body(policy, whole)).digest()
     stamp = str(int(time.time()) if timestamp is None else timestamp).encode("ascii")
     # b= goes last and on a line of its own, so the value hashed below (b= empty) is exactly the
     # header a verifier sees once it strips the b= value, whatever the canonicalization.
@@ -247,185 +244,9 @@ def unsigned_header(
         + b"; s=" + selector + b"; t=" + stamp + b";\r\n\t" + _NAMES
         + b";\r\n\tbh=" + base64.b64encode(digest) + b";\r\n\tb="
     )  # fmt: skip
-    (own,) = canonical_fields(policy, [(b"DKIM-Signature", value)])
-    signed = [*_select(fields, _INCLUDE), (own[0], own[1].rstrip())]
+    (own,) = canonical.canonical_fields(policy, [(b"DKIM-Signature", value)])
+    signed = [*canonical.select_fields(fields, _INCLUDE), (own[0], own[1].rstrip())]
     return Unsigned(value, b"".join(name + b":" + field for name, field in signed))
-
-
-def _select(fields: Sequence[Sequence[bytes]], names: Sequence[bytes]) -> list[Sequence[bytes]]:
-    """dkimpy's `select_headers`, without its scan of every field per name (~60 us a
-    message): for each name, the last instance not yet taken."""
-    instances: dict[bytes, list[Sequence[bytes]]] = {}
-    for field in fields:
-        instances.setdefault(field[0].lower(), []).append(field)
-    return [instances[name].pop() for name in names if instances.get(name)]
-
-
-def _fields_in_pieces(
-    policy: CanonicalizationPolicy, message: bytes, pieces: Sequence[bytes]
-) -> list[tuple[bytes, bytes]] | None:
-    """The canonical header fields of `message`, whose header block (with its blank line)
-    is the join of `pieces`, each piece whole fields; None when the pieces are not that.
-    Canonicalisation is field by field, so each piece's part is computed once
-    (`_fields_cached`): an issue's fixed header lines are the same for every reader."""
-    if (
-        not pieces
-        or not pieces[-1].endswith(b"\r\n\r\n")
-        or any(piece.endswith(b"\r\n\r\n") for piece in pieces[:-1])
-        or not message.startswith(b"".join(pieces))
-    ):
-        return None
-    fields: list[tuple[bytes, bytes]] = []
-    c_value = bytes(policy.to_c_value())
-    for piece in pieces:
-        part = _fields_cached(c_value, piece)
-        if part is None:
-            return None
-        fields += part
-    return fields
-
-
-@functools.lru_cache(maxsize=64)
-def _fields_cached(c_value: bytes, piece: bytes) -> tuple[tuple[bytes, bytes], ...] | None:
-    """One piece's canonical fields; None unless the piece is whole CRLF-terminated fields
-    (the last piece also ends with the blank line). Bounded, so a send's memory stays flat."""
-    from dkim import rfc822_parse
-    from dkim.canonicalization import CanonicalizationPolicy
-
-    lines = piece.removesuffix(b"\r\n\r\n") + b"\r\n" if piece.endswith(b"\r\n\r\n") else piece
-    if (
-        not lines.endswith(b"\r\n")
-        or lines[0] in _BLANKS_OR_CR  # a fold of the previous piece's last field
-        or b"\r\n\r\n" in lines
-        or not _crlf_only(lines)
-    ):
-        return None
-    headers, _ = rfc822_parse(lines)
-    policy = CanonicalizationPolicy.from_c_value(c_value)
-    return tuple((bytes(name), bytes(value)) for name, value in canonical_fields(policy, headers))
-
-
-def canonical_fields(
-    policy: CanonicalizationPolicy, headers: Sequence[Sequence[bytes]]
-) -> list[tuple[bytes, bytes]]:
-    """`policy.canonicalize_headers(headers)`, faster for relaxed (RFC 6376 3.4.2): dkimpy runs
-    two regex substitutions per field (~10 us each); here a few bytes.replace passes, as in
-    `canonical_body`. Each field's value keeps dkimpy's form (ends with CRLF)."""
-    from dkim.canonicalization import Relaxed
-
-    if policy.header_algorithm is not Relaxed:
-        return [(bytes(name), bytes(value)) for name, value in policy.canonicalize_headers(headers)]
-    out = []
-    for name, value in headers:
-        value = value.replace(b"\r\n", b"").replace(b"\t", b" ")
-        while b"  " in value:
-            value = value.replace(b"  ", b" ")
-        out.append((name.lower().rstrip(), value.strip() + b"\r\n"))
-    return out
-
-
-def parse(message: bytes) -> tuple[list[list[bytes]], bytes]:
-    """dkimpy's `rfc822_parse(message)`, faster: it splits the whole message into lines and
-    joins the body again (~0.4 ms of a 25 KB message); a CRLF message needs only its header
-    block split, the body is the bytes after the blank line as they are."""
-    from dkim import rfc822_parse
-
-    head, blank, body = message.partition(b"\r\n\r\n")
-    plain = (
-        blank
-        and not message.startswith(b"\r\n")
-        and head.count(b"\n") == head.count(b"\r\n")
-        and body.count(b"\n") == body.count(b"\r\n")
-        and b"\r" not in body.replace(b"\r\n", b"")
-    )
-    if not plain:  # bare LFs: dkimpy's line ends are CRLF, its own parse converts them
-        return rfc822_parse(message)  # type: ignore[no-any-return]
-    headers, _ = rfc822_parse(head + b"\r\n\r\n")
-    return headers, body
-
-
-def canonical_body(policy: CanonicalizationPolicy, body: bytes) -> bytes:
-    """`policy.canonicalize_body(body)`, faster. Relaxed (RFC 6376 3.4.4) deletes the blanks
-    before each CRLF and squeezes other runs of blanks to one space; dkimpy does it with two
-    regex substitutions that match every space of the body (~4 ms for 25 KB). Here: tabs become
-    spaces, runs of spaces halve until none is left (a few passes of bytes.replace, in C), and
-    the one space left before a CRLF goes; the end of the body is normalised as dkimpy does."""
-    from dkim.canonicalization import Relaxed, correct_empty_body, strip_trailing_lines
-
-    if policy.body_algorithm is not Relaxed:
-        return bytes(policy.canonicalize_body(body))
-    body = body.replace(b"\t", b" ")
-    while b"  " in body:
-        body = body.replace(b"  ", b" ")
-    body = body.replace(b" \r\n", b"\r\n")
-    return bytes(correct_empty_body(strip_trailing_lines(body)))
-
-
-def _hashed_in_pieces(
-    policy: CanonicalizationPolicy, message: bytes, pieces: Sequence[bytes]
-) -> bytes | None:
-    """The relaxed body's SHA-256 of `message`, whose body is the join of `pieces`;
-    None when this way cannot tell (the caller canonicalises the whole body instead).
-
-    Relaxed body canonicalisation only looks at runs of blanks and at the blank before a
-    CRLF, so it works piece by piece wherever no such run or CRLF straddles two pieces: a
-    joint where one piece ends with a blank and the next starts with a blank or CR, or a
-    bare CR or LF anywhere (dkimpy's parse rewrites those), sends the message the whole way.
-    The end of the body (trailing empty lines) is normalised on the last piece, which must
-    hold more than line ends. An issue's fixed pieces are canonicalised once (`_relaxed_cached`)."""
-    from dkim.canonicalization import Relaxed, strip_trailing_lines
-
-    parts = [piece for piece in pieces if piece]
-    head = message[: len(message) - sum(map(len, parts))]
-    if (
-        policy.body_algorithm is not Relaxed
-        or not parts
-        or head.find(b"\r\n\r\n") != len(head) - 4  # the first blank line ends the headers
-        or not _crlf_only(head)
-        or not message.endswith(b"".join(parts))
-    ):
-        return None
-    for before, after in itertools.pairwise(parts):
-        if before[-1] in _BLANKS and after[0] in _BLANKS_OR_CR:
-            return None
-    canonical: list[bytes] = []
-    for part in parts:
-        relaxed = _relaxed_cached(part)
-        if relaxed is None:
-            return None
-        canonical.append(relaxed)
-    if not canonical[-1].replace(b"\r\n", b""):
-        return None
-    canonical[-1] = strip_trailing_lines(canonical[-1])
-    # One update of the joined pieces: ~35 updates of small pieces cost more than the copy.
-    return hashlib.sha256(b"".join(canonical)).digest()
-
-
-_BLANKS = b" \t"
-_BLANKS_OR_CR = b" \t\r"
-
-
-def _crlf_only(data: bytes) -> bool:
-    """No bare CR or LF: every line end is CRLF."""
-    crlf = data.count(b"\r\n")
-    return data.count(b"\n") == crlf and data.count(b"\r") == crlf
-
-
-def _relaxed(piece: bytes) -> bytes | None:
-    """`canonical_body`'s blank-squeezing for one piece (no end-of-body step); None when the
-    piece holds a bare CR or LF."""
-    if not _crlf_only(piece):
-        return None
-    piece = piece.replace(b"\t", b" ")
-    while b"  " in piece:
-        piece = piece.replace(b"  ", b" ")
-    return piece.replace(b" \r\n", b"\r\n")
-
-
-# An issue's fixed parts (~30 pieces, the same bytes objects for every reader: each one's hash
-# is computed once) stay, being used by every message; a reader's own pieces (~8 a message)
-# pass through. Bounded, so a send's memory stays flat however many readers it has.
-_relaxed_cached = functools.lru_cache(maxsize=256)(_relaxed)
 
 
 def _fold_names(names: list[bytes]) -> bytes:

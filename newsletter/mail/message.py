@@ -4,8 +4,8 @@
 "Measured facts"). So `IssueMessage` builds the MIME structure once with `EmailMessage` and
 `policy.SMTP`, splits the bytes at three slots (the per-reader headers, the text part, the HTML
 part) and per reader only joins: its header lines and its two quoted-printable bodies, which
-`BodyEncoder` fills from the rendered issue's slot templates encoded once
-(`QuotedPrintableTemplate`), never a whole body per reader.
+`newsletter.mail.bodies.BodyEncoder` fills from the rendered issue's slot templates encoded
+once, never a whole body per reader.
 
 Header safety: every editor- or subscriber-controlled value (subject, names, the publication's
 name) is written here, not by `EmailMessage`, because the stdlib decodes an encoded word such
@@ -16,20 +16,17 @@ encoded, so a reader's client shows the literal text instead of decoding it.
 
 from __future__ import annotations
 
-import binascii
 import re
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime
 from email.charset import Charset
 from email.header import Header
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr, parseaddr
-from html import escape
 from typing import TYPE_CHECKING
 
-from newsletter.content.render import PreviewReader, RenderedIssue
 from newsletter.content.render import Reader as Reader  # re-exported: who gets a copy
 from newsletter.errors import DeliveryError
 from newsletter.links import (
@@ -41,6 +38,7 @@ from newsletter.links import (
     unsubscribe_web_url,
 )
 from newsletter.mail import dkim
+from newsletter.mail.bodies import quoted_printable
 from newsletter.settings import Config
 
 if TYPE_CHECKING:
@@ -112,95 +110,6 @@ def _name_addr(field: str, display_name: str | None, address: str) -> str:
     if len(line) <= _MAX_LINE:
         return line + "\r\n"
     return f"{field}: {phrase}\r\n <{address}>\r\n"
-
-
-def quoted_printable(body: str) -> bytes:
-    """UTF-8, CRLF line ends, quoted-printable (lines <= 76), ending in CRLF."""
-    text = body.replace("\r\n", "\n").replace("\r", "\n")
-    if not text.endswith("\n"):
-        text += "\n"
-    encoded = binascii.b2a_qp(text.replace("\n", "\r\n").encode("utf-8"), istext=True)
-    return _limit_lines(_no_leading_dots(encoded))
-
-
-def _no_leading_dots(encoded: bytes) -> bytes:
-    """ "." at a line start as =2E, so SMTP never needs to dot-stuff our bodies (the
-    transport then skips its pass over every message)."""
-    if encoded.startswith(b"."):
-        encoded = b"=2E" + encoded[1:]
-    return encoded.replace(b"\r\n.", b"\r\n=2E")
-
-
-_SOFT_BREAK = b"=\r\n"
-_BARE_LF = re.compile(rb"(?<!\r)\n")
-
-
-# Printable ASCII without "=", no space at either end, not starting with ".": QP as it is.
-_QP_AS_IS = re.compile(r"[!-\-/-<>-~](?:[ -<>-~]{0,68}[!-<>-~])?")
-
-
-def _qp_piece(text: str) -> bytes:
-    """Quoted-printable of a piece of a body, ready to be joined to others by soft breaks:
-    CRLF line ends (b2a_qp uses LF for soft breaks when the piece holds no CRLF), and a
-    last line short enough (<= 75) to take the "=" of the soft break that follows it."""
-    if _QP_AS_IS.fullmatch(text):  # names, addresses, tokens: most slot values
-        return text.encode("ascii")
-    data = text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n")
-    encoded = _BARE_LF.sub(b"\r\n", binascii.b2a_qp(data.encode("utf-8"), istext=True))
-    return _limit_lines(_no_leading_dots(encoded), last=75)
-
-
-def _limit_lines(encoded: bytes, *, last: int = 76) -> bytes:
-    """Lines of at most 76 (RFC 2045), the last at most `last`. b2a_qp alone can emit 77
-    when it encodes trailing whitespace near the limit."""
-    lines = encoded.split(b"\r\n")
-    limits = [76] * (len(lines) - 1) + [last]
-    if all(len(line) <= limit for line, limit in zip(lines, limits, strict=True)):
-        return encoded
-    out = []
-    for line, limit in zip(lines, limits, strict=True):
-        while len(line) > limit:
-            cut = limit - 1  # room for the "=" of a soft break
-            # Never split an =XX escape, never start a line with "." (see _no_leading_dots).
-            while b"=" in line[cut - 2 : cut] or line[cut : cut + 1] == b".":
-                cut -= 1
-            out.append(line[:cut] + b"=")
-            line = line[cut:]
-        out.append(line)
-    return b"\r\n".join(out)
-
-
-class QuotedPrintableTemplate:
-    """A body with slots (literal, slot, literal, ..., literal), its literals encoded once.
-
-    Per reader only the slot values are encoded; soft line breaks around each value join the
-    pieces, which a decoder removes, so the decoded body is exactly the filled-in text.
-    b2a_qp of a 14 KB HTML body costs ~200 us; this costs a few us per slot.
-    """
-
-    def __init__(self, parts: Sequence[str]) -> None:
-        self.literals = [_qp_piece(literal) if literal else b"" for literal in parts[0::2]]
-
-    def fill(self, values: Sequence[str]) -> bytes:
-        return b"".join(self.pieces(values))
-
-    def pieces(self, values: Sequence[str]) -> list[bytes]:
-        """`fill` unjoined: the literals stay the same objects for every reader, so the DKIM
-        signer canonicalises each once per issue (newsletter.mail.dkim.signature's `body`)."""
-        out = [self.literals[0]]
-        encoded = {value: _qp_piece(value) for value in set(values)}  # slots repeat values
-        for value, literal in zip(values, self.literals[1:], strict=True):
-            if value:
-                out += (_SOFT_BREAK, encoded[value])
-            if literal:
-                out += (_SOFT_BREAK, literal)
-        end = b"".join(
-            out[-3:]
-        )  # the body's last 3 bytes at least: no piece but the first is empty
-        # The body ends with a line break before the MIME boundary.
-        if not end.endswith(b"\r\n") or end.endswith(_SOFT_BREAK):
-            out.append(b"\r\n")
-        return out
 
 
 def _domain(address: str) -> str:
@@ -369,45 +278,3 @@ def _fold_list(name: str, items: list[str]) -> str:
             line += f", {item}"
     out.append(line)
     return "\r\n".join(out) + "\r\n"
-
-
-class BodyEncoder:
-    """Each reader's two quoted-printable bodies, from the rendered issue's slot templates
-    encoded once (b2a_qp of a whole 14 KB body per reader would cost more than the SMTP).
-
-    A probe reader checks once per issue that the result decodes to exactly what
-    `RenderedIssue.personalise` gives; if not (the renderer changed), every reader gets the
-    plain path: personalise, then encode."""
-
-    def __init__(self, rendered: RenderedIssue) -> None:
-        self.rendered = rendered
-        self.html = QuotedPrintableTemplate(rendered.html.parts)
-        self.text = QuotedPrintableTemplate(rendered.text.parts)
-        probe = PreviewReader(first_name='Zoë "<&>" O\'Neil, Jr', token="probe")
-        expected = rendered.personalise(probe)
-        html, text = (b"".join(pieces) for pieces in self._fast(probe))
-        self.fast = _decoded(html) == _lines(expected.html) and _decoded(text) == _lines(
-            expected.text
-        )
-
-    def _fast(self, reader: Reader) -> tuple[list[bytes], list[bytes]]:
-        raw = self.rendered.slot_values(reader)
-        html = [escape(raw[name], quote=True) for name in self.rendered.html.slots]
-        text = [raw[name] for name in self.rendered.text.slots]
-        return self.html.pieces(html), self.text.pieces(text)
-
-    def encode(self, reader: Reader) -> tuple[list[bytes], list[bytes]]:
-        """(html, text), quoted-printable, each in pieces to be joined (`render_encoded`)."""
-        if self.fast:
-            return self._fast(reader)
-        body = self.rendered.personalise(reader)
-        return [quoted_printable(body.html)], [quoted_printable(body.text)]
-
-
-def _lines(text: str) -> str:
-    text = text.replace("\r\n", "\n")
-    return text if text.endswith("\n") else text + "\n"
-
-
-def _decoded(encoded: bytes) -> str:
-    return binascii.a2b_qp(encoded).decode("utf-8").replace("\r\n", "\n")

@@ -25,7 +25,8 @@ import jinja2
 
 from newsletter.content.render import load_template, render_template, template_environment
 from newsletter.errors import NewsletterError, TemplateError
-from newsletter.mail.message import encode_text, format_mailbox, quoted_printable
+from newsletter.mail.bodies import quoted_printable
+from newsletter.mail.message import encode_text, format_mailbox
 from newsletter.mail.oneoff import OneOffSender, OutgoingMail, outgoing, recipient_for
 from newsletter.mail.transport import TransportFailure
 from newsletter.settings import Config
