@@ -214,8 +214,9 @@ def test_both_canonicalizations_verify_with_folded_non_ascii_headers(
     unsigned = issue_bytes(replace(config, dkim=None), subject=LONG_SUBJECT)
     assert b"=?utf-8?" in unsigned and b"\r\n " in unsigned.partition(b"\r\n\r\n")[0]
     key = dkim.private_key(config.dkim)  # type: ignore[arg-type]
-    header = dkim.signature(unsigned, key, selector=b"news2026", domain=b"example.com",
-                            canonicalization=canonicalization, timestamp=1767690000)  # fmt: skip
+    header = dkim.unsigned_header(unsigned, selector=b"news2026", domain=b"example.com",
+                                  canonicalization=canonicalization, timestamp=1767690000,
+                                  ).complete(key)  # fmt: skip
     signed = header + unsigned
     assert f"c={canonicalization.decode()};".encode() in header
     assert all(len(line) <= 78 for line in header.split(b"\r\n"))
@@ -426,7 +427,7 @@ def test_header_selection_is_dkimpys() -> None:
 
 @pytest.mark.parametrize("canonicalization", [b"relaxed/relaxed", b"simple/simple"])
 def test_a_signature_from_pieces_is_the_signature_of_the_whole(
-    config: Config, keys: KeyPair, canonicalization: bytes
+    config: Config, keys: KeyPair, canonicalization: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The send's pieces (header lines, body parts) give byte for byte the header the whole
     message gives, for long folded non-ASCII subjects too."""
@@ -443,23 +444,23 @@ def test_a_signature_from_pieces_is_the_signature_of_the_whole(
         seen.update(pieces, message=message)
         return dkim.Pending(message)
 
-    original = dkim.sign_later
-    dkim.sign_later = keep  # type: ignore[assignment]
-    try:
+    with monkeypatch.context() as patch:  # what the skeleton hands the signer
+        patch.setattr(dkim, "sign_later", keep)
         data = skeleton.render(reader, html="<p>Hello  Zoë</p>\n", text="Hello\tZoë \n")
-    finally:
-        dkim.sign_later = original
     key = dkim.private_key(config.dkim)  # type: ignore[arg-type]
     common = dict(selector=b"news2026", domain=b"example.com", timestamp=1767690000)
-    whole = dkim.signature(data, key, canonicalization=canonicalization, **common)  # type: ignore[arg-type]
-    pieces = dkim.signature(
+    whole = dkim.unsigned_header(
         data,
-        key,
+        canonicalization=canonicalization,
+        **common,  # type: ignore[arg-type]
+    ).complete(key)
+    pieces = dkim.unsigned_header(
+        data,
         canonicalization=canonicalization,
         body=seen["body"],  # type: ignore[arg-type]
         head=seen["head"],  # type: ignore[arg-type]
         **common,  # type: ignore[arg-type]
-    )
+    ).complete(key)
     assert pieces == whole
     assert dkimpy.verify(pieces + data, dnsfunc=keys.dns)
 

@@ -118,7 +118,7 @@ def sign(
 ) -> bytes:
     """`message` with a DKIM-Signature header prepended; unchanged when dkim is not configured.
     `body`, `head`: the message's body and header block in pieces, if the caller has them
-    (see `signature`)."""
+    (see `unsigned_header`)."""
     return sign_later(config, message, body=body, head=head).result()
 
 
@@ -181,29 +181,6 @@ class Unsigned:
         encoded = base64.b64encode(key.sign(self.data, padding.PKCS1v15(), hashes.SHA256()))
         lines = [encoded[i : i + _FOLD - 1] for i in range(0, len(encoded), _FOLD - 1)]
         return b"DKIM-Signature:" + self.value + b"\r\n\t" + b"\r\n\t".join(lines) + b"\r\n"
-
-
-def signature(
-    message: bytes,
-    key: rsa.RSAPrivateKey,
-    *,
-    selector: bytes,
-    domain: bytes,
-    canonicalization: bytes = DEFAULT_CANONICALIZATION,
-    timestamp: int | None = None,
-    body: Sequence[bytes] | None = None,
-    head: Sequence[bytes] | None = None,
-) -> bytes:
-    """The `DKIM-Signature: ...` header line (CRLF-terminated) for `message` (RFC 6376 3.5)."""
-    return unsigned_header(
-        message,
-        selector=selector,
-        domain=domain,
-        canonicalization=canonicalization,
-        timestamp=timestamp,
-        body=body,
-        head=head,
-    ).complete(key)
 
 
 def unsigned_header(
