@@ -229,13 +229,39 @@ def _start(bin_dir: Path, folder: Path, owner: tuple[int, int] | None, port: int
     )
 
 
+# The pid of the test process that made a cluster's folder: a process killed before it could
+# stop its cluster (libfaketime crashes an xdist worker now and then) leaves a server running,
+# in /dev/shm holding memory; the next session stops it.
+OWNER_FILE = "owner.pid"
+
+
+def reap_orphans(bin_dir: Path, parent: Path) -> list[Path]:
+    """Stop and remove the clusters under `parent` whose maker is gone; returns them. A folder
+    without an owner file (being made, or not ours) is left alone, as is a live maker's."""
+    reaped = []
+    for folder in parent.glob("newsletter-pg-*"):
+        try:
+            pid = int((folder / OWNER_FILE).read_text())
+            os.kill(pid, 0)
+            continue  # its maker still runs
+        except (OSError, ValueError) as exc:
+            if not isinstance(exc, ProcessLookupError):
+                continue  # no owner file, or a process we may not signal: not ours to judge
+        _stop(bin_dir, folder / "data", _owner())
+        shutil.rmtree(folder, ignore_errors=True)
+        reaped.append(folder)
+    return reaped
+
+
 @contextlib.contextmanager
 def running_postgres(bin_dir: Path, port: int | None = None) -> Iterator[PostgresServer]:
     """A new cluster in a new temporary folder; stopped and removed on leaving, whatever
     happened. `port`: this one (failing if taken), else a free one (a few tries, since
     another process may take a free port before the server binds it)."""
     owner = _owner()
+    reap_orphans(bin_dir, Path(_cluster_parent() or tempfile.gettempdir()))
     folder = Path(tempfile.mkdtemp(prefix="newsletter-pg-", dir=_cluster_parent()))
+    (folder / OWNER_FILE).write_text(f"{os.getpid()}\n")
     data = folder / "data"
     try:
         if owner is not None:

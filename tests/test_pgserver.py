@@ -15,7 +15,14 @@ from pathlib import Path
 import psycopg
 import pytest
 from conftest import missing
-from pgserver import PostgresServer, PostgresStartError, find_bin_dir, running_postgres, wait_until
+from pgserver import (
+    PostgresServer,
+    PostgresStartError,
+    find_bin_dir,
+    reap_orphans,
+    running_postgres,
+    wait_until,
+)
 
 pytestmark = pytest.mark.real_clock  # starts PostgreSQL, which a faked clock would stall
 
@@ -132,6 +139,42 @@ def test_a_start_that_fails_says_why_and_leaves_nothing(
             pytest.fail("started on a port that was taken")
     assert len(made_folders) == 1
     assert not made_folders[0].exists()
+
+
+def test_a_cluster_whose_maker_was_killed_is_stopped_by_the_next_session(
+    bin_dir: Path, postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    """A test process killed before it could stop its cluster (a libfaketime crash) leaves
+    the server running; `reap_orphans` (run before every new cluster) stops and removes it, and
+    leaves a live maker's cluster alone."""
+    import signal
+    import subprocess
+    import sys
+
+    said = tmp_path / "started"
+    code = (
+        "import pathlib, sys, time\n"
+        "from pgserver import find_bin_dir, running_postgres\n"
+        "with running_postgres(find_bin_dir()) as server:\n"
+        f"    pathlib.Path({str(said)!r}).write_text(f'{{server.socket_dir}} {{server.port}}')\n"
+        "    time.sleep(600)\n"
+    )
+    tests = Path(__file__).parent
+    env = {**os.environ, "PYTHONPATH": str(tests)}
+    maker = subprocess.Popen([sys.executable, "-c", code], cwd=tests, env=env)
+    try:
+        wait_until(said.exists, time.monotonic() + 60, "the maker's cluster")
+        folder_text, port_text = said.read_text().split()
+        folder, port = Path(folder_text), int(port_text)
+        assert not _refused("127.0.0.1", port)
+    finally:
+        maker.send_signal(signal.SIGKILL)
+        maker.wait(timeout=30)
+    assert folder.exists()  # nobody stopped it
+    reaped = reap_orphans(bin_dir, folder.parent)
+    assert folder in reaped and not folder.exists()
+    wait_until(lambda: _refused("127.0.0.1", port), time.monotonic() + 30, "the orphan to stop")
+    assert postgres_server.socket_dir not in reaped and postgres_server.socket_dir.exists()
 
 
 def test_the_readiness_deadline_fires() -> None:
