@@ -471,20 +471,26 @@ def test_worker_processes_share_the_log_and_never_take_the_same_row(
     assert [e.done for e in events] == list(range(1, len(readers) + 1))  # one count, in order
 
 
-def test_a_killed_worker_stops_the_send_and_its_row_is_unknown_next_run(
-    publication: Path,
-) -> None:
+def killing_a_worker(after: int, killed: list[int]) -> Any:
+    """An on_progress that SIGKILLs one send worker process once `after` readers are done;
+    its pid goes into `killed`."""
     import multiprocessing
     import signal
 
-    killed: list[int] = []
-
     def kill_a_worker(event: delivery.Progress) -> None:
         workers = [p for p in multiprocessing.active_children() if p.name.startswith("send-")]
-        if event.done >= 10 and not killed and workers and workers[0].pid:
+        if event.done >= after and not killed and workers and workers[0].pid:
             killed.append(workers[0].pid)
             os.kill(workers[0].pid, signal.SIGKILL)
 
+    return kill_a_worker
+
+
+def test_a_killed_worker_stops_the_send_and_its_row_is_unknown_next_run(
+    publication: Path,
+) -> None:
+    killed: list[int] = []
+    kill_a_worker = killing_a_worker(10, killed)
     with FaultyMTA(Faults(delay=0.02)) as mta:
         config = smtp_config(publication, mta, connections=2)
         readers = add_readers(config, 60)

@@ -9,14 +9,21 @@ send, and that the reader signed ahead is never lost or sent twice."""
 from __future__ import annotations
 
 import os
-import signal
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
 import dkim as dkimpy
 import pytest
-from test_delivery import add_readers, by_recipient, rows, send, smtp_config, status_of
+from test_delivery import (
+    add_readers,
+    by_recipient,
+    killing_a_worker,
+    rows,
+    send,
+    smtp_config,
+    status_of,
+)
 from test_dkim import KeyPair, _generate
 
 from newsletter.config import load_config
@@ -125,16 +132,8 @@ def test_a_paused_signed_send_loses_nobody_and_resumes(
 def test_a_killed_signing_worker_leaves_at_most_one_unknown(
     publication: Path, keys: KeyPair, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import multiprocessing
-
     killed: list[int] = []
-
-    def kill_a_worker(event: delivery.Progress) -> None:
-        workers = [p for p in multiprocessing.active_children() if p.name.startswith("send-")]
-        if event.done >= 8 and not killed and workers and workers[0].pid:
-            killed.append(workers[0].pid)
-            os.kill(workers[0].pid, signal.SIGKILL)
-
+    kill_a_worker = killing_a_worker(8, killed)
     with FaultyMTA(Faults(delay=0.02)) as mta:
         config = signed(smtp_config(publication, mta, connections=2), keys, monkeypatch)
         readers = add_readers(config, 40)
