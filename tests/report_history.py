@@ -26,7 +26,8 @@ from newsletter.inbox.processor import Processor
 from newsletter.mail.message import message_id
 from newsletter.settings import Config
 from newsletter.store import database
-from newsletter.store.csvio import ImportRow, normalise_address
+from newsletter.store.addresses import normalise_address
+from newsletter.store.csvio import ImportRow
 from newsletter.store.records import Subscriber
 from newsletter.store.store import Store, open_store
 

@@ -16,7 +16,8 @@ from conftest import REPO
 
 from newsletter.config import load_config
 from newsletter.errors import StoreError
-from newsletter.store.csvio import Address, ImportRow
+from newsletter.store.addresses import Address
+from newsletter.store.csvio import ImportRow
 from newsletter.store.records import Subscriber
 from newsletter.store.schema import SCHEMA_VERSION
 from newsletter.store.store import DB_NAME, Store, open_sqlite, open_store, open_url

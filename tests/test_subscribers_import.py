@@ -9,14 +9,13 @@ import pytest
 from email_validator import EmailNotValidError, validate_email
 
 from newsletter.errors import StoreError
-from newsletter.store.csvio import (
-    CsvReader,
-    ImportRejected,
+from newsletter.store.addresses import (
     InvalidAddress,
     _fast_normalise,
     clean_name,
     normalise_address,
 )
+from newsletter.store.csvio import CsvReader, ImportRejected
 from newsletter.store.store import Store, open_sqlite
 
 TRICKY = [

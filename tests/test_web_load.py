@@ -28,7 +28,8 @@ from newsletter.config import load_config
 from newsletter.content.issues import load_issues
 from newsletter.delivery.send import SendReport, send_issue
 from newsletter.settings import Config, SmtpConfig, WebConfig
-from newsletter.store.csvio import ImportRow, normalise_address
+from newsletter.store.addresses import normalise_address
+from newsletter.store.csvio import ImportRow
 from newsletter.store.store import open_store
 from newsletter.web.app import WebApp
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from newsletter.errors import StoreError
 from newsletter.store import database
-from newsletter.store.csvio import clean_name, normalise_address
+from newsletter.store.addresses import clean_name, normalise_address
 from newsletter.store.database import Database, now_stamp, parse_stamp, stamp
 from newsletter.store.records import AddResult, Signup
 from newsletter.store.subscribers import Subscribers

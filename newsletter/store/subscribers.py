@@ -24,10 +24,11 @@ from newsletter.store.records import (
     subscriber_from_row,
 )
 
-# Address validation (csvio: email-validator, ~30 ms to import) loads when an address is
-# read; a send only reads rows.
+# Address validation (store/addresses.py; email-validator inside it, ~30 ms to import) loads
+# when an address is read; a send only reads rows.
 if TYPE_CHECKING:
-    from newsletter.store.csvio import Address, Status
+    from newsletter.store.addresses import Address
+    from newsletter.store.csvio import Status
 
 # RFC 4648 base32 alphabet, lower case: survives case-folding mail servers and URLs. Each
 # random byte's low 5 bits pick a symbol (256 is a multiple of 32, so uniformly), which equals
@@ -55,7 +56,7 @@ def operator() -> str:
 
 def address(email: str) -> Address:
     """The normalised address, or StoreError naming the bad one."""
-    from newsletter.store.csvio import InvalidAddress, normalise_address
+    from newsletter.store.addresses import InvalidAddress, normalise_address
 
     try:
         return normalise_address(email)
@@ -83,7 +84,7 @@ class Subscribers:
         return self._fetch("id = ?", subscriber_id)
 
     def get_by_email(self, email: str) -> Subscriber | None:
-        from newsletter.store.csvio import normalise_address
+        from newsletter.store.addresses import normalise_address
 
         try:
             key = normalise_address(email).key
@@ -113,7 +114,7 @@ class Subscribers:
 
         Raises StoreError for an invalid address, or `resubscribe` without `consent`.
         """
-        from newsletter.store.csvio import clean_name
+        from newsletter.store.addresses import clean_name
 
         parsed = address(email)
         if resubscribe and not (consent and consent.strip()):

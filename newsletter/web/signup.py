@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from newsletter.config import Config
 from newsletter.links import unsubscribe_mailto, unsubscribe_web_url
 from newsletter.mail import webmail
-from newsletter.store.csvio import InvalidAddress, clean_name, normalise_address
+from newsletter.store.addresses import InvalidAddress, clean_name, normalise_address
 from newsletter.store.ratelimits import RateLimits
 from newsletter.store.records import Signup
 from newsletter.store.signups import Signups
