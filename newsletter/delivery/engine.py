@@ -132,14 +132,15 @@ class _Run:
 
     def following(self, link: Link) -> tuple[DeliveryRow, Prepared | Result] | None:
         """The next reader for this connection and its message: the one prepared ahead, or
-        the next due row now."""
-        ahead, link.ahead = link.ahead, None
-        if ahead is not None and not self.stop.is_set():
+        the next due row now; None once stopped (the reader reserved ahead stays due)."""
+        if link.ahead is not None and not self.stop.is_set():
+            ahead, link.ahead = link.ahead, None
             return ahead
-        if ahead is not None:
-            with self.lock:
-                self.reserved.discard(ahead[0].id)
-            return None
+        self.release(link)
+        return self.reserve_prepared(link)
+
+    def reserve_prepared(self, link: Link) -> tuple[DeliveryRow, Prepared | Result] | None:
+        """The next due row, reserved, and its message (signed on `link.signer` if any)."""
         row = self.reserve()
         return (row, self.prepare(row, link.signer)) if row is not None else None
 
@@ -162,8 +163,7 @@ class _Run:
                 self.limiter.wait()
                 transport.begin(message.sender, message.recipient)
             if following is not None and link.signer is not None:
-                ahead = self.reserve()  # signed while this one goes out
-                link.ahead = (ahead, self.prepare(ahead, link.signer)) if ahead else None
+                link.ahead = self.reserve_prepared(link)  # signed while this one goes out
             try:
                 if done is not None:
                     row, result = done

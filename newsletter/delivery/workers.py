@@ -164,8 +164,9 @@ def _worker(
                 connect,
                 events.put,
                 RateLimit(per_second),
+                sign_ahead=sign_ahead,
             )
-            run.stop, run.fetch, run.sign_ahead = stop, fetch, sign_ahead
+            run.stop, run.fetch = stop, fetch
             run.worker()
             run.end_round()
             paused = run.paused
