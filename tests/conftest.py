@@ -10,6 +10,7 @@ import inspect
 import itertools
 import os
 import shutil
+import signal
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple, NoReturn
@@ -40,6 +41,15 @@ def copy_sample(root: Path) -> Path:
         else:
             shutil.copy2(source, root / part)
     return root
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C reaches the commands the tests start. A shell starts a background job (`make
+    test &`, some CI runners) with SIGINT ignored, every child inherits that, and Python then
+    installs no KeyboardInterrupt: the tests that stop a send or the scheduler with SIGINT
+    would see it finish instead. The default handler here resets to the default in children."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def missing(reason: str) -> NoReturn:
