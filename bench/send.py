@@ -110,8 +110,8 @@ def fresh_copy(root: Path, name: str) -> Path:
     return copy
 
 
-def child(root: Path, port: int, connections: int, key: str) -> None:
-    """Run one send in this process; print its figures as JSON."""
+def child_environment(port: int, connections: int, key: str) -> None:
+    """The settings of a bench send: SMTP to the sink on `port`; DKIM with `key` unless "-"."""
     os.environ.update(
         NEWSLETTER_DELIVERY__TRANSPORT="smtp",
         NEWSLETTER_DELIVERY__SMTP__HOST="127.0.0.1",
@@ -124,6 +124,11 @@ def child(root: Path, port: int, connections: int, key: str) -> None:
             NEWSLETTER_DKIM__DOMAIN="example.com",
             NEWSLETTER_DKIM_KEY=key,
         )
+
+
+def child(root: Path, port: int, connections: int, key: str) -> None:
+    """Run one send in this process; print its figures as JSON."""
+    child_environment(port, connections, key)
     from newsletter.config import load_config
     from newsletter.content.issues import find_issue, load_issues
     from newsletter.delivery import send as delivery
