@@ -132,6 +132,21 @@ def test_every_reader_gets_one_message_with_their_own_name_token_and_message_id(
     assert {m.connection for m in mta.messages} <= {1, 2}
 
 
+def test_a_delivery_row_travels_to_a_worker_whole() -> None:
+    """Workers get their rows pickled (by position, DeliveryRow.__reduce__): every field,
+    and every kind of value it may hold, comes back equal."""
+    import pickle
+
+    moment = datetime(2026, 11, 20, 12, 0)
+    rows = [
+        DeliveryRow(1, 2, 3, "zoë@example.org", "Zoë", "tok", "active", "deferred", 2,
+                    "451 4.3.0 later", "<a@b>", moment, moment),
+        DeliveryRow(4, 2, None, "gone@example.org", None, "t2", "forgotten", "pending", 0,
+                    None, None, None, moment),
+    ]  # fmt: skip
+    assert pickle.loads(pickle.dumps(rows, pickle.HIGHEST_PROTOCOL)) == rows
+
+
 def test_a_second_run_sends_nothing_again(publication: Path) -> None:
     with FaultyMTA() as mta:
         config = smtp_config(publication, mta)

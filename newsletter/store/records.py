@@ -111,6 +111,11 @@ class DeliveryRow:
     next_attempt_at: datetime | None
     updated_at: datetime
 
+    def __reduce__(self) -> tuple[type[DeliveryRow], tuple[object, ...]]:
+        # A send worker gets its rows pickled from the parent: by position, they unpickle in
+        # a fraction of the time of a frozen dataclass's __setstate__ (a setattr per field).
+        return DeliveryRow, tuple(getattr(self, name) for name in self.__slots__)
+
 
 DELIVERY_SELECT = """
 SELECT d.id, d.send_id, d.subscriber_id, coalesce(s.email, '(forgotten)'), s.first_name,
