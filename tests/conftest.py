@@ -11,7 +11,10 @@ import itertools
 import os
 import shutil
 import signal
+import socketserver
+import threading
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple, NoReturn
 
@@ -41,6 +44,20 @@ def copy_sample(root: Path) -> Path:
         else:
             shutil.copy2(source, root / part)
     return root
+
+
+@contextmanager
+def serving(httpd: socketserver.BaseServer) -> Iterator[str]:
+    """`httpd` (bound to 127.0.0.1) answering on a thread until the block ends; its base URL,
+    `http://127.0.0.1:PORT`. Closed on the way out whatever happened in the block."""
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=10)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -14,7 +14,6 @@ import datetime as dt
 import functools
 import shutil
 import subprocess
-import threading
 from collections.abc import Callable, Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 import pytest
 from browser import ARTIFACTS as ALL_ARTIFACTS
 from browser import watch
-from conftest import copy_sample, missing
+from conftest import copy_sample, missing, serving
 
 from newsletter.archive.build import build_archive
 from newsletter.config import load_config
@@ -73,15 +72,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     build_archive(config, load_issues(config, TODAY), out, today=TODAY)
     handler_class = type("Handler", (QuietHandler,), {"not_found_page": out / "404.html"})
     handler = functools.partial(handler_class, directory=str(docroot))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/letters/", out
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), handler)) as url:
+        yield f"{url}/letters/", out
 
 
 def on_site(base: str) -> Callable[[str], bool]:

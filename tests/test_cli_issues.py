@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -11,7 +10,7 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE_TODAY, run_cli
+from conftest import SAMPLE_TODAY, run_cli, serving
 
 from newsletter.config import load_config
 from newsletter.content.issues import find_issue, load_issues
@@ -195,14 +194,8 @@ def test_build_skips_a_bad_issue_with_one_line_and_exit_1(publication: Path) -> 
 def server(publication: Path) -> Iterator[ThreadingHTTPServer]:
     config = load_config(publication, environ={})
     httpd = preview.make_server(config, "2026-08-handoffs-are-the-product", 0, SAMPLE_TODAY)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(httpd):
         yield httpd
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=10)
 
 
 def get(httpd: ThreadingHTTPServer, path: str) -> tuple[int, str, str]:

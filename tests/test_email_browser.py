@@ -17,7 +17,6 @@ from __future__ import annotations
 import email
 import email.policy
 import re
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any
 
 import pytest
 from browser import ARTIFACTS as ALL_ARTIFACTS
-from conftest import SAMPLE_TODAY, copy_sample, run_cli
+from conftest import SAMPLE_TODAY, copy_sample, run_cli, serving
 
 from newsletter.config import load_config
 from newsletter.content.render import PreviewReader
@@ -230,14 +229,8 @@ def test_right_to_left_name_is_isolated(sent: tuple[Path, dict[str, Sent]]) -> N
 def preview_url(sent: tuple[Path, dict[str, Sent]]) -> Iterator[str]:
     root, _ = sent
     httpd = preview.make_server(load_config(root, environ={}), SLUG, 0, SAMPLE_TODAY)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=10)
+    with serving(httpd) as url:
+        yield f"{url}/"
 
 
 def test_preview_page_shows_every_view_without_scrolling_sideways(

@@ -4,14 +4,12 @@
 
 from __future__ import annotations
 
-import threading
 import urllib.request
 from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE_TODAY
+from conftest import SAMPLE_TODAY, serving
 
 from newsletter.config import load_config
 from newsletter.content.render import PreviewReader
@@ -23,17 +21,10 @@ SLUG = "2026-08-handoffs-are-the-product"
 @pytest.fixture
 def server(publication: Path) -> Iterator[str]:
     """The base URL of a preview server for the August issue."""
-    httpd: ThreadingHTTPServer = preview.make_server(
-        load_config(publication, environ={}), SLUG, 0, SAMPLE_TODAY
-    )
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=10)
+    with serving(
+        preview.make_server(load_config(publication, environ={}), SLUG, 0, SAMPLE_TODAY)
+    ) as url:
+        yield url
 
 
 def get(url: str) -> str:
