@@ -63,8 +63,7 @@ def _check_date(config: Config, issues: list[Issue], date: dt.date, now: dt.date
     slot = moment_on(config, date) if date == today else None
     if slot is not None and slot <= now:
         raise IssueError(
-            f"{date} is today and its send time ({describe(slot)}) has passed; "
-            "choose a later date",
+            f"{date} is today and its send time ({describe(slot)}) has passed; choose a later date",
             field="--date",
         )
     for issue in issues:

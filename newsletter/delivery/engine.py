@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 
 from newsletter.config import Config
 from newsletter.content.render import RenderedIssue
-from newsletter.delivery.groupcommit import GroupCommit
 from newsletter.delivery.interrupts import Interrupted, Stop, stop_on_signals
+from newsletter.delivery.journal import Claims, claims_for, folder
 from newsletter.delivery.lifecycle import (
     Progress,
     SendReport,
@@ -68,7 +68,7 @@ class _Run:
     lock: threading.Lock = field(default_factory=threading.Lock)
     queue: list[DeliveryRow] = field(default_factory=list)
     reserved: set[int] = field(default_factory=set)  # taken from the queue, not yet claimed
-    commit: GroupCommit = field(init=False)
+    claims: Claims = field(init=False)  # what records each message before its "."
     watch: RelayWatch = field(init=False)
     paused: str | None = None
     sent: int = 0
@@ -76,7 +76,7 @@ class _Run:
     sign_ahead: bool = False  # see signs_ahead
 
     def __post_init__(self) -> None:
-        self.commit = GroupCommit(self.log.record_and_claim_many)
+        self.claims = claims_for(self.log, self.config, self.skeleton.slug)
         d = self.config.delivery
         self.watch = RelayWatch(d.relay_pause_after, d.refusals_pause_after)
 
@@ -113,6 +113,8 @@ class _Run:
             if self.stop.is_set():
                 return None
             if not self.queue:
+                if self.fetch is None:
+                    self.claims.fold()  # else rows claimed but not yet stored look due
                 batch = (
                     self.fetch() if self.fetch else self.log.next_deliveries(self.send.id, _BATCH)
                 )
@@ -158,18 +160,14 @@ class _Run:
                 self.release(link)
             pair = None if paused else self.following(link)
             following, message = pair if pair is not None else (None, None)
-            claim = (following.id, self.message_id(following)) if following else None
+            claim = (following, self.message_id(following)) if following else None
             if isinstance(message, Prepared):
                 self.limiter.wait()
                 transport.begin(message.sender, message.recipient)
             if following is not None and link.signer is not None:
                 link.ahead = self.reserve_prepared(link)  # signed while this one goes out
             try:
-                if done is not None:
-                    row, result = done
-                    claimed = self.commit((row.id, result.state, result.reply, result.due, claim))
-                else:
-                    claimed = claim is not None and self.log.mark_in_flight(*claim)
+                claimed = self.claims.commit(done, claim)
             except Exception as exc:
                 transport.abort()
                 what = f"the result for {done[0].email}" if done else "the next reader"
@@ -189,6 +187,7 @@ class _Run:
             transport.abort()
             if claimed:
                 # Another connection paused the send meanwhile: give the row back.
+                self.claims.fold()
                 self.log.record_delivery(following.id, "pending", reply=following.last_reply)
                 return None, None
             self.count(Progress("skipped", following.email, "no longer active", 0))
@@ -227,6 +226,8 @@ class _Run:
 
     def charge(self, held: list[Held]) -> None:
         """Held failures shown to be the readers' own: each uses up one attempt."""
+        if held:
+            self.claims.fold()  # their held results first, then these
         for one in held:
             result = settled(one, self.config.delivery)
             self.log.record_delivery(
@@ -238,6 +239,11 @@ class _Run:
         """Before the run ends or waits: nothing may stay held. Paused: held readers go back
         uncharged. The relay never accepted this issue: its trouble, so pause uncharged too.
         (The send log's count, not this run's: a worker process sees only its own share.)"""
+        try:
+            self.claims.fold()
+        except Exception as exc:  # the results stay in the journal for the next run
+            self.pause(f"stopped: cannot record the results ({exc})")
+            return
         held = self.watch.take()
         if not held:
             return
@@ -322,7 +328,7 @@ def run_send(
     """Start or resume the send of `skeleton.slug` on threads in this process. The caller
     holds `send_lock`. (`newsletter.delivery.workers` runs several connections as processes.)"""
     started = time.monotonic()
-    report = begin_send(log, skeleton.slug, resend_unknown)
+    report = begin_send(log, skeleton.slug, resend_unknown, folder(config, skeleton.slug))
     send = report.send
     connections = max(1, connections)
     run = _Run(
@@ -339,7 +345,10 @@ def run_send(
     )
     deadline = started + config.delivery.retry_window
     with stop_on_signals(lambda: run.pause("interrupted")) as received:
-        _rounds(run, connections, deadline, on_progress, wait)
+        try:
+            _rounds(run, connections, deadline, on_progress, wait)
+        finally:
+            run.claims.close()
     if received:  # stopped cleanly: the message on the wire finished and is recorded
         finish_send(log, report, run.sent, run.paused, started)
         raise Interrupted(received[0])

@@ -13,8 +13,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from newsletter.delivery.journal import replay
 from newsletter.store.records import SendRecord
 
 if TYPE_CHECKING:
@@ -45,8 +47,10 @@ class SendReport:
         return not any(self.counts.get(s, 0) for s in ("pending", "deferred", "in_flight"))
 
 
-def begin_send(log: SendLog, slug: str, resend_unknown: bool) -> SendReport:
-    """Snapshot (or find) the send; rows a dead run left in flight become `unknown`."""
+def begin_send(log: SendLog, slug: str, resend_unknown: bool, journal: Path) -> SendReport:
+    """Snapshot (or find) the send; what a dead run's claim `journal` holds is stored, then
+    rows it left in flight become `unknown`."""
+    replay(log, journal)
     send = log.start_send(slug)
     report = SendReport(send, {})
     # A previous run died between handing these to the server and hearing back (on a server

@@ -31,8 +31,8 @@ from typing import Any, cast
 from newsletter.config import Config
 from newsletter.content.render import RenderedIssue
 from newsletter.delivery.engine import _BATCH, OTHERS_POLL, _Run
-from newsletter.delivery.groupcommit import Item
 from newsletter.delivery.interrupts import Interrupted, SharedStop
+from newsletter.delivery.journal import folder, replay
 from newsletter.delivery.lifecycle import (
     Progress,
     SendReport,
@@ -45,7 +45,7 @@ from newsletter.mail.bodies import BodyEncoder
 from newsletter.mail.message import IssueMessage
 from newsletter.mail.transport import Transport
 from newsletter.store.records import DeliveryRow, SendRecord
-from newsletter.store.sends import SendLog
+from newsletter.store.sends import JournalOp, SendLog
 from newsletter.store.store import Store
 
 _FLUSH_EVERY = 0.05  # seconds a worker may hold progress events before telling the parent
@@ -92,10 +92,9 @@ class _Events:
 
 
 class _OneCommitAtATime:
-    """The worker's store, with its commits taken in turn through a lock file (flock): a
-    waiting worker wakes the moment the other commits, where SQLite's busy handler sleeps 1 ms
-    and more per collision (with 4 workers, half of each one's time). The kernel drops the lock
-    of a killed worker."""
+    """The worker's store, with its journal's folds taken in turn through a lock file (flock):
+    a waiting worker wakes the moment the other commits, where SQLite's busy handler sleeps
+    1 ms and more per collision. The kernel drops the lock of a killed worker."""
 
     def __init__(self, log: SendLog, lock: Path) -> None:
         self.log = log
@@ -104,12 +103,12 @@ class _OneCommitAtATime:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.log, name)
 
-    def record_and_claim_many(self, items: Sequence[Item]) -> list[bool]:
+    def apply_journal(self, operations: Sequence[JournalOp], *, replay: bool = False) -> None:
         import fcntl  # POSIX only, like fork itself: imported here so the CLI starts anywhere
 
         fcntl.flock(self.lock, fcntl.LOCK_EX)
         try:
-            return self.log.record_and_claim_many(items)
+            self.log.apply_journal(operations, replay=replay)
         finally:
             fcntl.flock(self.lock, fcntl.LOCK_UN)
 
@@ -167,8 +166,11 @@ def _worker(
                 sign_ahead=sign_ahead,
             )
             run.stop, run.fetch = stop, fetch
-            run.worker()
-            run.end_round()
+            try:
+                run.worker()
+                run.end_round()
+            finally:
+                run.claims.close()
             paused = run.paused
     except BaseException as exc:  # the store could not be opened: nothing may go out
         paused = f"stopped: {type(exc).__name__}: {exc}"
@@ -345,8 +347,9 @@ def run_send_workers(
     """`sendrun.run_send` with `connections` worker processes. The caller holds `send_lock`
     (the forked workers share its open file, so the lock lasts until the last one exits)."""
     started = time.monotonic()
+    journal = folder(config, skeleton.slug)
     with open_log() as store:
-        report = begin_send(store.sends, skeleton.slug, resend_unknown)
+        report = begin_send(store.sends, skeleton.slug, resend_unknown, journal)
     bodies = BodyEncoder(rendered)  # built once, inherited by every worker
     per_second = max_per_second / connections  # the limit is shared: each takes its part
     parent = _Parent(on_progress, report.send.id)
@@ -370,6 +373,8 @@ def run_send_workers(
                     sign_ahead=signs_ahead(config, connections),
                 )
 
+            with open_log() as store:  # what a last round's worker left (its fold failed)
+                replay(store.sends, journal)
             _run_round(parent, open_log, connections, stop, target)
             if parent.paused:
                 break
@@ -386,4 +391,5 @@ def run_send_workers(
             on_progress(Progress("waiting", "", text, parent.done))
             wait_for(seconds)
     with open_log() as store:
+        replay(store.sends, journal)  # a killed worker's results, so the report counts them
         return finish_send(store.sends, report, parent.sent, parent.paused, started)

@@ -36,6 +36,10 @@ from newsletter.store.senders import SenderRegistry, settle_in_flight
 # The send runner's group commit: (delivery_id, state, reply, next_attempt_at, claim), where
 # claim is (next delivery_id, its Message-ID) or None.
 Outcome = tuple[int, DeliveryState, str | None, datetime | None, tuple[int, str] | None]
+# One operation of a send's claim journal, each ending with its moment (a stored stamp):
+# ("record", id, attempts before, state, reply, next attempt stamp or None, at),
+# ("claim", id, attempts before, Message-ID, at), ("skip", id, attempts, reply, at).
+JournalOp = tuple[Any, ...]
 
 
 class SendLog:
@@ -44,8 +48,11 @@ class SendLog:
         self._registry = SenderRegistry()  # this connection's senders (a server store)
 
     @property
-    def _server(self) -> bool:
+    def server(self) -> bool:
+        """A database server (PostgreSQL), which several senders may share."""
         return self._db.dialect == "postgresql"
+
+    _server = server
 
     def _sender(self, tx: Tx, send_id: int) -> int | None:
         """This connection's sender for the send, on a server (store.senders)."""
@@ -231,6 +238,46 @@ class SendLog:
                     claimed.append(False)
         return claimed
 
+    def reader_status(self, delivery_id: int) -> str | None:
+        """The status of the row's reader now (None once forgotten)."""
+        return self._db.one(  # type: ignore[no-any-return]
+            "SELECT s.status FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id"
+            " WHERE d.id = ?",
+            (delivery_id,),
+        )
+
+    def apply_journal(self, operations: Sequence[JournalOp], *, replay: bool = False) -> None:
+        """A send's claim journal (newsletter.delivery.journal), in order, in ONE transaction.
+        `replay`: after a crash, when some of the operations may be stored already (the fold
+        that stored them died before it emptied its file): each applies only to the row as it
+        was before it, told by its state and attempts, so applying one twice changes nothing."""
+        record, claim = _RECORD, _JOURNAL_CLAIM
+        if replay:
+            record += " AND state = 'in_flight' AND attempts = ?"
+            claim += " AND state IN ('pending', 'deferred', 'skipped') AND attempts = ?"
+        with self._db.write(exclusive=False) as tx:
+            for op in operations:
+                kind, delivery_id, attempts, *rest = op
+                at = rest[-1]
+                if kind == "record":
+                    state, reply, due = rest[0], rest[1], rest[2]
+                    if state not in DELIVERY_STATES:
+                        raise ValueError(f"unknown delivery state {state!r}")
+                    counted = 1 if state in ATTEMPTED else 0
+                    values: tuple[Any, ...] = (state, reply, due, counted, at, delivery_id)
+                    tx.execute(record, (*values, attempts) if replay else values)
+                elif kind == "claim":
+                    values = (rest[0], at, delivery_id)
+                    tx.execute(claim, (*values, attempts) if replay else values)
+                elif kind == "skip":
+                    tx.execute(
+                        "UPDATE deliveries SET state = 'skipped', last_reply = ?, updated_at = ?"
+                        " WHERE id = ? AND state IN ('pending', 'deferred')",
+                        (rest[0], at, delivery_id),
+                    )
+                else:
+                    raise ValueError(f"unknown journal operation {kind!r}")
+
     def _claimer(self, tx: Tx, delivery_id: int) -> int | None:
         """This connection's sender for the send the row belongs to (None on SQLite). A
         connection sends one issue at a time (each send opens its own store), so once it has
@@ -288,6 +335,9 @@ class SendLog:
 _RECORD = (
     "UPDATE deliveries SET state = ?, last_reply = ?, next_attempt_at = ?,"
     " attempts = attempts + ?, updated_at = ? WHERE id = ?"
+)
+_JOURNAL_CLAIM = (
+    "UPDATE deliveries SET state = 'in_flight', message_id = ?, updated_at = ? WHERE id = ?"
 )
 _ACTIVE = (
     "EXISTS (SELECT 1 FROM subscribers s WHERE s.id = d.subscriber_id AND s.status = 'active')"
