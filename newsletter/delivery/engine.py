@@ -2,7 +2,8 @@
 
 `run_send` snapshots the recipients once (`start_send`), then N threads, one connection each,
 claim due rows one at a time (in_flight, refusing anyone who left meanwhile), send, and record
-the outcome in the same transaction that claims the next row, before that row's final "." is
+the outcome in the same step that claims the next row (`newsletter.delivery.journal`: a line
+of the claim journal on SQLite, a transaction on PostgreSQL), before that row's final "." is
 sent. So after a hard kill at most one message per connection is `in_flight`; the next run
 turns those into `unknown` (reported; `resend_unknown` re-sends them with the same
 Message-ID). The failure policy (RFC 5321, after Mailman's outgoing runner) is
@@ -149,10 +150,9 @@ class _Run:
     def advance(
         self, link: Link, done: tuple[DeliveryRow, Result] | None
     ) -> tuple[DeliveryRow | None, Prepared | Result | None]:
-        """Record the finished row and claim (in_flight) the next one in one transaction: one
-        commit per message, and the next message's final "." only after it. The next one's
-        envelope goes out before the commit, so the server's reply overlaps it; if the claim
-        fails (the reader left), the transport drops that envelope."""
+        """Record the finished row and claim (in_flight) the next one in one step (`claims`),
+        before the next message's final ".". Its envelope goes out first, so the server's reply
+        overlaps the step; if the claim fails (the reader left), the transport drops it."""
         transport = link.transport
         while True:
             paused = done is not None and done[1].pause

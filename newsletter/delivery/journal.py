@@ -112,7 +112,7 @@ class Journal:
             else:
                 why = f"reader {status or 'forgotten'} before delivery"
                 ops.append(("skip", row.id, row.attempts, why, at))
-        line = (json.dumps(ops, ensure_ascii=False) + "\n").encode("utf-8")
+        line = (json.dumps(ops) + "\n").encode("ascii")  # \u escapes: any reply fits
         with self.lock:
             if len(self.unfolded) >= FOLD_AFTER:
                 self._fold()  # first: if the store fails, this message is not claimed either
