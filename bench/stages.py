@@ -6,11 +6,14 @@
    timed in the thread that runs it (`time.thread_time` around each call, ~1 us a call of its
    own): take the next row (`reserve`), build the message (`prepare`; with --dkim also the
    DKIM header and the RSA operation inside it), the final data and its reply (`deliver`),
-   record and claim (`commit`), count the result (`recorded`), and each connection's whole;
+   record and claim (`commit`: a line of the claim journal on SQLite, its folds included),
+   count the result (`recorded`), and each connection's whole;
    plus the parent's CPU besides rendering the issue. Figures are CPU a message, summed over
    the worker processes.
-2. The same steps alone in this process: `prepare` for 2,000 rows, then 3,000 record-and-claim
-   transactions of the send log and 3,000 empty ones, on a fresh copy of the publication.
+2. The same steps alone in this process: `prepare` for 2,000 rows; 3,000 record-and-claim
+   transactions of the send log (what each message cost before the claim journal, and still
+   does on PostgreSQL); 2,900 messages through the claim journal, its folds included; 3,000
+   empty transactions. On a fresh copy of the publication.
 
 Why both: in a send the steps run between the kernel's TCP copies and SQLite's page writes, on
 caches other processes evict, and cost about twice what they cost alone (docs/performance.md).
@@ -64,12 +67,13 @@ def timed(owner: Any, name: str, totals: Totals, label: str | None = None) -> No
 
 
 def instrument(totals: Totals, dkim: bool) -> None:
-    from newsletter.delivery import engine, groupcommit
+    from newsletter.delivery import engine, journal
     from newsletter.mail import dkim as signing
 
     for step in ("reserve", "prepare", "deliver", "recorded"):
         timed(engine._Run, step, totals)
-    timed(groupcommit.GroupCommit, "__call__", totals, "commit")
+    for claims in (journal.Journal, journal.Direct):  # SQLite's claim journal; a server's
+        timed(claims, "commit", totals)
     if dkim:
         timed(signing, "unsigned_header", totals, "prepare: DKIM header")
         timed(signing.Unsigned, "complete", totals, "prepare: RSA and its line")
@@ -147,7 +151,9 @@ def alone(base: Path, key: Path | None) -> None:
     from newsletter.content.issues import find_issue, load_issues
     from newsletter.delivery import send as delivery
     from newsletter.delivery.engine import _Run
+    from newsletter.delivery.journal import Journal
     from newsletter.delivery.outgoing import Prepared, RateLimit
+    from newsletter.delivery.policy import Result
     from newsletter.mail.bodies import BodyEncoder
     from newsletter.store.store import open_store
 
@@ -180,6 +186,15 @@ def alone(base: Path, key: Path | None) -> None:
             log.record_and_claim_many([(done, "sent", "250 ok", None, (claim, f"<{claim}@b>"))])
         commit = (time.thread_time() - started) / (len(ids) - 1)
         print(f"   {'commit (record and claim)':<28}{commit * 1e6:>8,.0f} us")
+        lines = rows[5_101:8_000]
+        claims = Journal(log, base / "journal")
+        started = time.thread_time()
+        claims.commit(None, (lines[0], "<first@bench>"))
+        for done, claim in itertools.pairwise(lines):
+            claims.commit((done, Result("sent", "250 ok")), (claim, f"<{claim.id}@b>"))
+        claims.close()
+        line = (time.thread_time() - started) / len(lines)
+        print(f"   {'claim journal (folds too)':<28}{line * 1e6:>8,.0f} us")
         started = time.thread_time()
         for _ in range(3_000):
             with store.db.write():
