@@ -48,7 +48,9 @@ def test_init_writes_a_publication_that_checks_and_builds(tmp_path: Path) -> Non
     assert [p.name for p in drafts] == ["2026-12-welcome-to-the-first-issue.md"]
     assert "date: 2026-12-01" in drafts[0].read_text()
     assert (root / "subscribers").is_dir()
-    assert "subscribers/*.db" in (root / ".gitignore").read_text()
+    ignored = (root / ".gitignore").read_text()
+    assert "subscribers/*.db" in ignored
+    assert "subscribers/.send-*" in ignored  # a send's lock and claim journal (servers' replies)
     assert "send --due" in (root / "deploy" / "crontab").read_text()
     config = load_config(root)
     assert (config.sender, config.reply_to) == ("My Letter <news@letter.test>", "news@letter.test")

@@ -111,6 +111,7 @@ outbox/
 build/
 subscribers/*.db
 subscribers/*.db-*
+subscribers/.send-*
 .venv/
 """
 
