@@ -152,3 +152,32 @@ def test_a_fold_comes_every_so_many_operations_and_empties_the_file(
     lines = claims.path.read_bytes().splitlines()
     assert [op[0] for op in json.loads(lines[0])] == ["record", "claim"]  # only since then
     claims.close()
+
+
+def test_a_full_disk_stops_the_claim_and_leaves_no_half_line(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write that stops halfway (ENOSPC) claims nothing, and takes its half line back, so
+    what other threads write after it still replays."""
+    import errno
+    import os
+
+    rows = list(due_rows(store).values())
+    claims = journal.Journal(store.sends, tmp_path / "journal")
+    assert claims.commit(None, (rows[0], "<0@x>"))
+    whole = journal._write_all
+
+    def half_then_full(fd: int, data: bytes) -> None:
+        os.write(fd, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(journal, "_write_all", half_then_full)
+    with pytest.raises(DeliveryError, match="No space left on device"):
+        claims.commit((rows[0], Result("sent", "250 ok")), (rows[1], "<1@x>"))
+    monkeypatch.setattr(journal, "_write_all", whole)
+    assert claims.commit(None, (rows[2], "<2@x>"))  # another thread, once there is room
+    journal.replay(store.sends, tmp_path / "journal")
+    now = states(store)
+    assert now[rows[0].email][0] == "in_flight"  # its result never stored: unknown next run
+    assert now[rows[1].email][0] == "pending"  # never claimed, never sent
+    assert now[rows[2].email][0] == "in_flight"

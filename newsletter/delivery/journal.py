@@ -21,6 +21,7 @@ PostgreSQL (`Direct`) every message keeps its one statement: several hosts share
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -92,6 +93,7 @@ class Journal:
         where.mkdir(exist_ok=True)
         self.path = where / str(os.getpid())
         self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self.size = os.fstat(self.fd).st_size  # what the file holds of whole lines
         self.unfolded: list[JournalOp] = []
         self.lock = threading.Lock()
 
@@ -116,11 +118,17 @@ class Journal:
         with self.lock:
             if len(self.unfolded) >= FOLD_AFTER:
                 self._fold()  # first: if the store fails, this message is not claimed either
+            # Held before the line is written: a second Ctrl-C between the two can then only
+            # store a claim whose message never left (unknown), never lose one that did.
+            self.unfolded += ops
             try:
                 _write_all(self.fd, line)
             except OSError as exc:  # e.g. the disk is full: nothing more may go out
+                del self.unfolded[-len(ops) :]
+                with contextlib.suppress(OSError):  # no half line for later lines to follow
+                    os.ftruncate(self.fd, self.size)
                 raise DeliveryError(f"cannot write the send's journal {self.path}: {exc}") from exc
-            self.unfolded += ops
+            self.size += len(line)
         return claimed
 
     def fold(self) -> None:
@@ -128,10 +136,16 @@ class Journal:
             self._fold()
 
     def _fold(self) -> None:
-        if self.unfolded:
-            self.log.apply_journal(self.unfolded)
-            self.unfolded = []
-            os.ftruncate(self.fd, 0)  # a kill before this: the replay skips what is stored
+        if not self.unfolded:
+            return
+        operations, self.unfolded = self.unfolded, []
+        try:
+            self.log.apply_journal(operations)
+        except BaseException:
+            self.unfolded = operations + self.unfolded  # not stored: kept for the next fold
+            raise
+        os.ftruncate(self.fd, 0)  # a kill before this: the replay skips what is stored
+        self.size = 0
 
     def close(self) -> None:
         """Never raises: a fold that fails here leaves the file for the next run's replay (the
