@@ -181,3 +181,10 @@ def test_a_full_disk_stops_the_claim_and_leaves_no_half_line(
     assert now[rows[0].email][0] == "in_flight"  # its result never stored: unknown next run
     assert now[rows[1].email][0] == "pending"  # never claimed, never sent
     assert now[rows[2].email][0] == "in_flight"
+
+
+def test_nothing_to_record_writes_nothing(store: Store, tmp_path: Path) -> None:
+    claims = journal.Journal(store.sends, tmp_path / "journal")
+    assert not claims.commit(None, None)  # a connection that found nobody due
+    assert claims.path.read_bytes() == b""
+    claims.close()

@@ -114,6 +114,8 @@ class Journal:
             else:
                 why = f"reader {status or 'forgotten'} before delivery"
                 ops.append(("skip", row.id, row.attempts, why, at))
+        if not ops:  # nothing done, nobody left to claim
+            return False
         line = (json.dumps(ops) + "\n").encode("ascii")  # \u escapes: any reply fits
         with self.lock:
             if len(self.unfolded) >= FOLD_AFTER:
