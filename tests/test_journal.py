@@ -115,10 +115,11 @@ def test_a_damaged_line_says_where_and_stores_nothing(store: Store, tmp_path: Pa
     a_history(store, folder)
     (file,) = folder.iterdir()
     whole = file.read_bytes().splitlines(keepends=True)
-    file.write_bytes(whole[0] + b"{not json\n" + b"".join(whole[1:]))
-    with pytest.raises(DeliveryError) as raised:
-        journal.replay(store.sends, folder)
-    assert f"{file}: line 2: not a journal line" in str(raised.value)
+    for damaged in (b"{not json\n", b'[["claim", 3]]\n', b'[["record", "3", 0, "sent"]]\n'):
+        file.write_bytes(whole[0] + damaged + b"".join(whole[1:]))
+        with pytest.raises(DeliveryError) as raised:
+            journal.replay(store.sends, folder)
+        assert f"{file}: line 2: not a journal line" in str(raised.value)
     assert all(state == "pending" for state, _, _ in states(store).values())
     assert file.exists()  # kept for whoever looks into it
 

@@ -162,6 +162,19 @@ class Journal:
             self.path.unlink(missing_ok=True)
 
 
+_FIELDS = {"record": 7, "claim": 5, "skip": 5}  # see store.sends.JournalOp
+
+
+def _whole(op: object) -> bool:
+    """An operation as `Journal.commit` writes it (kind, row id, attempts, ..., moment)."""
+    return (
+        isinstance(op, list)
+        and len(op) == _FIELDS.get(str(op[0]) if op else "", -1)
+        and all(isinstance(n, int) for n in op[1:3])
+        and isinstance(op[-1], str)
+    )
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -181,8 +194,11 @@ def replay(log: SendLog, where: Path) -> int:
         lines = path.read_bytes().split(b"\n")
         for number, line in enumerate(lines[:-1], 1):  # lines[-1]: after the last newline
             try:
-                ops += [tuple(op) for op in json.loads(line)]
-            except (ValueError, TypeError):
+                parsed = json.loads(line)
+                if not isinstance(parsed, list) or not all(map(_whole, parsed)):
+                    raise ValueError(line)
+                ops += [tuple(op) for op in parsed]
+            except ValueError:
                 raise DeliveryError(
                     f"{path}: line {number}: not a journal line; the send cannot tell what it"
                     " sent: move the file away to start over from the send log"

@@ -52,17 +52,15 @@ class SendLog:
         """A database server (PostgreSQL), which several senders may share."""
         return self._db.dialect == "postgresql"
 
-    _server = server
-
     def _sender(self, tx: Tx, send_id: int) -> int | None:
         """This connection's sender for the send, on a server (store.senders)."""
-        return self._registry.register(tx, send_id) if self._server else None
+        return self._registry.register(tx, send_id) if self.server else None
 
     def others_busy(self, send_id: int) -> bool:
         """Whether other live senders still hold rows of the send (reserved or in flight): a
         sender that ran out of rows waits for them, and takes over if they die, rather than
         leave with the send unfinished. Always False on SQLite (one sender)."""
-        if not self._server:
+        if not self.server:
             return False
         with self._db.write(exclusive=False) as tx:
             return self._registry.others_busy(tx, send_id)
@@ -70,7 +68,7 @@ class SendLog:
     def senders(self, send_id: int) -> list[SenderProgress]:
         """Who shares the send (a server store; none on SQLite): each sender's rows per state,
         and whether its connection is still there."""
-        if not self._server:
+        if not self.server:
             return []
         with self._db.write(exclusive=False) as tx:
             return self._registry.progress(tx, send_id)
@@ -80,7 +78,7 @@ class SendLog:
         `unknown`: on SQLite every such row (one sender at a time), on a server those of
         senders that are gone. Returns how many."""
         with self._db.write(exclusive=False) as tx:
-            if not self._server:
+            if not self.server:
                 return settle_in_flight(tx, send_id)
             # Rows claimed before senders were kept (schema 4) have no sender.
             orphans = settle_in_flight(tx, send_id, "sender_id IS NULL")
@@ -132,7 +130,7 @@ class SendLog:
         due = stamp(now) if now else now_stamp()
         found: list[DeliveryRow] = []
         # Rows never held (no due time) first, as SQLite sorts NULLs; PostgreSQL is told.
-        nulls = " NULLS FIRST" if self._server else ""
+        nulls = " NULLS FIRST" if self.server else ""
         with self._db.write(exclusive=False) as tx:
             sender = self._sender(tx, send_id)
             mine = ""
@@ -221,7 +219,7 @@ class SendLog:
                     now,
                     delivery_id,
                 )
-                if claim is not None and self._server:
+                if claim is not None and self.server:
                     # One statement for the result and the next claim: on a server each
                     # statement is a round trip, and they were most of a message's cost.
                     sender = self._claimer(tx, claim[0])
@@ -282,7 +280,7 @@ class SendLog:
         """This connection's sender for the send the row belongs to (None on SQLite). A
         connection sends one issue at a time (each send opens its own store), so once it has
         a sender, its claims are that send's."""
-        if not self._server:
+        if not self.server:
             return None
         if (only := self._registry.only()) is not None:
             return only
