@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 
 from newsletter.config import load_config
 from newsletter.delivery import journal
@@ -189,3 +190,17 @@ def test_nothing_to_record_writes_nothing(store: Store, tmp_path: Path) -> None:
     assert not claims.commit(None, None)  # a connection that found nobody due
     assert claims.path.read_bytes() == b""
     claims.close()
+
+
+def test_status_after_a_crash_shows_what_the_journal_holds(publication: Path, store: Store) -> None:
+    """A send killed between folds leaves its results in the journal: `status` stores them
+    first (no send of that issue is running), so it says what readers really got."""
+    config = load_config(publication)
+    folder = journal.folder(config, SLUG)
+    expected = a_history(store, folder)  # never closed: as a killed process leaves it
+    code, out, err = run_cli(publication, "status", "--json")
+    assert code == 0, err
+    (entry,) = [one for one in json.loads(out) if one["issue"] == SLUG]
+    assert entry["counts"]["sent"] == 2 and entry["counts"]["in_flight"] == 1
+    assert {email: states(store)[email] for email in expected} == expected
+    assert not list(folder.iterdir())

@@ -59,6 +59,7 @@ def status(app: AppContext, issue_ref: str | None, as_json: bool) -> None:
     for warning in publication.warnings():
         click.echo(warning, err=True)
     with open_store(config) as store:
+        delivery.store_journals(config, store.sends, (issue.slug for issue in issues))
         if as_json:
             chosen = issues if issue_ref is None else [publication.find(config, issue_ref)]
             click.echo(json.dumps(status_json(store, chosen), indent=2))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 
 from newsletter import locks
@@ -18,6 +18,7 @@ from newsletter.config import Config
 from newsletter.content.checks import check_rendered
 from newsletter.content.issues import Issue
 from newsletter.content.render import RenderedIssue, render_issue
+from newsletter.delivery import journal
 from newsletter.delivery.engine import run_send
 from newsletter.delivery.lifecycle import Progress, SendReport
 from newsletter.delivery.policy import Outcome, classify
@@ -67,6 +68,21 @@ def send_lock(config: Config, slug: str) -> contextlib.AbstractContextManager[No
         )
 
     return locks.exclusive(path, busy)
+
+
+def store_journals(config: Config, log: SendLog, slugs: Iterable[str]) -> None:
+    """What the claim journal of a send that died holds, into the send log now (`status`
+    after a crash), unless a send of that issue is running: it stores its own."""
+    for slug in slugs:
+        where = journal.folder(config, slug)
+        if not where.is_dir() or not any(where.iterdir()):
+            continue
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(send_lock(config, slug))
+            except DeliveryError:  # busy: a send of it is running
+                continue
+            journal.replay(log, where)
 
 
 # The states that still need work, named once. A send is not finished while a row is
