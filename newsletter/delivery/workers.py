@@ -373,12 +373,11 @@ def run_send_workers(
                     sign_ahead=signs_ahead(config, connections),
                 )
 
-            with open_log() as store:  # what a last round's worker left (its fold failed)
-                replay(store.sends, journal)
             _run_round(parent, open_log, connections, stop, target)
             if parent.paused:
                 break
             with open_log() as store:
+                replay(store.sends, journal)  # what a worker left unstored (its fold failed)
                 due = next_deferred(store.sends, report.send.id)
                 text = "waiting for the readers other senders hold"
                 if due is None or due > deadline:
