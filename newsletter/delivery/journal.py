@@ -156,9 +156,9 @@ class Journal:
             try:
                 self._fold()
             except Exception:
-                os.close(self.fd)
                 return
-            os.close(self.fd)
+            finally:
+                os.close(self.fd)
             self.path.unlink(missing_ok=True)
 
 
