@@ -126,11 +126,7 @@ def canonical_body(policy: CanonicalizationPolicy, body: bytes) -> bytes:
 
     if policy.body_algorithm is not Relaxed:
         return bytes(policy.canonicalize_body(body))
-    body = body.replace(b"\t", b" ")
-    while b"  " in body:
-        body = body.replace(b"  ", b" ")
-    body = body.replace(b" \r\n", b"\r\n")
-    return bytes(correct_empty_body(strip_trailing_lines(body)))
+    return bytes(correct_empty_body(strip_trailing_lines(_squeezed(body))))
 
 
 def hashed_in_pieces(
@@ -183,15 +179,19 @@ def _crlf_only(data: bytes) -> bool:
     return data.count(b"\n") == crlf and data.count(b"\r") == crlf
 
 
+def _squeezed(data: bytes) -> bytes:
+    """Relaxed canonicalisation's blanks: tabs become spaces, runs of spaces halve until none
+    is left, and the one space left before a CRLF goes."""
+    data = data.replace(b"\t", b" ")
+    while b"  " in data:
+        data = data.replace(b"  ", b" ")
+    return data.replace(b" \r\n", b"\r\n")
+
+
 def _relaxed(piece: bytes) -> bytes | None:
-    """`canonical_body`'s blank-squeezing for one piece (no end-of-body step); None when the
-    piece holds a bare CR or LF."""
-    if not _crlf_only(piece):
-        return None
-    piece = piece.replace(b"\t", b" ")
-    while b"  " in piece:
-        piece = piece.replace(b"  ", b" ")
-    return piece.replace(b" \r\n", b"\r\n")
+    """`canonical_body` for one piece (no end-of-body step); None when the piece holds a bare
+    CR or LF."""
+    return _squeezed(piece) if _crlf_only(piece) else None
 
 
 # An issue's fixed parts (~30 pieces, the same bytes objects for every reader: each one's hash
