@@ -101,8 +101,9 @@ def test_send_loads_no_renderer_archive_or_worker_library_before_it_renders() ->
 def test_a_send_reaches_rendering_without_what_only_other_work_needs(publication: Path) -> None:
     """A real `send` up to rendering (config, issues, the send log, the engine): address
     validation (email-validator, the CSV module), python-slugify, dateutil's recurrence rules,
-    the store's other repositories, the renderer's own modules and, with the file transport,
-    SMTP and TLS load only where they are used."""
+    the store's other repositories, the renderer's own modules, one-off mail (test copies),
+    PostgreSQL's group commit and, with the file transport, SMTP and TLS load only where
+    they are used."""
     args = ("--root", str(publication), "--now", PINNED_NOW, "send", SLUG, "--yes")
     modules = imported_by(*args, probe=BEFORE_RENDERING)
     assert "newsletter.delivery.send" in modules and "newsletter.store.sends" in modules
@@ -117,7 +118,7 @@ def test_a_send_reaches_rendering_without_what_only_other_work_needs(publication
         "newsletter.store.signups", "newsletter.store.ratelimits", "newsletter.content.markup",
         "newsletter.content.plaintext", "newsletter.content.scaffold",
         "newsletter.content.sizecheck", "newsletter.content.templatesource",
-        "newsletter.mail.smtp",
+        "newsletter.mail.smtp", "newsletter.mail.oneoff", "newsletter.delivery.groupcommit",
     }  # fmt: skip
     assert not modules & elsewhere, sorted(modules & elsewhere)
     assert "html.parser" not in modules  # the text part's, at rendering

@@ -28,7 +28,6 @@ import threading
 from pathlib import Path
 from typing import Protocol
 
-from newsletter.delivery.groupcommit import GroupCommit
 from newsletter.delivery.policy import Result
 from newsletter.errors import DeliveryError
 from newsletter.settings import Config
@@ -68,6 +67,8 @@ class Direct:
     """One transaction a message (threads of one process share it: GroupCommit)."""
 
     def __init__(self, log: SendLog) -> None:
+        from newsletter.delivery.groupcommit import GroupCommit  # a server's: not SQLite's start
+
         self.log = log
         self.group = GroupCommit(log.record_and_claim_many)
 

@@ -26,7 +26,6 @@ from newsletter.errors import DeliveryError
 from newsletter.mail import dkim
 from newsletter.mail.bodies import BodyEncoder
 from newsletter.mail.message import IssueMessage, Reader, message_id
-from newsletter.mail.oneoff import OneOffSender, OutgoingMail, recipient_for
 from newsletter.mail.transport import TransportFailure, open_transport
 from newsletter.store.records import DeliveryState
 from newsletter.store.sends import SendLog
@@ -206,6 +205,9 @@ def send_test(
 ) -> list[tuple[str, str]]:
     """One "[TEST] " copy to each reader, outside the send log (never counted as sent):
     a proof to the editor, drafts included. Returns (address, the server's reply) pairs."""
+    # Imported here: one-off mail is not on the way to a send's first message (bench/startup.py)
+    from newsletter.mail.oneoff import OneOffSender, OutgoingMail, recipient_for
+
     rendered, skeleton = prepare(config, issue, issues, test=True)
     replies: list[tuple[str, str]] = []
     with OneOffSender(config, slug=issue.slug) as mailer:
