@@ -3,6 +3,7 @@ loaded commands' listed help is their own (never wall-clock time: bench/startup.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import json
 import os
@@ -11,9 +12,10 @@ import sys
 from pathlib import Path
 
 import click
-from conftest import PINNED_NOW
+from conftest import PINNED_NOW, SAMPLE_TODAY
 
 from newsletter.cli.main import LAZY_COMMANDS, main
+from newsletter.startup import loading
 
 HEAVY = (
     "premailer",
@@ -134,3 +136,78 @@ def test_the_listed_help_is_each_commands_own() -> None:
         assert command.get_short_help_str(10**6) == short
         assert main.get_command(ctx, name) is command
     assert set(LAZY_COMMANDS) <= set(main.list_commands(ctx))  # with any added eagerly
+
+
+# Counts the collector's runs while the command line loads (click, the group), inside a
+# command's first load, inside the first render, and for allocations after them, in a fresh
+# interpreter: what newsletter.startup spares a start.
+COLLECTIONS = """
+import datetime, gc, json, sys
+from pathlib import Path
+runs = [0]
+gc.callbacks.append(lambda phase, info: phase == "stop" and runs.__setitem__(0, runs[0] + 1))
+import newsletter.startup
+counts = {}
+gc.collect()  # from an empty young generation: the few allocations before a pause trigger none
+before = runs[0]
+from newsletter.cli import main as group  # as the `newsletter` script starts
+counts["loading the command line"] = runs[0] - before
+import click
+gc.collect()
+before = runs[0]
+group.get_command(click.Context(group), "send")
+counts["loading send"] = runs[0] - before
+from newsletter.config import load_config
+from newsletter.content.issues import load_issues
+from newsletter.content.render import render_issue
+config = load_config(Path(sys.argv[1]))
+issues = load_issues(config, datetime.date.fromisoformat(sys.argv[2]))
+gc.collect()
+before = runs[0]
+render_issue(config, issues[0], issues)
+counts["first render"] = runs[0] - before
+before = runs[0]
+kept = [[number] for number in range(5_000)]  # 5,000 new containers: the collector runs
+counts["after"] = runs[0] - before
+print(json.dumps(counts))
+"""
+
+
+def test_a_commands_load_and_the_first_render_run_no_collection(publication: Path) -> None:
+    """Loading allocates objects that live until exit: no collection walks them (nor again
+    later), and the collector is back on for the work after."""
+    result = subprocess.run(
+        [sys.executable, "-c", COLLECTIONS, str(publication), SAMPLE_TODAY.isoformat()],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    counts = json.loads(result.stdout)
+    assert counts["loading the command line"] == counts["loading send"] == 0, counts
+    assert counts["first render"] == 0, counts
+    assert counts["after"] > 0, counts  # and it runs again once loading is over
+
+
+def test_loading_pauses_collection_and_freezes_what_it_loaded() -> None:
+    runs = [0]
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        runs[0] += phase == "stop"
+
+    gc.callbacks.append(count)
+    try:
+        frozen = gc.get_freeze_count()
+        with loading():
+            kept = [[index] for index in range(20_000)]  # 20,000 containers: ~28 collections
+            assert not gc.isenabled() and runs[0] == 0
+        assert gc.isenabled() and runs[0] == 0
+        assert gc.get_freeze_count() >= frozen + len(kept)
+        gc.disable()  # a caller that had it off keeps it off
+        try:
+            with loading():
+                pass
+            assert not gc.isenabled()
+        finally:
+            gc.enable()
+    finally:
+        gc.callbacks.remove(count)
+        gc.unfreeze()  # the rest of this test process collects as before

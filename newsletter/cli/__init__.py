@@ -1,5 +1,8 @@
 """The command line: parse, call one library function, print."""
 
-from newsletter.cli.main import main
+from newsletter.startup import loading
+
+with loading():  # click and the command group: what every command, `--help` too, loads first
+    from newsletter.cli.main import main
 
 __all__ = ["main"]

@@ -15,6 +15,7 @@ import click
 from click.core import ParameterSource
 
 from newsletter.errors import NewsletterError
+from newsletter.startup import loading
 
 # Each area keeps its commands in its own module, imported only when its command runs: the
 # modules pull in premailer, lxml, rich, dnspython, waitress..., ~0.7 s that `--help` or
@@ -107,7 +108,11 @@ class NewsletterGroup(click.Group):
         if cmd_name in self.commands or cmd_name not in LAZY_COMMANDS:
             return super().get_command(ctx, cmd_name)
         module, attribute, _ = LAZY_COMMANDS[cmd_name]
-        command = getattr(importlib.import_module(module), attribute)
+        if module in sys.modules:
+            command = getattr(sys.modules[module], attribute)
+        else:
+            with loading():
+                command = getattr(importlib.import_module(module), attribute)
         assert isinstance(command, click.Command), (module, attribute)
         return command
 

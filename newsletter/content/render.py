@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -22,6 +23,7 @@ from newsletter import links
 from newsletter.content.issues import Issue
 from newsletter.errors import TemplateError
 from newsletter.settings import Config
+from newsletter.startup import loading
 
 # What only rendering uses loads when an issue is rendered (a fast `send` start): jinja2,
 # premailer, Markdown (markup.py), the text part's HTML parser (plaintext.py), the template
@@ -270,6 +272,13 @@ def _uses_links(env: jinja2.Environment, name: str) -> bool:
 
 def render_issue(config: Config, issue: Issue, issues: list[Issue]) -> RenderedIssue:
     """Markdown, both templates and premailer: once per issue."""
+    if "premailer" in sys.modules:
+        return _render(config, issue, issues)
+    with loading():  # the process's first render: it loads the renderer's libraries
+        return _render(config, issue, issues)
+
+
+def _render(config: Config, issue: Issue, issues: list[Issue]) -> RenderedIssue:
     from newsletter.content.emailbody import email_fragment
     from newsletter.content.markup import render_markdown
 
