@@ -13,8 +13,8 @@ counts them): 13 collections while the command line loaded (~4 ms), 20 while `se
 permanent generation (gc.freeze), so no later collection walks it again. The price: garbage
 left in reference cycles while loading is kept until the process exits (~9,000 objects after
 the first render). Each use is a first load (a command module not imported yet, a process's
-first render), so that is paid once a process; worker processes forked later share the frozen
-pages untouched.
+first render), so that is paid once a process. Worker processes forked later inherit the
+frozen generation: their collections leave it alone too.
 """
 
 from __future__ import annotations
