@@ -75,7 +75,7 @@ def instrument(totals: Totals, dkim: bool) -> None:
     for claims in (journal.Journal, journal.Direct):  # SQLite's claim journal; a server's
         timed(claims, "commit", totals)
     if dkim:
-        timed(signing, "unsigned_header", totals, "prepare: DKIM header")
+        timed(signing, "unsigned_headers", totals, "prepare: DKIM header")
         timed(signing.Unsigned, "complete", totals, "prepare: RSA and its line")
 
 

@@ -32,6 +32,7 @@ from newsletter.settings import (
     Config,
     DeliveryConfig,
     DkimConfig,
+    Ed25519Config,
     ImapConfig,
     InboxConfig,
     ScheduleConfig,
@@ -50,6 +51,7 @@ __all__ = [
     "Config",
     "DeliveryConfig",
     "DkimConfig",
+    "Ed25519Config",
     "ImapConfig",
     "InboxConfig",
     "ScheduleConfig",
@@ -85,7 +87,9 @@ def load_config(root: Path, environ: Mapping[str, str] | None = None) -> Config:
     require_settings(data, path)
     config: Config = _build(Config, data, (), path, located, extra={"root": root})
     secrets = [config.delivery.smtp.password_env, config.inbox.imap.password_env]
-    secrets += [config.web.secret_env, (config.dkim or DkimConfig()).private_key_env]
+    dkim = config.dkim or DkimConfig()
+    secrets += [config.web.secret_env, dkim.private_key_env]
+    secrets.append((dkim.ed25519 or Ed25519Config()).private_key_env)
     secrets.append("NEWSLETTER_STORE_PASSWORD")  # the PostgreSQL store's (newsletter.store)
     check_variables(unknown, setting_variables(Config), secrets)
     _validate(config, path, located)

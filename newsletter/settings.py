@@ -108,11 +108,22 @@ class WebConfig:
 
 
 @dataclass(frozen=True)
+class Ed25519Config:
+    selector: str = ""
+    # The environment variable holding the PATH of the Ed25519 private key (PEM, or the base64
+    # key dkimpy's dknewkey writes), never the key.
+    private_key_env: str = "NEWSLETTER_DKIM_ED25519_KEY"
+
+
+@dataclass(frozen=True)
 class DkimConfig:
     selector: str = ""
     domain: str = ""
     # The environment variable holding the PATH of the PEM private key, never the key.
     private_key_env: str = "NEWSLETTER_DKIM_KEY"
+    # A second signature, Ed25519 (RFC 8463), beside the RSA one, in the same domain; null:
+    # RSA only. RSA stays: receivers that do not know Ed25519 verify the RSA signature.
+    ed25519: Ed25519Config | None = None
 
 
 @dataclass(frozen=True)

@@ -178,28 +178,29 @@ def test_missing_key_settings_are_one_line_config_errors(
     assert err.value.field == "dkim.selector"
 
 
-def test_the_web_mails_are_signed_too(config: Config, keys: KeyPair) -> None:
+def welcome_mail(config: Config, first_name: str) -> bytes:
+    """The web's welcome mail (the sign-up's) to reader@example.org, as `serve` sends it."""
     from newsletter.mail import webmail
 
     repo = replace(config, root=Path(__file__).resolve().parent.parent)
     web = "https://example.com/web/unsubscribe/abcdefghijklmnop"
-    mail = webmail.compose(
+    return webmail.compose(
         repo,
         webmail.mail_environment(repo),
         webmail.WELCOME_TEMPLATE,
         to="reader@example.org",
         now=datetime(2026, 1, 6, 9, tzinfo=UTC),
-        context={
-            "first_name": "Zoë\r\nBcc: x@evil.example",
-            "resource_url": None,
-            "unsubscribe_url": web,
-        },
+        context={"first_name": first_name, "resource_url": None, "unsubscribe_url": web},
         unsubscribe=("mailto:news+abcdefghijklmnop@example.com?subject=unsubscribe", web),
-    )
-    assert mail.data.startswith(b"DKIM-Signature: ")
-    assert signed_headers(mail.data) >= REQUIRED
-    assert dkimpy.verify(mail.data, dnsfunc=keys.dns)
-    message = email.message_from_bytes(mail.data)
+    ).data
+
+
+def test_the_web_mails_are_signed_too(config: Config, keys: KeyPair) -> None:
+    data = welcome_mail(config, "Zoë\r\nBcc: x@evil.example")
+    assert data.startswith(b"DKIM-Signature: ")
+    assert signed_headers(data) >= REQUIRED
+    assert dkimpy.verify(data, dnsfunc=keys.dns)
+    message = email.message_from_bytes(data)
     assert message["Bcc"] is None
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
@@ -214,9 +215,11 @@ def test_both_canonicalizations_verify_with_folded_non_ascii_headers(
     unsigned = issue_bytes(replace(config, dkim=None), subject=LONG_SUBJECT)
     assert b"=?utf-8?" in unsigned and b"\r\n " in unsigned.partition(b"\r\n\r\n")[0]
     key = dkim.private_key(config.dkim)  # type: ignore[arg-type]
-    header = dkim.unsigned_header(unsigned, selector=b"news2026", domain=b"example.com",
-                                  canonicalization=canonicalization, timestamp=1767690000,
-                                  ).complete(key)  # fmt: skip
+    (unsigned_header,) = dkim.unsigned_headers(
+        unsigned, signers=[(dkim.RSA_SHA256, b"news2026")], domain=b"example.com",
+        canonicalization=canonicalization, timestamp=1767690000,
+    )  # fmt: skip
+    header = unsigned_header.complete(key)
     signed = header + unsigned
     assert f"c={canonicalization.decode()};".encode() in header
     assert all(len(line) <= 78 for line in header.split(b"\r\n"))
@@ -448,44 +451,48 @@ def test_a_signature_from_pieces_is_the_signature_of_the_whole(
         patch.setattr(dkim, "sign_later", keep)
         data = skeleton.render(reader, html="<p>Hello  Zoë</p>\n", text="Hello\tZoë \n")
     key = dkim.private_key(config.dkim)  # type: ignore[arg-type]
-    common = dict(selector=b"news2026", domain=b"example.com", timestamp=1767690000)
-    whole = dkim.unsigned_header(
+    common = dict(signers=[(dkim.RSA_SHA256, b"news2026")], domain=b"example.com",
+                  timestamp=1767690000, canonicalization=canonicalization)  # fmt: skip
+    whole = dkim.unsigned_headers(data, **common)[0].complete(key)  # type: ignore[arg-type]
+    pieces = dkim.unsigned_headers(
         data,
-        canonicalization=canonicalization,
-        **common,  # type: ignore[arg-type]
-    ).complete(key)
-    pieces = dkim.unsigned_header(
-        data,
-        canonicalization=canonicalization,
         body=seen["body"],  # type: ignore[arg-type]
         head=seen["head"],  # type: ignore[arg-type]
         **common,  # type: ignore[arg-type]
-    ).complete(key)
+    )[0].complete(key)
     assert pieces == whole
     assert dkimpy.verify(pieces + data, dnsfunc=keys.dns)
 
 
-def test_signing_on_an_executor_gives_the_same_message(config: Config, keys: KeyPair) -> None:
-    """The send's way (the RSA operation on another thread) and the direct way agree."""
+THREAD_READERS = [Reader(f"r{n}@example.org", f"Reader {n}", f"token{n:027d}") for n in range(8)]
+
+
+def on_a_thread(config: Config) -> list[tuple[Reader, bytes, bytes]]:
+    """Each of THREAD_READERS' messages signed the send's way (on a signing thread) and
+    directly: (reader, the first, the second)."""
     from concurrent.futures import ThreadPoolExecutor
 
     skeleton = IssueMessage(
         config, slug="2026-01-notes", subject="Notes", date=datetime(2026, 1, 6, 9, tzinfo=UTC)
     )
-    readers = [Reader(f"r{n}@example.org", f"Reader {n}", f"token{n:027d}") for n in range(8)]
+    html, text = b"<p>Hi</p>\r\n", b"Hi\r\n"
     with ThreadPoolExecutor(1) as executor:
         later = [
-            skeleton.render_later(r, html=b"<p>Hi</p>\r\n", text=b"Hi\r\n", executor=executor)
-            for r in readers
+            skeleton.render_later(r, html=html, text=text, executor=executor)
+            for r in THREAD_READERS
         ]
-        for reader, pending in zip(readers, later, strict=True):
-            data = pending.result()
-            assert dkimpy.verify(data, dnsfunc=keys.dns)
-            assert (
-                email.message_from_bytes(data)["To"] == f"Reader {reader.email[1]} <{reader.email}>"
-            )
-            direct = skeleton.render_encoded(reader, html=b"<p>Hi</p>\r\n", text=b"Hi\r\n")
-            assert _unstamped(data) == _unstamped(direct)
+        return [
+            (reader, pending.result(), skeleton.render_encoded(reader, html=html, text=text))
+            for reader, pending in zip(THREAD_READERS, later, strict=True)
+        ]
+
+
+def test_signing_on_an_executor_gives_the_same_message(config: Config, keys: KeyPair) -> None:
+    """The send's way (the RSA operation on another thread) and the direct way agree."""
+    for reader, data, direct in on_a_thread(config):
+        assert dkimpy.verify(data, dnsfunc=keys.dns)
+        assert email.message_from_bytes(data)["To"] == f"Reader {reader.email[1]} <{reader.email}>"
+        assert _unstamped(data) == _unstamped(direct)
 
 
 def _unstamped(data: bytes) -> bytes:

@@ -87,7 +87,7 @@ class QuotedPrintableTemplate:
 
     def pieces(self, values: Sequence[str]) -> list[bytes]:
         """`fill` unjoined: the literals stay the same objects for every reader, so the DKIM
-        signer canonicalises each once per issue (newsletter.mail.dkim.unsigned_header's `body`)."""
+        signer canonicalises each once per issue (newsletter.mail.dkim.unsigned_headers' `body`)."""
         out = [self.literals[0]]
         encoded = {value: _qp_piece(value) for value in set(values)}  # slots repeat values
         for value, literal in zip(values, self.literals[1:], strict=True):

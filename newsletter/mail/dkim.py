@@ -2,14 +2,17 @@
 
 Gmail and Yahoo want bulk mail signed with the List-Unsubscribe headers covered, so a relay
 cannot add or rewrite the one-click URL. The key's PATH comes from the environment variable the
-config names; the key itself never sits in newsletter.yaml.
+config names; the key itself never sits in newsletter.yaml. With `dkim.ed25519: {selector,
+private_key_env}` each message also gets an Ed25519 signature (RFC 8463) in the same domain,
+beside the RSA one that receivers without Ed25519 verify: both cover the same headers and body
+hash, computed once.
 
 dkimpy does what it does well here: the canonicalisation policies and parsing the header
-lines (and, in the tests, verifying every signature). The RSA signature itself is OpenSSL's,
+lines (and, in the tests, verifying every signature). The signatures themselves are OpenSSL's,
 through the `cryptography` package: dkimpy's pure-Python RSA took ~11 ms a message; OpenSSL
-takes under a millisecond, and from cryptography 48 releases the GIL while it signs, so a send
-with a spare core signs the next message while the current one goes out (`sign_later`).
-Canonicalising fast and piece by piece (an issue's fixed parts once per issue):
+takes under a millisecond (Ed25519 ~60 us), and from cryptography 48 releases the GIL while it
+signs, so a send with a spare core signs the next message while the current one goes out
+(`sign_later`). Canonicalising fast and piece by piece (an issue's fixed parts once per issue):
 `newsletter.mail.canonical`.
 
 dkimpy (which imports dnspython) and cryptography are imported when a message is signed, not
@@ -19,6 +22,7 @@ with this module: a command that signs nothing does not pay for them (`newslette
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import hashlib
 import os
@@ -35,7 +39,12 @@ from newsletter.settings import Config, DkimConfig
 if TYPE_CHECKING:
     from concurrent.futures import Executor, Future
 
-    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+    SigningKey = rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+
+RSA_SHA256 = b"rsa-sha256"
+ED25519_SHA256 = b"ed25519-sha256"  # RFC 8463
 
 # Always signed, present or not: signing an absent header (a "null" signature) stops anyone
 # from adding it later, e.g. a List-Unsubscribe-Post on a message that had none.
@@ -58,55 +67,122 @@ DEFAULT_CANONICALIZATION = b"relaxed/relaxed"
 _FOLD = 76  # columns: the header stays within RFC 5322's 78 with its CRLF
 
 
-def key_path(settings: DkimConfig) -> Path:
-    """The private key file named by `$private_key_env`; ConfigError when unusable."""
-    if not settings.selector or not settings.domain:
-        missing = "selector" if not settings.selector else "domain"
-        raise ConfigError("expected a value when dkim is configured", field=f"dkim.{missing}")
-    raw = os.environ.get(settings.private_key_env)
+def key_path(env: str, field: str) -> Path:
+    """The private key file named by `$env`; ConfigError (naming `field`) when it is unset."""
+    raw = os.environ.get(env)
     if not raw:
         raise ConfigError(
-            f"the DKIM private key path is read from ${settings.private_key_env}, which is not set",
-            field="dkim.private_key_env",
+            f"the DKIM private key path is read from ${env}, which is not set", field=field
         )
     return Path(raw)
 
 
+def _named(settings: DkimConfig) -> None:
+    """ConfigError unless every signature has its selector and the domain is set."""
+    missing = [
+        name
+        for name, value in (("selector", settings.selector), ("domain", settings.domain))
+        if not value
+    ]
+    if settings.ed25519 is not None and not settings.ed25519.selector:
+        missing.append("ed25519.selector")
+    if missing:
+        raise ConfigError("expected a value when dkim is configured", field=f"dkim.{missing[0]}")
+
+
+def _version(path: Path) -> int:
+    """The key file's modification time: a key is parsed once per version (a rotated key is
+    picked up), and a message costs one stat, not a read."""
+    try:
+        return path.stat().st_mtime_ns
+    except OSError as exc:
+        raise ConfigError(f"cannot read the DKIM private key: {exc.strerror}", path=path) from None
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the DKIM private key: {exc.strerror}", path=path) from None
+
+
 @functools.lru_cache(maxsize=4)
-def _load_key(path: Path, mtime_ns: int) -> rsa.RSAPrivateKey:
-    """Read and check the key once per file version (a rotated key is picked up)."""
+def _load_rsa(path: Path, version: int) -> rsa.RSAPrivateKey:
+    """Read and check the key once per file version."""
     from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read the DKIM private key: {exc.strerror}", path=path) from None
+    data = _read(path)
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise ConfigError(f"not a PEM RSA private key ({exc})", path=path) from None
     if not isinstance(key, rsa.RSAPrivateKey):
-        raise ConfigError("not a PEM RSA private key (DKIM signs with RSA)", path=path)
+        raise ConfigError(
+            "not a PEM RSA private key (DKIM signs with RSA; an Ed25519 key goes in dkim.ed25519)",
+            path=path,
+        )
     if key.key_size < 1024:
         raise ConfigError(f"the key has {key.key_size} bits; DKIM needs 1024 or more", path=path)
     return key
 
 
+@functools.lru_cache(maxsize=4)
+def _load_ed25519(path: Path, version: int) -> ed25519.Ed25519PrivateKey:
+    """A PEM key (`openssl genpkey -algorithm ed25519`), or the base64 of its 32 bytes as
+    dkimpy's `dknewkey --ktype ed25519` writes it."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    data = _read(path)
+    key: object = None
+    if data.lstrip().startswith(b"-----BEGIN"):
+        with contextlib.suppress(ValueError, TypeError, UnsupportedAlgorithm):
+            key = serialization.load_pem_private_key(data, password=None)
+    else:
+        with contextlib.suppress(ValueError):
+            raw = base64.b64decode(b"".join(data.split()), validate=True)
+            key = ed25519.Ed25519PrivateKey.from_private_bytes(raw)
+    if not isinstance(key, ed25519.Ed25519PrivateKey):
+        raise ConfigError(
+            "not an Ed25519 private key (PEM, or the base64 key dknewkey writes)", path=path
+        )
+    return key
+
+
 def private_key(settings: DkimConfig) -> rsa.RSAPrivateKey:
-    path = key_path(settings)
-    try:
-        mtime = path.stat().st_mtime_ns
-    except OSError as exc:
-        raise ConfigError(f"cannot read the DKIM private key: {exc.strerror}", path=path) from None
-    return _load_key(path, mtime)
+    """The RSA key, read from the file `$private_key_env` names."""
+    _named(settings)
+    path = key_path(settings.private_key_env, "dkim.private_key_env")
+    return _load_rsa(path, _version(path))
+
+
+def ed25519_key(settings: DkimConfig) -> ed25519.Ed25519PrivateKey | None:
+    """The Ed25519 key of `dkim.ed25519`, if one is configured."""
+    if settings.ed25519 is None:
+        return None
+    _named(settings)
+    path = key_path(settings.ed25519.private_key_env, "dkim.ed25519.private_key_env")
+    return _load_ed25519(path, _version(path))
+
+
+def signers(settings: DkimConfig) -> list[tuple[bytes, str, SigningKey]]:
+    """(algorithm, selector, key) for each signature a message gets: RSA, then Ed25519."""
+    chosen: list[tuple[bytes, str, SigningKey]] = [
+        (RSA_SHA256, settings.selector, private_key(settings))
+    ]
+    key = ed25519_key(settings)
+    if settings.ed25519 is not None and key is not None:
+        chosen.append((ED25519_SHA256, settings.ed25519.selector, key))
+    return chosen
 
 
 def check(config: Config) -> None:
     """Fail early (serve, send) with a one-line error instead of at the first message."""
     if config.dkim is not None:
-        private_key(config.dkim)
+        signers(config.dkim)
 
 
 def sign(
@@ -116,15 +192,15 @@ def sign(
     body: Sequence[bytes] | None = None,
     head: Sequence[bytes] | None = None,
 ) -> bytes:
-    """`message` with a DKIM-Signature header prepended; unchanged when dkim is not configured.
-    `body`, `head`: the message's body and header block in pieces, if the caller has them
-    (see `unsigned_header`)."""
+    """`message` with its DKIM-Signature header(s) prepended; unchanged when dkim is not
+    configured. `body`, `head`: the message's body and header block in pieces, if the caller
+    has them (see `unsigned_headers`)."""
     return sign_later(config, message, body=body, head=head).result()
 
 
 class Pending:
-    """A message whose DKIM-Signature header is still being computed, by an executor's thread:
-    the RSA operation releases the GIL (cryptography >= 48), so it runs beside the sending
+    """A message whose DKIM-Signature headers are still being computed, by an executor's
+    thread: the signing releases the GIL (cryptography >= 48), so it runs beside the sending
     thread's socket writes and commits. `result()` is the signed message (waits for it)."""
 
     __slots__ = ("_header", "_message")
@@ -146,24 +222,29 @@ def sign_later(
     head: Sequence[bytes] | None = None,
     executor: Executor | None = None,
 ) -> Pending:
-    """`sign`, its RSA operation handed to `executor` when one is given (else done now)."""
+    """`sign`, its signing handed to `executor` when one is given (else done now)."""
     settings = config.dkim
     if settings is None:
         return Pending(message)
-    key = private_key(settings)
+    chosen = signers(settings)
     try:
-        header = unsigned_header(
+        headers = unsigned_headers(
             message,
-            selector=settings.selector.encode("ascii"),
+            signers=[(algorithm, selector.encode("ascii")) for algorithm, selector, _ in chosen],
             domain=settings.domain.encode("ascii"),
             body=body,
             head=head,
         )
     except UnicodeEncodeError as exc:
         raise ConfigError(f"cannot DKIM-sign: {exc}", field="dkim") from None
+    keys = [key for _, _, key in chosen]
     if executor is None:
-        return Pending(header.complete(key) + message)
-    return Pending(message, executor.submit(header.complete, key))
+        return Pending(_complete(headers, keys) + message)
+    return Pending(message, executor.submit(_complete, headers, keys))
+
+
+def _complete(headers: Sequence[Unsigned], keys: Sequence[SigningKey]) -> bytes:
+    return b"".join(header.complete(key) for header, key in zip(headers, keys, strict=True))
 
 
 @dataclass(frozen=True)
@@ -173,27 +254,33 @@ class Unsigned:
     value: bytes  # the header's value up to and including "b="
     data: bytes
 
-    def complete(self, key: rsa.RSAPrivateKey) -> bytes:
-        """The whole header line (CRLF-terminated), signed with `key`."""
+    def complete(self, key: SigningKey) -> bytes:
+        """The whole header line (CRLF-terminated), signed with `key` (the one its a= names)."""
         from cryptography.hazmat.primitives import hashes
-        from cryptography.hazmat.primitives.asymmetric import padding
+        from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-        encoded = base64.b64encode(key.sign(self.data, padding.PKCS1v15(), hashes.SHA256()))
+        if isinstance(key, rsa.RSAPrivateKey):
+            signature = key.sign(self.data, padding.PKCS1v15(), hashes.SHA256())
+        else:  # Ed25519 signs the data's SHA-256, not the data (RFC 8463 section 3)
+            signature = key.sign(hashlib.sha256(self.data).digest())
+        encoded = base64.b64encode(signature)
         lines = [encoded[i : i + _FOLD - 1] for i in range(0, len(encoded), _FOLD - 1)]
         return b"DKIM-Signature:" + self.value + b"\r\n\t" + b"\r\n\t".join(lines) + b"\r\n"
 
 
-def unsigned_header(
+def unsigned_headers(
     message: bytes,
     *,
-    selector: bytes,
+    signers: Sequence[tuple[bytes, bytes]],
     domain: bytes,
     canonicalization: bytes = DEFAULT_CANONICALIZATION,
     timestamp: int | None = None,
     body: Sequence[bytes] | None = None,
     head: Sequence[bytes] | None = None,
-) -> Unsigned:
-    """Everything of the signature but the RSA operation (`Unsigned.complete` does that).
+) -> list[Unsigned]:
+    """Everything of each signature but signing (`Unsigned.complete` does that), one for
+    each (algorithm, selector) of `signers`; the body hash and the signed header fields are
+    computed once for all of them.
 
     Every name in SIGNED_HEADERS is in h=, present or not, so nobody can add one later.
     `body` and `head`, when given, are the message's body and its header block (blank line
@@ -214,16 +301,20 @@ def unsigned_header(
         fields = fields or canonical.canonical_fields(policy, headers)
         digest = digest or hashlib.sha256(canonical.canonical_body(policy, whole)).digest()
     stamp = str(int(time.time()) if timestamp is None else timestamp).encode("ascii")
-    # b= goes last and on a line of its own, so the value hashed below (b= empty) is exactly the
-    # header a verifier sees once it strips the b= value, whatever the canonicalization.
-    value: bytes = (
-        b" v=1; a=rsa-sha256; c=" + bytes(policy.to_c_value()) + b";\r\n\td=" + domain
-        + b"; s=" + selector + b"; t=" + stamp + b";\r\n\t" + _NAMES
-        + b";\r\n\tbh=" + base64.b64encode(digest) + b";\r\n\tb="
-    )  # fmt: skip
-    (own,) = canonical.canonical_fields(policy, [(b"DKIM-Signature", value)])
-    signed = [*canonical.select_fields(fields, _INCLUDE), (own[0], own[1].rstrip())]
-    return Unsigned(value, b"".join(name + b":" + field for name, field in signed))
+    selected = canonical.select_fields(fields, _INCLUDE)
+    signed = b"".join(name + b":" + field for name, field in selected)
+    unsigned = []
+    for algorithm, selector in signers:
+        # b= goes last and on a line of its own, so the value hashed below (b= empty) is exactly
+        # the header a verifier sees once it strips the b= value, whatever the canonicalization.
+        value: bytes = (
+            b" v=1; a=" + algorithm + b"; c=" + bytes(policy.to_c_value()) + b";\r\n\td=" + domain
+            + b"; s=" + selector + b"; t=" + stamp + b";\r\n\t" + _NAMES
+            + b";\r\n\tbh=" + base64.b64encode(digest) + b";\r\n\tb="
+        )  # fmt: skip
+        (own,) = canonical.canonical_fields(policy, [(b"DKIM-Signature", value)])
+        unsigned.append(Unsigned(value, signed + own[0] + b":" + own[1].rstrip()))
+    return unsigned
 
 
 def _fold_names(names: list[bytes]) -> bytes:
