@@ -121,6 +121,11 @@ class DkimConfig:
     domain: str = ""
     # The environment variable holding the PATH of the PEM private key, never the key.
     private_key_env: str = "NEWSLETTER_DKIM_KEY"
+    # c= (RFC 6376 3.4), header/body: relaxed survives relays that refold headers or change
+    # blanks at line ends; simple breaks on any change.
+    canonicalization: Literal[
+        "relaxed/relaxed", "relaxed/simple", "simple/relaxed", "simple/simple"
+    ] = "relaxed/relaxed"
     # A second signature, Ed25519 (RFC 8463), beside the RSA one, in the same domain; null:
     # RSA only. RSA stays: receivers that do not know Ed25519 verify the RSA signature.
     ed25519: Ed25519Config | None = None

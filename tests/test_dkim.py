@@ -227,6 +227,43 @@ def test_both_canonicalizations_verify_with_folded_non_ascii_headers(
     assert not dkimpy.verify(signed.replace(b"Hello Zo=C3=AB", b"Hello Bob", 1), dnsfunc=keys.dns)
 
 
+@pytest.mark.parametrize(
+    "c", ["relaxed/relaxed", "relaxed/simple", "simple/relaxed", "simple/simple"]
+)
+def test_each_canonicalization_the_settings_allow_verifies_for_every_kind_of_mail(
+    config: Config, keys: KeyPair, c: str
+) -> None:
+    """`dkim.canonicalization` chosen: issue mail (its pieces' way, signed directly and on a
+    signing thread) and the web's mail, with folded non-ASCII headers and runs of blanks."""
+    assert config.dkim is not None
+    chosen = replace(config, dkim=replace(config.dkim, canonicalization=c))  # type: ignore[arg-type]
+    mails = [
+        issue_bytes(chosen, subject=LONG_SUBJECT),
+        welcome_mail(chosen, "Zoë  O'Neil,\tJr"),
+        *(data for _, data, _ in on_a_thread(chosen)),
+    ]
+    for data in mails:
+        signature = email.message_from_bytes(data)["DKIM-Signature"]
+        assert f"c={c};" in "".join(str(signature).split())
+        assert dkimpy.verify(data, dnsfunc=keys.dns)
+
+
+def test_a_canonicalization_newsletter_yaml_cannot_have_is_a_one_line_error(
+    publication: Path,
+) -> None:
+    from newsletter.config import load_config
+
+    path = publication / "newsletter.yaml"
+    path.write_text(
+        path.read_text(encoding="utf-8")
+        + "dkim: {selector: s, domain: example.com, canonicalization: loose/loose}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError, match="expected one of relaxed/relaxed") as err:
+        load_config(publication)
+    assert err.value.field == "dkim.canonicalization"
+
+
 def test_an_ed25519_or_short_key_is_a_one_line_error(
     config: Config, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

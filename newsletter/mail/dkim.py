@@ -62,8 +62,7 @@ SIGNED_HEADERS: tuple[str, ...] = (
     "Content-Type",
 )
 _INCLUDE = [name.lower().encode("ascii") for name in SIGNED_HEADERS]
-# relaxed body canonicalisation survives relays that re-wrap trailing whitespace
-DEFAULT_CANONICALIZATION = b"relaxed/relaxed"
+DEFAULT_CANONICALIZATION = b"relaxed/relaxed"  # DkimConfig.canonicalization's default
 _FOLD = 76  # columns: the header stays within RFC 5322's 78 with its CRLF
 
 
@@ -232,6 +231,7 @@ def sign_later(
             message,
             signers=[(algorithm, selector.encode("ascii")) for algorithm, selector, _ in chosen],
             domain=settings.domain.encode("ascii"),
+            canonicalization=settings.canonicalization.encode("ascii"),
             body=body,
             head=head,
         )
