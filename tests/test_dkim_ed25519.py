@@ -161,12 +161,12 @@ def test_the_ed25519_settings_fail_in_one_line(
     with pytest.raises(ConfigError, match=r"\$TEST_DKIM_ED25519_KEY, which is not set") as err:
         dkim.check(base)
     assert err.value.field == "dkim.ed25519.private_key_env"
+    (tmp_path / "short.key").write_bytes(base64.b64encode(b"x" * 31))
     for wrong, why in (
         (keys.rsa.private_path, "not an Ed25519 private key"),  # the RSA key in its place
         (tmp_path / "missing.key", "cannot read the DKIM private key"),
         (tmp_path / "short.key", "not an Ed25519 private key"),
     ):
-        (tmp_path / "short.key").write_bytes(base64.b64encode(b"x" * 31))
         monkeypatch.setenv("TEST_DKIM_ED25519_KEY", str(wrong))
         with pytest.raises(ConfigError, match=why):
             dkim.sign(base, b"From: a@example.com\r\n\r\nx\r\n")
