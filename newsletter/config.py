@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 import zoneinfo
@@ -62,6 +63,11 @@ __all__ = [
 ]
 
 CONFIG_FILE = "newsletter.yaml"
+# A DKIM selector or domain: dot-separated labels of letters, digits, hyphens (and the
+# underscores some providers' selectors have), each starting and ending with a letter or digit.
+_DNS_NAME = re.compile(
+    r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)*"
+)
 ENV_PREFIX = "NEWSLETTER_"
 
 
@@ -290,10 +296,9 @@ def store_problem(value: str) -> str | None:
 def _validate(config: Config, file: Path, located: LocatedYaml) -> None:
     """Checks beyond types: values that parse but cannot work."""
 
-    def fail(message: str, *keypath: str) -> None:
-        raise ConfigError(
-            message, path=file, line=located.line_of(*keypath), field=".".join(keypath)
-        )
+    def fail(message: str, *keypath: str, line: int | None = None) -> None:
+        line = located.line_of(*keypath) if line is None else line
+        raise ConfigError(message, path=file, line=line, field=".".join(keypath))
 
     if not config.base_url.startswith(("http://", "https://")) or not config.base_url.endswith("/"):
         fail("expected an http(s) URL ending in '/'", "base_url")
@@ -339,3 +344,15 @@ def _validate(config: Config, file: Path, located: LocatedYaml) -> None:
     action = config.archive.subscribe_action
     if action is not None and not action.startswith(("http://", "https://")):
         fail("expected an http(s) URL for the subscribe form", "archive", "subscribe_action")
+    if config.dkim is not None:
+        names: list[tuple[tuple[str, ...], str]] = [
+            (("dkim", "selector"), config.dkim.selector),
+            (("dkim", "domain"), config.dkim.domain),
+        ]
+        if config.dkim.ed25519 is not None:
+            names.append((("dkim", "ed25519", "selector"), config.dkim.ed25519.selector))
+        for where, name in names:  # each goes into the DKIM-Signature header and a DNS name
+            if not _DNS_NAME.fullmatch(name):
+                line = located.line_of(*where) or located.line_of(*where[:-1])  # left out
+                expected = "expected a DNS name like news2026 or example.com"
+                fail(f"{expected}, got {name!r}", *where, line=line)

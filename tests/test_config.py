@@ -190,6 +190,15 @@ def test_unknown_nested_key_names_the_dotted_path(publication: Path) -> None:
         ("name: X\nfrom: Leader Notes\n", 2, "from", "expected an address like"),
         ("reply_to: news at example\n", 1, "reply_to", "expected an address like"),
         ("name: X\nname: Y\n", 2, "name", "duplicate key (also on line 1)"),
+        # DKIM's names go into the DKIM-Signature header and DNS; a left-out one: its section
+        ("dkim: {selector: 's1; x=y', domain: example.com}\n", 1, "dkim.selector",
+         "expected a DNS name like news2026 or example.com, got 's1; x=y'"),
+        ("dkim: {selector: s1, domain: exa mple.com}\n", 1, "dkim.domain", "expected a DNS name"),
+        ("dkim:\n  selector: s1\n  domain: example.com\n  ed25519: {private_key_env: K}\n", 4,
+         "dkim.ed25519.selector", "expected a DNS name like news2026 or example.com, got ''"),
+        ("dkim:\n  domain: example.com\n", 1, "dkim.selector", "got ''"),
+        ("dkim: {selector: s1, domain: example.com, canonicalization: loose}\n", 1,
+         "dkim.canonicalization", "expected one of relaxed/relaxed | relaxed/simple"),
     ],
 )  # fmt: skip
 def test_wrong_type_or_value_names_key_and_line(
