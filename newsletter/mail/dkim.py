@@ -153,7 +153,6 @@ def _load_ed25519(path: Path, version: int) -> ed25519.Ed25519PrivateKey:
 
 def private_key(settings: DkimConfig) -> rsa.RSAPrivateKey:
     """The RSA key, read from the file `$private_key_env` names."""
-    _named(settings)
     path = key_path(settings.private_key_env, "dkim.private_key_env")
     return _load_rsa(path, _version(path))
 
@@ -162,13 +161,13 @@ def ed25519_key(settings: DkimConfig) -> ed25519.Ed25519PrivateKey | None:
     """The Ed25519 key of `dkim.ed25519`, if one is configured."""
     if settings.ed25519 is None:
         return None
-    _named(settings)
     path = key_path(settings.ed25519.private_key_env, "dkim.ed25519.private_key_env")
     return _load_ed25519(path, _version(path))
 
 
 def signers(settings: DkimConfig) -> list[tuple[bytes, str, SigningKey]]:
     """(algorithm, selector, key) for each signature a message gets: RSA, then Ed25519."""
+    _named(settings)
     chosen: list[tuple[bytes, str, SigningKey]] = [
         (RSA_SHA256, settings.selector, private_key(settings))
     ]
